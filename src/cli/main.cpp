@@ -1,0 +1,35 @@
+// certcustody: the executable. Thin: parse argv, run one command, print the
+// result or the named error, exit non-zero on error.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "common/secure_buffer.h"
+
+int main(int argc, char** argv) {
+  certcustody::harden_process();
+  CLI::App app{"certcustody — certificate connector with keys held in an HSM or TPM"};
+  app.require_subcommand(1);
+  certcustody::cli::Globals g;
+  app.add_option("--config", g.config, "configuration file (default: $CERTCUSTODY_CONFIG)");
+  certcustody::cli::Action action;
+  certcustody::cli::add_token_commands(app, g, action);
+  certcustody::cli::add_ra_commands(app, g, action);
+  certcustody::cli::add_kek_commands(app, g, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!action) {
+    std::fputs(app.help().c_str(), stderr);
+    return 2;
+  }
+  certcustody::Status s = action();
+  if (!s) {
+    std::fprintf(stderr, "%s\n", s.error().to_string().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,136 @@
+#include "config/config.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace certcustody {
+namespace {
+
+constexpr const char* kConfigRemedy = "fix the configuration file (see hsm-config/certcustody.toml.example)";
+
+std::string where(const std::string& file, const toml::source_region& r) {
+  return file + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+}
+
+Error config_error(const std::string& code, const std::string& at, const std::string& key,
+                   const std::string& problem, const std::string& remedy = kConfigRemedy) {
+  return Error{code, at + ": key " + key + ": " + problem, remedy};
+}
+
+// Reads one required/optional string; `out` stays untouched when absent.
+Status read_string(const toml::table& tbl, const std::string& file, const std::string& section,
+                   const char* key, bool required, std::string& out) {
+  const toml::node* n = tbl.get(key);
+  std::string full = section + "." + key;
+  if (n == nullptr) {
+    if (!required) return {};
+    return config_error("config.missing_key", where(file, tbl.source()), full, "is required but missing",
+                        "add `" + std::string(key) + " = \"...\"` under [" + section + "]");
+  }
+  const auto* s = n->as_string();
+  if (s == nullptr)
+    return config_error("config.wrong_type", where(file, n->source()), full, "must be a string");
+  if (s->get().empty())
+    return config_error("config.empty_value", where(file, n->source()), full, "must not be empty");
+  if (s->get().find('\0') != std::string::npos)
+    return config_error("config.invalid_value", where(file, n->source()), full, "contains a NUL character");
+  out = s->get();
+  return {};
+}
+
+Status reject_unknown(const toml::table& tbl, const std::string& file, const std::string& section,
+                      const std::set<std::string>& known) {
+  for (const auto& [k, v] : tbl) {
+    if (!known.contains(std::string(k.str())))
+      return config_error("config.unknown_key", where(file, v.source()), section + "." + std::string(k.str()),
+                          "is not a known key (a typo?)");
+  }
+  return {};
+}
+
+Result<const toml::table*> section(const toml::table& root, const std::string& file, const char* name) {
+  const toml::node* n = root.get(name);
+  if (n == nullptr)
+    return Error{"config.missing_section", file + ": section [" + std::string(name) + "] is missing",
+                 "add a [" + std::string(name) + "] table (see hsm-config/certcustody.toml.example)"};
+  if (!n->is_table())
+    return config_error("config.wrong_type", where(file, n->source()), name, "must be a table");
+  return n->as_table();
+}
+
+// Relative paths are taken relative to the configuration file's directory.
+std::string resolve_relative(const std::string& source_name, const std::string& value) {
+  std::filesystem::path p(value);
+  if (p.is_absolute()) return value;
+  return (std::filesystem::path(source_name).parent_path() / p).lexically_normal().string();
+}
+
+Status parse_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  CC_TRY(reject_unknown(c, file, "custody", {"backend", "module", "token", "pin_file", "sessions"}));
+  CC_TRY(read_string(c, file, "custody", "backend", true, out.backend));
+  if (out.backend != "pkcs11")
+    return config_error("config.invalid_value", where(file, c.get("backend")->source()), "custody.backend",
+                        "\"" + out.backend + "\" is not a backend this build offers",
+                        "set backend = \"pkcs11\"");
+  CC_TRY(read_string(c, file, "custody", "module", true, out.module));
+  CC_TRY(read_string(c, file, "custody", "token", true, out.token));
+  CC_TRY(read_string(c, file, "custody", "pin_file", true, out.pin_file));
+  if (out.token.rfind("pkcs11:", 0) != 0)
+    return config_error("config.invalid_value", where(file, c.get("token")->source()), "custody.token",
+                        "must be an RFC 7512 URI starting with \"pkcs11:\"",
+                        "set token = \"pkcs11:token=<label>\"");
+  if (out.module.find('/') != std::string::npos) out.module = resolve_relative(file, out.module);
+  if (out.pin_file.find('/') != std::string::npos) out.pin_file = resolve_relative(file, out.pin_file);
+  if (const toml::node* n = c.get("sessions")) {
+    auto v = n->value<int64_t>();
+    if (!v || *v < 1 || *v > 256)
+      return config_error("config.invalid_value", where(file, n->source()), "custody.sessions",
+                          "must be an integer from 1 to 256");
+    out.sessions = static_cast<unsigned>(*v);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> resolve_config_path(const std::optional<std::string>& flag) {
+  if (flag && !flag->empty()) return *flag;
+  if (const char* env = std::getenv("CERTCUSTODY_CONFIG"); env != nullptr && *env != '\0') return std::string(env);
+  return Error{"config.not_given", "no configuration file was named",
+               "pass --config FILE or set CERTCUSTODY_CONFIG=FILE"};
+}
+
+Result<Config> parse_config(const std::string& text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    return Error{"config.syntax", where(source_name, e.source()) + ": " + std::string(e.description()),
+                 "correct the TOML syntax at that line"};
+  }
+  Config cfg;
+  cfg.path = source_name;
+  CC_TRY_ASSIGN(const toml::table* custody, section(root, source_name, "custody"));
+  CC_TRY(parse_custody(*custody, source_name, cfg.custody));
+  CC_TRY_ASSIGN(const toml::table* state, section(root, source_name, "state"));
+  CC_TRY(reject_unknown(*state, source_name, "state", {"dir"}));
+  CC_TRY(read_string(*state, source_name, "state", "dir", true, cfg.state.dir));
+  cfg.state.dir = resolve_relative(source_name, cfg.state.dir);
+  return cfg;
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Error{"config.unreadable", "cannot read configuration file " + path,
+                 "check that the file exists and is readable by this user"};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace certcustody

@@ -1,0 +1,87 @@
+// The backend-neutral face of key custody: the only way the rest of
+// certcustody uses a private or secret key. Keys are named by label; their
+// values never leave the token — only public keys, signatures and ciphertexts do.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/ossl.h"
+#include "common/secure_buffer.h"
+
+namespace certcustody {
+
+enum class KeyType { rsa2048, rsa3072, rsa4096, ec_p256, ec_p384 };
+enum class SignScheme { rsa_pkcs1, rsa_pss, ecdsa };
+enum class HashAlg { sha1, sha256, sha384, sha512 };
+
+Result<KeyType> parse_key_type(const std::string& s);  // "rsa2048", "ec-p256", ...
+std::string key_type_name(KeyType t);
+const char* hash_name(HashAlg h);                      // OpenSSL name, "SHA256"
+std::size_t hash_size(HashAlg h);
+
+enum class ObjectKind { private_key, public_key, secret_key, certificate, other };
+
+// What a token object is, without any secret.
+struct ObjectInfo {
+  ObjectKind kind = ObjectKind::other;
+  std::string label;
+  Bytes id;                   // CKA_ID
+  std::string algorithm;      // "RSA", "EC", "AES", "X.509"
+  unsigned bits = 0;          // RSA modulus / AES key / EC field size
+  std::string curve;          // "P-256" for EC keys
+  bool sensitive = false;
+  bool extractable = false;
+  bool always_sensitive = false;
+  bool never_extractable = false;
+  bool local = false;         // generated inside the token
+};
+
+// AES-GCM output: the IV chosen by the token side, and ciphertext || tag.
+struct GcmCiphertext {
+  Bytes iv;
+  Bytes ciphertext_and_tag;
+};
+
+class KeyCustody {
+ public:
+  virtual ~KeyCustody() = default;
+
+  // Key pairs and secret keys are generated inside the token, sensitive and
+  // non-extractable. Fails with custody.label_exists when the label is taken.
+  virtual Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type) = 0;
+  virtual Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) = 0;
+
+  virtual Result<std::vector<ObjectInfo>> list_objects() = 0;
+  // The private (or secret) key with this label.
+  virtual Result<ObjectInfo> find_key(const std::string& label) = 0;
+  virtual Result<EvpPkeyPtr> public_key(const std::string& label) = 0;
+
+  // `digest` is the hash of the message, computed by the caller in software.
+  // ECDSA signatures are returned DER-encoded (ECDSA-Sig-Value).
+  virtual Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
+                                    std::span<const std::uint8_t> digest) = 0;
+  // Hashes `message` in software, then signs the digest in the token.
+  Result<Bytes> sign(const std::string& label, SignScheme scheme, HashAlg hash,
+                     std::span<const std::uint8_t> message);
+
+  virtual Result<Bytes> rsa_oaep_encrypt(const std::string& label, HashAlg hash,
+                                         std::span<const std::uint8_t> plaintext) = 0;
+  virtual Result<SecureBytes> rsa_oaep_decrypt(const std::string& label, HashAlg hash,
+                                               std::span<const std::uint8_t> ciphertext) = 0;
+  virtual Result<GcmCiphertext> aes_gcm_encrypt(const std::string& label, std::span<const std::uint8_t> plaintext,
+                                                std::span<const std::uint8_t> aad) = 0;
+  virtual Result<SecureBytes> aes_gcm_decrypt(const std::string& label, const GcmCiphertext& in,
+                                              std::span<const std::uint8_t> aad) = 0;
+
+  // Stores a certificate (DER) beside the key pair `label` (same CKA_ID and
+  // label). The caller has checked that the certificate matches the key.
+  virtual Status store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) = 0;
+  virtual Result<std::optional<Bytes>> find_certificate(const std::string& label) = 0;
+};
+
+}  // namespace certcustody

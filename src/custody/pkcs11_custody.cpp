@@ -1,0 +1,323 @@
+#include "custody/pkcs11_custody.h"
+
+#include <openssl/rand.h>
+
+#include <cstring>
+
+#include "custody/mechanisms.h"
+
+namespace certcustody {
+namespace {
+
+constexpr std::size_t kGcmIvSize = 12;   // NIST SP 800-38D §8.2: 96-bit IVs
+constexpr CK_ULONG kGcmTagBits = 128;
+
+Error key_not_found(const std::string& what, const std::string& label, const CkContext& c) {
+  return Error{"custody.key_not_found", what + " '" + label + "' is not on token " + c.token,
+               "list the token with `certcustody token info`; create the key (`certcustody ra keygen` / "
+               "`certcustody kek create`) or fix the label",
+               CKR_KEY_HANDLE_INVALID};
+}
+
+const char* class_name(CK_OBJECT_CLASS cls) {
+  switch (cls) {
+    case CKO_PRIVATE_KEY: return "private key";
+    case CKO_PUBLIC_KEY: return "public key";
+    case CKO_SECRET_KEY: return "secret key";
+    case CKO_CERTIFICATE: return "certificate";
+    default: return "object";
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Pkcs11Custody>> Pkcs11Custody::open(const CustodyConfig& config) {
+  CC_TRY_ASSIGN(auto module, Pkcs11Module::load(config.module));
+  CC_TRY_ASSIGN(TokenUri uri, TokenUri::parse(config.token));
+  CC_TRY_ASSIGN(PinSource pin, PinSource::from_config(config.pin_file));
+  CC_TRY_ASSIGN(auto pool, TokenSessionPool::open(std::move(module), std::move(uri), std::move(pin),
+                                                  TokenSessionPool::Options{config.sessions}));
+  return std::unique_ptr<Pkcs11Custody>(new Pkcs11Custody(std::move(pool)));
+}
+
+void Pkcs11Custody::forget(CK_OBJECT_CLASS cls, const std::string& label) {
+  std::lock_guard l(cache_mu_);
+  cache_.erase({cls, label});
+}
+
+Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_CLASS cls, const std::string& label) {
+  {
+    std::lock_guard l(cache_mu_);
+    auto it = cache_.find({cls, label});
+    if (it != cache_.end() && it->second.generation == s.generation()) return it->second;
+  }
+  CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
+  if (!found) return key_not_found(class_name(cls), label, pool_->context());
+  KeyHandle k;
+  k.handle = *found;
+  k.generation = s.generation();
+  CC_TRY_ASSIGN(Bytes kt, s.attribute(k.handle, CKA_KEY_TYPE, label));
+  if (kt.size() == sizeof(CK_KEY_TYPE)) std::memcpy(&k.type, kt.data(), sizeof k.type);
+  if (cls == CKO_PRIVATE_KEY && k.type == CKK_RSA) {
+    if (auto m = s.attribute(k.handle, CKA_MODULUS, label)) k.signature_size = m->size();
+  } else if (cls == CKO_PRIVATE_KEY && k.type == CKK_EC) {
+    if (auto p = s.attribute(k.handle, CKA_EC_PARAMS, label)) k.signature_size = ecdsa_signature_size(*p);
+  }
+  std::lock_guard l(cache_mu_);
+  cache_[{cls, label}] = k;
+  return k;
+}
+
+Status Pkcs11Custody::require_free_label(TokenSession& s, const std::string& label) {
+  if (label.empty() || label.size() > 128)
+    return Error{"custody.label_invalid", "a key label must have 1 to 128 characters", "choose another label"};
+  for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY}) {
+    CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
+    if (found)
+      return Error{"custody.label_exists", "token " + pool_->context().token + " already holds a key labelled '" +
+                                               label + "'",
+                   "choose another label, or remove the old key with the HSM vendor's tool if it is retired"};
+  }
+  return {};
+}
+
+Result<ObjectInfo> Pkcs11Custody::generate_key_pair(const std::string& label, KeyType type) {
+  return pool_->run([&](TokenSession& s) -> Result<ObjectInfo> {
+    CC_TRY(require_free_label(s, label));
+    CC_TRY_ASSIGN(Bytes id, s.random(16));
+    CC_TRY_ASSIGN(auto pair, s.generate_key_pair(label, id, type));
+    return s.describe(pair.second);
+  });
+}
+
+Result<ObjectInfo> Pkcs11Custody::generate_secret_key(const std::string& label, unsigned bits) {
+  return pool_->run([&](TokenSession& s) -> Result<ObjectInfo> {
+    CC_TRY(require_free_label(s, label));
+    CC_TRY_ASSIGN(Bytes id, s.random(16));
+    CC_TRY_ASSIGN(CK_OBJECT_HANDLE h, s.generate_aes_key(label, id, bits, true));
+    return s.describe(h);
+  });
+}
+
+Result<std::vector<ObjectInfo>> Pkcs11Custody::list_objects() {
+  return pool_->run([&](TokenSession& s) -> Result<std::vector<ObjectInfo>> {
+    CC_TRY_ASSIGN(auto handles, s.find({}, 4096));
+    std::vector<ObjectInfo> out;
+    for (CK_OBJECT_HANDLE h : handles) {
+      CC_TRY_ASSIGN(ObjectInfo info, s.describe(h));
+      out.push_back(std::move(info));
+    }
+    return out;
+  });
+}
+
+Result<ObjectInfo> Pkcs11Custody::find_key(const std::string& label) {
+  return pool_->run([&](TokenSession& s) -> Result<ObjectInfo> {
+    for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_SECRET_KEY}) {
+      CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
+      if (found) return s.describe(*found);
+    }
+    return key_not_found("key", label, pool_->context());
+  });
+}
+
+Result<EvpPkeyPtr> Pkcs11Custody::public_key(const std::string& label) {
+  return with_key(CKO_PUBLIC_KEY, label,
+                  [&](TokenSession& s, const KeyHandle& k) { return s.public_key(k.handle, label); });
+}
+
+Result<Bytes> Pkcs11Custody::sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
+                                         std::span<const std::uint8_t> digest) {
+  if (digest.size() != hash_size(hash))
+    return Error{"custody.digest_length", "a " + std::string(hash_name(hash)) + " digest has " +
+                                              std::to_string(hash_size(hash)) + " bytes, not " +
+                                              std::to_string(digest.size()),
+                 "pass the digest of the message, not the message"};
+  Bytes input;
+  if (scheme == SignScheme::rsa_pkcs1) {
+    CC_TRY_ASSIGN(input, digest_info(hash, digest));
+  } else {
+    input.assign(digest.begin(), digest.end());
+  }
+  CK_RSA_PKCS_PSS_PARAMS pss{ck_hash(hash), ck_mgf1(hash), hash_size(hash)};
+  CK_MECHANISM mech{CKM_RSA_PKCS, nullptr, 0};
+  if (scheme == SignScheme::rsa_pss) mech = CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof pss};
+  if (scheme == SignScheme::ecdsa) mech.mechanism = CKM_ECDSA;
+  const bool want_ec = scheme == SignScheme::ecdsa;
+
+  return with_key(CKO_PRIVATE_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
+    if ((k.type == CKK_EC) != want_ec)
+      return Error{"custody.scheme_mismatch", "key '" + label + "' is " + (k.type == CKK_EC ? "EC" : "RSA") +
+                                                  " and cannot make this kind of signature",
+                   "use ECDSA with EC keys and PKCS#1 v1.5 or PSS with RSA keys"};
+    CK_MECHANISM m = mech;
+    CC_TRY_ASSIGN(Bytes sig, s.sign(k.handle, m, input, k.signature_size, label));
+    if (want_ec) return ecdsa_raw_to_der(sig);
+    return sig;
+  });
+}
+
+Result<Bytes> Pkcs11Custody::rsa_oaep_encrypt(const std::string& label, HashAlg hash,
+                                              std::span<const std::uint8_t> plaintext) {
+  return with_key(CKO_PUBLIC_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
+    CK_RSA_PKCS_OAEP_PARAMS p{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
+    CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
+    return s.encrypt(k.handle, m, plaintext, label);
+  });
+}
+
+Result<SecureBytes> Pkcs11Custody::rsa_oaep_decrypt(const std::string& label, HashAlg hash,
+                                                    std::span<const std::uint8_t> ciphertext) {
+  return with_key(CKO_PRIVATE_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<SecureBytes> {
+    CK_RSA_PKCS_OAEP_PARAMS p{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
+    CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
+    return s.decrypt(k.handle, m, ciphertext, label);
+  });
+}
+
+Result<GcmCiphertext> Pkcs11Custody::aes_gcm_encrypt(const std::string& label, std::span<const std::uint8_t> plaintext,
+                                                     std::span<const std::uint8_t> aad) {
+  GcmCiphertext out;
+  out.iv.resize(kGcmIvSize);
+  if (RAND_bytes(out.iv.data(), static_cast<int>(out.iv.size())) != 1)
+    return openssl_error("crypto.random_failed", "no random IV could be drawn", "check the system entropy source");
+  auto r = with_key(CKO_SECRET_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
+    CK_GCM_PARAMS p{out.iv.data(), out.iv.size(), out.iv.size() * 8, const_cast<CK_BYTE*>(aad.data()),
+                    aad.size(), kGcmTagBits};
+    CK_MECHANISM m{CKM_AES_GCM, &p, sizeof p};
+    return s.encrypt(k.handle, m, plaintext, label);
+  });
+  if (!r) return r.error();
+  out.ciphertext_and_tag = std::move(r.value());
+  return out;
+}
+
+Result<SecureBytes> Pkcs11Custody::aes_gcm_decrypt(const std::string& label, const GcmCiphertext& in,
+                                                   std::span<const std::uint8_t> aad) {
+  if (in.iv.size() != kGcmIvSize || in.ciphertext_and_tag.size() < kGcmTagBits / 8)
+    return Error{"custody.ciphertext_invalid", "the AES-GCM input is truncated (IV or tag missing)",
+                 "the stored data is damaged; restore it from backup"};
+  return with_key(CKO_SECRET_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<SecureBytes> {
+    Bytes iv = in.iv;
+    CK_GCM_PARAMS p{iv.data(), iv.size(), iv.size() * 8, const_cast<CK_BYTE*>(aad.data()), aad.size(), kGcmTagBits};
+    CK_MECHANISM m{CKM_AES_GCM, &p, sizeof p};
+    return s.decrypt(k.handle, m, in.ciphertext_and_tag, label);
+  });
+}
+
+Status Pkcs11Custody::store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) {
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert)
+    return openssl_error("custody.certificate_invalid", "the certificate is not valid DER X.509",
+                         "give a PEM or DER X.509 certificate");
+  auto i2d_name = [](X509_NAME* n) {
+    Bytes out(static_cast<std::size_t>(i2d_X509_NAME(n, nullptr)));
+    unsigned char* q = out.data();
+    i2d_X509_NAME(n, &q);
+    return out;
+  };
+  Bytes subject = i2d_name(X509_get_subject_name(cert.get()));
+  Bytes issuer = i2d_name(X509_get_issuer_name(cert.get()));
+  Bytes serial(static_cast<std::size_t>(i2d_ASN1_INTEGER(X509_get_serialNumber(cert.get()), nullptr)));
+  unsigned char* q = serial.data();
+  i2d_ASN1_INTEGER(X509_get_serialNumber(cert.get()), &q);
+
+  return pool_->run([&](TokenSession& s) -> Status {
+    CC_TRY_ASSIGN(auto priv, s.find_by_label(CKO_PRIVATE_KEY, label));
+    if (!priv) return key_not_found("private key", label, pool_->context());
+    CC_TRY_ASSIGN(Bytes id, s.attribute(*priv, CKA_ID, label));
+    CC_TRY_ASSIGN(auto old, s.find_by_label(CKO_CERTIFICATE, label));
+    if (old && !replace)
+      return Error{"custody.certificate_exists", "token already holds a certificate labelled '" + label + "'",
+                   "pass --replace to renew the RA certificate"};
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_CERTIFICATE_TYPE, &ct, sizeof ct},
+        {CKA_TOKEN, &yes, sizeof yes},
+        {CKA_PRIVATE, &no, sizeof no},
+        {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+        {CKA_ID, id.data(), id.size()},
+        {CKA_SUBJECT, subject.data(), subject.size()},
+        {CKA_ISSUER, issuer.data(), issuer.size()},
+        {CKA_SERIAL_NUMBER, serial.data(), serial.size()},
+        {CKA_VALUE, const_cast<std::uint8_t*>(der.data()), der.size()},
+    };
+    // The new certificate is stored before the old one goes, so a failure in
+    // between never leaves the key without a certificate.
+    CC_TRY(s.create_object(tmpl, "certificate '" + label + "'"));
+    if (old) CC_TRY(s.destroy_object(*old, "old certificate '" + label + "'"));
+    return {};
+  });
+}
+
+Result<std::optional<Bytes>> Pkcs11Custody::find_certificate(const std::string& label) {
+  return pool_->run([&](TokenSession& s) -> Result<std::optional<Bytes>> {
+    CC_TRY_ASSIGN(auto h, s.find_by_label(CKO_CERTIFICATE, label));
+    if (!h) return std::optional<Bytes>{};
+    CC_TRY_ASSIGN(Bytes der, s.attribute(*h, CKA_VALUE, label));
+    return std::optional<Bytes>{std::move(der)};
+  });
+}
+
+Status init_token(Pkcs11Module& module, const std::string& label, const SecureBytes& so_pin,
+                  const SecureBytes& user_pin) {
+  if (label.empty() || label.size() > 32)
+    return Error{"custody.label_invalid", "a token label has 1 to 32 characters", "choose a shorter label"};
+  auto fail = [&](CK_RV rv, const std::string& op) { return ck_error(rv, CkContext{op, "token=" + label, {}, {}}); };
+  CC_TRY(module.initialize());
+  CK_ULONG n = 0;
+  CK_RV rv = P11_CALL(module, C_GetSlotList, CK_TRUE, nullptr, &n);
+  std::vector<CK_SLOT_ID> ids(n);
+  if (rv == CKR_OK && n) rv = P11_CALL(module, C_GetSlotList, CK_TRUE, ids.data(), &n);
+  if (rv != CKR_OK) return fail(rv, "C_GetSlotList");
+  ids.resize(n);
+  std::optional<CK_SLOT_ID> free_slot;
+  for (CK_SLOT_ID id : ids) {
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(module, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) && p11_text(ti.label, sizeof ti.label) == label)
+      return Error{"custody.token_exists", "a token labelled '" + label + "' is already initialised",
+                   "use it, or choose another label; re-initialising would destroy its keys"};
+    if (!(ti.flags & CKF_TOKEN_INITIALIZED) && !free_slot) free_slot = id;
+  }
+  if (!free_slot)
+    return Error{"custody.no_free_slot", "no slot with an uninitialised token in " + module.path(),
+                 "free a slot (HSM partition) for certcustody"};
+  unsigned char padded[32];
+  std::memset(padded, ' ', sizeof padded);
+  std::memcpy(padded, label.data(), label.size());
+  rv = P11_CALL(module, C_InitToken, *free_slot, const_cast<std::uint8_t*>(so_pin.data()),
+                static_cast<CK_ULONG>(so_pin.size()), padded);
+  if (rv != CKR_OK) return fail(rv, "C_InitToken");
+  // Some modules (SoftHSM) renumber slots after C_InitToken: find it again.
+  rv = P11_CALL(module, C_GetSlotList, CK_TRUE, nullptr, &n);
+  ids.resize(n);
+  if (rv == CKR_OK && n) rv = P11_CALL(module, C_GetSlotList, CK_TRUE, ids.data(), &n);
+  if (rv != CKR_OK) return fail(rv, "C_GetSlotList");
+  ids.resize(n);
+  std::optional<CK_SLOT_ID> slot;
+  for (CK_SLOT_ID id : ids) {
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(module, C_GetTokenInfo, id, &ti) == CKR_OK && (ti.flags & CKF_TOKEN_INITIALIZED) &&
+        p11_text(ti.label, sizeof ti.label) == label)
+      slot = id;
+  }
+  if (!slot) return fail(CKR_TOKEN_NOT_PRESENT, "finding the new token");
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  rv = P11_CALL(module, C_OpenSession, *slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
+  if (rv != CKR_OK) return fail(rv, "C_OpenSession");
+  rv = P11_CALL(module, C_Login, h, CKU_SO, const_cast<std::uint8_t*>(so_pin.data()), static_cast<CK_ULONG>(so_pin.size()));
+  if (rv == CKR_OK)
+    rv = P11_CALL(module, C_InitPIN, h, const_cast<std::uint8_t*>(user_pin.data()), static_cast<CK_ULONG>(user_pin.size()));
+  CK_RV rv_init = rv;
+  (void)P11_CALL(module, C_Logout, h);
+  (void)P11_CALL(module, C_CloseSession, h);
+  if (rv_init != CKR_OK) return fail(rv_init, "C_Login(SO)/C_InitPIN");
+  return {};
+}
+
+}  // namespace certcustody

@@ -1,0 +1,83 @@
+// KeyCustody on a PKCS#11 token (an HSM in production, SoftHSM in tests).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "config/config.h"
+#include "custody/key_custody.h"
+#include "custody/token_session_pool.h"
+
+namespace certcustody {
+
+class Pkcs11Custody final : public KeyCustody {
+ public:
+  // Loads the module and prepares the pool; logs in on first use.
+  static Result<std::unique_ptr<Pkcs11Custody>> open(const CustodyConfig& config);
+
+  TokenSessionPool& pool() { return *pool_; }
+
+  Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type) override;
+  Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) override;
+  Result<std::vector<ObjectInfo>> list_objects() override;
+  Result<ObjectInfo> find_key(const std::string& label) override;
+  Result<EvpPkeyPtr> public_key(const std::string& label) override;
+  Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
+                            std::span<const std::uint8_t> digest) override;
+  Result<Bytes> rsa_oaep_encrypt(const std::string& label, HashAlg hash,
+                                 std::span<const std::uint8_t> plaintext) override;
+  Result<SecureBytes> rsa_oaep_decrypt(const std::string& label, HashAlg hash,
+                                       std::span<const std::uint8_t> ciphertext) override;
+  Result<GcmCiphertext> aes_gcm_encrypt(const std::string& label, std::span<const std::uint8_t> plaintext,
+                                        std::span<const std::uint8_t> aad) override;
+  Result<SecureBytes> aes_gcm_decrypt(const std::string& label, const GcmCiphertext& in,
+                                      std::span<const std::uint8_t> aad) override;
+  Status store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) override;
+  Result<std::optional<Bytes>> find_certificate(const std::string& label) override;
+
+  // What a cached key handle knows; valid for one pool generation.
+  struct KeyHandle {
+    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    CK_KEY_TYPE type = 0;
+    std::size_t signature_size = 0;  // RSA modulus bytes, or 2 x EC field bytes
+    std::uint64_t generation = 0;
+  };
+  // Looks a key up by class and label, from the cache when still valid.
+  Result<KeyHandle> key(TokenSession& s, CK_OBJECT_CLASS cls, const std::string& label);
+
+  // Runs f(session, key) with the key `label`; a stale cached handle is looked
+  // up again once, a lost token or session is reconnected once (pool.run).
+  template <class F>
+  auto with_key(CK_OBJECT_CLASS cls, const std::string& label, F&& f)
+      -> std::invoke_result_t<F, TokenSession&, const KeyHandle&> {
+    return pool_->run([&](TokenSession& s) -> std::invoke_result_t<F, TokenSession&, const KeyHandle&> {
+      for (int attempt = 0;; ++attempt) {
+        auto k = key(s, cls, label);
+        if (!k) return k.error();
+        auto r = f(s, k.value());
+        if (r.ok() || attempt > 0 || !ck_is_stale_handle(r.error().native)) return r;
+        forget(cls, label);
+      }
+    });
+  }
+
+ private:
+  explicit Pkcs11Custody(std::unique_ptr<TokenSessionPool> pool) : pool_(std::move(pool)) {}
+  void forget(CK_OBJECT_CLASS cls, const std::string& label);
+  Status require_free_label(TokenSession& s, const std::string& label);
+
+  std::unique_ptr<TokenSessionPool> pool_;
+  std::mutex cache_mu_;
+  std::map<std::pair<CK_OBJECT_CLASS, std::string>, KeyHandle> cache_;
+};
+
+// Security Officer set-up of a fresh token (SoftHSM, or an HSM partition that
+// supports C_InitToken): initialises the first uninitialised token with
+// `label`, then sets the user PIN. PINs come from the caller's secure buffers.
+Status init_token(Pkcs11Module& module, const std::string& label, const SecureBytes& so_pin,
+                  const SecureBytes& user_pin);
+
+}  // namespace certcustody

@@ -1,0 +1,275 @@
+#include "custody/token_session_pool.h"
+
+namespace certcustody {
+
+TokenSessionPool::TokenSessionPool(std::shared_ptr<Pkcs11Module> module, TokenUri uri, PinSource pin, Options options)
+    : module_(std::move(module)), uri_(std::move(uri)), pin_(std::move(pin)), options_(options) {
+  context_.token = uri_.text();
+  context_.pin_source = pin_.describe();
+}
+
+Result<std::unique_ptr<TokenSessionPool>> TokenSessionPool::open(std::shared_ptr<Pkcs11Module> module, TokenUri uri,
+                                                                 PinSource pin, Options options) {
+  if (options.max_sessions == 0) options.max_sessions = 1;
+  CC_TRY(module->initialize());
+  return std::unique_ptr<TokenSessionPool>(
+      new TokenSessionPool(std::move(module), std::move(uri), std::move(pin), options));
+}
+
+TokenSessionPool::~TokenSessionPool() {
+  std::unique_lock mod(module_mu_);
+  std::lock_guard l(mu_);
+  if (ready_) {
+    for (CK_SESSION_HANDLE h : idle_) (void)P11_CALL(*module_, C_CloseSession, h);
+    (void)P11_CALL(*module_, C_Logout, anchor_);
+    (void)P11_CALL(*module_, C_CloseSession, anchor_);
+  }
+  idle_.clear();
+  module_->finalize();
+}
+
+TokenSessionPool::Lease::Lease(TokenSessionPool* pool, CK_SESSION_HANDLE h, std::uint64_t gen,
+                               std::shared_lock<std::shared_mutex> lk)
+    : pool_(pool), session_(*pool->module_, h, pool->context_, gen), generation_(gen), module_lock_(std::move(lk)) {}
+
+TokenSessionPool::Lease::Lease(Lease&& o) noexcept
+    : pool_(o.pool_), session_(o.session_), generation_(o.generation_), broken_(o.broken_),
+      module_lock_(std::move(o.module_lock_)) {
+  o.pool_ = nullptr;
+}
+
+TokenSessionPool::Lease::~Lease() {
+  // Give the session back while still holding the module lock.
+  if (pool_ != nullptr) pool_->release(session_.handle(), generation_, broken_);
+}
+
+void TokenSessionPool::release(CK_SESSION_HANDLE h, std::uint64_t gen, bool broken) {
+  std::lock_guard l(mu_);
+  if (gen != generation_) return;  // handle belongs to a torn-down connection: never reuse or close it
+  if (broken) {
+    (void)P11_CALL(*module_, C_CloseSession, h);
+    --open_;
+  } else {
+    idle_.push_back(h);
+  }
+  cv_.notify_one();
+}
+
+std::uint64_t TokenSessionPool::generation() const {
+  std::lock_guard l(mu_);
+  return generation_;
+}
+
+unsigned TokenSessionPool::login_attempts() const {
+  std::lock_guard l(mu_);
+  return login_attempts_;
+}
+
+Status TokenSessionPool::connect() { return ensure_ready(); }
+
+Status TokenSessionPool::ensure_ready() {
+  {
+    std::lock_guard l(mu_);
+    if (ready_) return {};
+  }
+  std::unique_lock mod(module_mu_);
+  {
+    std::lock_guard l(mu_);
+    if (ready_) return {};
+  }
+  return connect_locked();
+}
+
+Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
+  for (int round = 0;; ++round) {
+    CC_TRY(ensure_ready());
+    std::shared_lock mod(module_mu_);
+    std::unique_lock l(mu_);
+    if (!ready_) continue;
+    const std::uint64_t gen = generation_;
+    cv_.wait(l, [&] { return !idle_.empty() || open_ < options_.max_sessions || generation_ != gen || !ready_; });
+    if (generation_ != gen || !ready_) continue;
+    if (!idle_.empty()) {
+      CK_SESSION_HANDLE h = idle_.back();
+      idle_.pop_back();
+      return Lease(this, h, gen, std::move(mod));
+    }
+    ++open_;
+    const CK_SLOT_ID slot = slot_;
+    l.unlock();
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = P11_CALL(*module_, C_OpenSession, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
+    if (rv == CKR_OK) return Lease(this, h, gen, std::move(mod));
+    l.lock();
+    --open_;
+    cv_.notify_one();
+    l.unlock();
+    mod.unlock();
+    if (round == 0 && (ck_is_token_loss(rv) || ck_is_session_loss(rv))) {
+      recover(gen, rv);
+      continue;
+    }
+    CkContext c = context_;
+    c.operation = "C_OpenSession";
+    return ck_error(rv, c);
+  }
+}
+
+void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
+  std::unique_lock mod(module_mu_);
+  {
+    std::lock_guard l(mu_);
+    if (generation_ != broken_gen || !ready_) return;  // someone else already dealt with it
+  }
+  disconnect_locked(ck_is_token_loss(cause));
+  (void)connect_locked();  // a failure shows up on the next acquire()
+}
+
+void TokenSessionPool::disconnect_locked(bool reinit_module) {
+  std::lock_guard l(mu_);
+  if (reinit_module) {
+    module_->finalize();  // every handle is void now; do not close them one by one
+  } else {
+    (void)P11_CALL(*module_, C_CloseAllSessions, slot_);
+  }
+  idle_.clear();
+  open_ = 0;
+  anchor_ = CK_INVALID_HANDLE;
+  ready_ = false;
+  ++generation_;
+  cv_.notify_all();
+}
+
+Result<CK_SLOT_ID> TokenSessionPool::find_slot_locked() {
+  CK_ULONG n = 0;
+  CK_RV rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, nullptr, &n);
+  if (rv == CKR_CRYPTOKI_NOT_INITIALIZED) {  // finalised under us: initialise again
+    CC_TRY(module_->initialize());
+    rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, nullptr, &n);
+  }
+  std::vector<CK_SLOT_ID> ids(n);
+  if (rv == CKR_OK && n > 0) rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, ids.data(), &n);
+  if (rv != CKR_OK) {
+    CkContext c = context_;
+    c.operation = "C_GetSlotList";
+    return ck_error(rv, c);
+  }
+  ids.resize(n);
+  std::vector<CK_SLOT_ID> matches;
+  for (CK_SLOT_ID id : ids) {
+    CK_SLOT_INFO si{};
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(*module_, C_GetSlotInfo, id, &si) != CKR_OK) continue;
+    if (P11_CALL(*module_, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) && uri_.matches(id, si, ti)) matches.push_back(id);
+  }
+  if (matches.empty())
+    return Error{"custody.token_not_present",
+                 "no initialised token matching " + uri_.text() + " in " + module_->path(),
+                 "check [custody] token against `certcustody token info` (slots and labels), and that the HSM "
+                 "is connected; certcustody reconnects by itself when the token returns",
+                 CKR_TOKEN_NOT_PRESENT};
+  if (matches.size() > 1)
+    return Error{"custody.token_ambiguous", uri_.text() + " matches " + std::to_string(matches.size()) + " tokens",
+                 "make [custody] token unique, e.g. add ;serial=<serial> from `certcustody token info`"};
+  return matches.front();
+}
+
+Status TokenSessionPool::login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info) {
+  std::string fp = pin_.fingerprint();
+  {
+    std::lock_guard l(mu_);
+    if (rejected_pin_fingerprint_ && *rejected_pin_fingerprint_ == fp) return *rejected_pin_error_;
+  }
+  if (info.flags & CKF_USER_PIN_LOCKED) {
+    CkContext c = context_;
+    c.operation = "login";
+    return ck_error(CKR_PIN_LOCKED, c);
+  }
+  if (info.flags & CKF_USER_PIN_FINAL_TRY)
+    return Error{"custody.pin_final_try",
+                 "the token will lock the user PIN after one more wrong attempt, so certcustody does not try",
+                 "verify " + pin_.describe() + " by hand with the HSM vendor's tool, or have the Security "
+                 "Officer reset the PIN"};
+  CC_TRY_ASSIGN(SecureBytes pin, pin_.read());
+  CK_RV rv = P11_CALL(*module_, C_Login, anchor, CKU_USER, pin.data(), static_cast<CK_ULONG>(pin.size()));
+  std::lock_guard l(mu_);
+  ++login_attempts_;
+  if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN) return {};
+  CkContext c = context_;
+  c.operation = "C_Login";
+  Error e = ck_error(rv, c);
+  if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_INVALID) {
+    rejected_pin_fingerprint_ = fp;
+    rejected_pin_error_ = e;
+  }
+  return e;
+}
+
+Status TokenSessionPool::connect_locked() {
+  CC_TRY_ASSIGN(CK_SLOT_ID slot, find_slot_locked());
+  CK_TOKEN_INFO ti{};
+  CK_RV rv = P11_CALL(*module_, C_GetTokenInfo, slot, &ti);
+  CkContext c = context_;
+  if (rv != CKR_OK) {
+    c.operation = "C_GetTokenInfo";
+    return ck_error(rv, c);
+  }
+  if (!(ti.flags & CKF_USER_PIN_INITIALIZED)) {
+    c.operation = "login";
+    return ck_error(CKR_USER_PIN_NOT_INITIALIZED, c);
+  }
+  CK_SESSION_HANDLE anchor = CK_INVALID_HANDLE;
+  rv = P11_CALL(*module_, C_OpenSession, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &anchor);
+  if (rv != CKR_OK) {
+    c.operation = "C_OpenSession";
+    return ck_error(rv, c);
+  }
+  if (Status s = login_locked(anchor, ti); !s) {
+    (void)P11_CALL(*module_, C_CloseSession, anchor);
+    return s;
+  }
+  std::lock_guard l(mu_);
+  slot_ = slot;
+  anchor_ = anchor;
+  ready_ = true;
+  ++generation_;
+  cv_.notify_all();
+  return {};
+}
+
+Result<std::vector<SlotDescription>> TokenSessionPool::slots() {
+  std::shared_lock mod(module_mu_);
+  CK_ULONG n = 0;
+  CK_RV rv = P11_CALL(*module_, C_GetSlotList, CK_FALSE, nullptr, &n);
+  std::vector<CK_SLOT_ID> ids(n);
+  if (rv == CKR_OK && n > 0) rv = P11_CALL(*module_, C_GetSlotList, CK_FALSE, ids.data(), &n);
+  if (rv != CKR_OK) {
+    CkContext c = context_;
+    c.operation = "C_GetSlotList";
+    return ck_error(rv, c);
+  }
+  ids.resize(n);
+  std::vector<SlotDescription> out;
+  for (CK_SLOT_ID id : ids) {
+    SlotDescription d;
+    d.id = id;
+    CK_SLOT_INFO si{};
+    if (P11_CALL(*module_, C_GetSlotInfo, id, &si) != CKR_OK) continue;
+    d.description = p11_text(si.slotDescription, sizeof si.slotDescription);
+    d.token_present = (si.flags & CKF_TOKEN_PRESENT) != 0;
+    CK_TOKEN_INFO ti{};
+    if (d.token_present && P11_CALL(*module_, C_GetTokenInfo, id, &ti) == CKR_OK) {
+      d.token_label = p11_text(ti.label, sizeof ti.label);
+      d.token_model = p11_text(ti.model, sizeof ti.model);
+      d.token_serial = p11_text(ti.serialNumber, sizeof ti.serialNumber);
+      d.token_manufacturer = p11_text(ti.manufacturerID, sizeof ti.manufacturerID);
+      d.token_flags = ti.flags;
+      d.selected = (ti.flags & CKF_TOKEN_INITIALIZED) && uri_.matches(id, si, ti);
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace certcustody

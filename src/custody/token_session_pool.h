@@ -1,0 +1,146 @@
+// A pool of logged-in sessions on one token, safe for many threads.
+//
+// The pool finds the token by its RFC 7512 URI, logs in once (the login is
+// shared by every session of the process) and lends sessions out. When a
+// call fails because the session, the login, the token or the module went
+// away (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
+// CKR_CRYPTOKI_NOT_INITIALIZED, ...), run() reconnects — re-initialising the
+// module and finding the token again if need be — and runs the task once
+// more. A token that comes back is therefore used again without a restart.
+//
+// A PIN the token rejected is never tried again until the PIN file changes,
+// so a wrong PIN cannot lock the token through retries.
+//
+// One pool per module per process: recovery may C_Finalize the module.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "custody/ck_error.h"
+#include "custody/pin_source.h"
+#include "custody/pkcs11_module.h"
+#include "custody/token_session.h"
+#include "custody/token_uri.h"
+
+namespace certcustody {
+
+struct SlotDescription {
+  CK_SLOT_ID id = 0;
+  std::string description;
+  bool token_present = false;
+  std::string token_label;
+  std::string token_model;
+  std::string token_serial;
+  std::string token_manufacturer;
+  CK_FLAGS token_flags = 0;
+  bool selected = false;  // matches the configured URI
+};
+
+class TokenSessionPool {
+ public:
+  struct Options {
+    unsigned max_sessions = 8;
+  };
+
+  // Initialises the module; the first login happens on first use (or connect()).
+  static Result<std::unique_ptr<TokenSessionPool>> open(std::shared_ptr<Pkcs11Module> module, TokenUri uri,
+                                                        PinSource pin, Options options);
+  ~TokenSessionPool();
+  TokenSessionPool(const TokenSessionPool&) = delete;
+  TokenSessionPool& operator=(const TokenSessionPool&) = delete;
+
+  // A borrowed session; goes back to the pool when destroyed.
+  class Lease {
+   public:
+    Lease(Lease&& o) noexcept;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    TokenSession& session() { return session_; }
+    std::uint64_t generation() const { return generation_; }
+    // The session is unusable (it is closed instead of returned).
+    void mark_broken() { broken_ = true; }
+
+   private:
+    friend class TokenSessionPool;
+    Lease(TokenSessionPool* pool, CK_SESSION_HANDLE h, std::uint64_t gen, std::shared_lock<std::shared_mutex> lk);
+    TokenSessionPool* pool_;
+    TokenSession session_;
+    std::uint64_t generation_;
+    bool broken_ = false;
+    std::shared_lock<std::shared_mutex> module_lock_;
+  };
+
+  Result<Lease> acquire();
+
+  // Runs f(TokenSession&) -> Result<T>. If f fails because the token or its
+  // session went away, reconnects and runs f once more.
+  template <class F>
+  auto run(F&& f) -> std::invoke_result_t<F, TokenSession&> {
+    for (int attempt = 0;; ++attempt) {
+      auto lease = acquire();
+      if (!lease) return lease.error();
+      auto r = f(lease->session());
+      if (r.ok() || attempt > 0) return r;
+      CK_RV rv = r.error().native;
+      if (!ck_is_token_loss(rv) && !ck_is_session_loss(rv)) return r;
+      std::uint64_t gen = lease->generation();
+      lease->mark_broken();
+      { auto drop = std::move(lease.value()); }
+      recover(gen, rv);
+    }
+  }
+
+  // Logs in now (instead of on first use), to report PIN problems early.
+  Status connect();
+
+  // Every slot of the module, marking the one the URI selects. No login needed.
+  Result<std::vector<SlotDescription>> slots();
+
+  const CkContext& context() const { return context_; }
+  Pkcs11Module& module() { return *module_; }
+  std::uint64_t generation() const;
+  // How often C_Login was called (tests check that a bad PIN is not retried).
+  unsigned login_attempts() const;
+
+ private:
+  TokenSessionPool(std::shared_ptr<Pkcs11Module> module, TokenUri uri, PinSource pin, Options options);
+  void release(CK_SESSION_HANDLE h, std::uint64_t gen, bool broken);
+  Status ensure_ready();
+  Status connect_locked();                 // holds module_mu_ exclusively
+  void disconnect_locked(bool reinit_module);
+  void recover(std::uint64_t broken_gen, CK_RV cause);
+  Result<CK_SLOT_ID> find_slot_locked();
+  Status login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info);
+
+  std::shared_ptr<Pkcs11Module> module_;
+  TokenUri uri_;
+  PinSource pin_;
+  Options options_;
+  CkContext context_;
+
+  // Shared while a session is in use, exclusive while (re)connecting: no
+  // C_Finalize/C_CloseAllSessions ever races an operation.
+  mutable std::shared_mutex module_mu_;
+
+  mutable std::mutex mu_;  // everything below
+  std::condition_variable cv_;
+  bool ready_ = false;
+  std::uint64_t generation_ = 0;
+  CK_SLOT_ID slot_ = 0;
+  CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;  // keeps the login alive
+  std::vector<CK_SESSION_HANDLE> idle_;
+  unsigned open_ = 0;  // sessions lent out or idle (anchor not counted)
+  std::optional<std::string> rejected_pin_fingerprint_;
+  std::optional<Error> rejected_pin_error_;
+  unsigned login_attempts_ = 0;
+};
+
+}  // namespace certcustody

@@ -1,0 +1,56 @@
+#include "custody/token_uri.h"
+
+#include <p11-kit/uri.h>
+
+namespace certcustody {
+
+void TokenUri::Free::operator()(p11_kit_uri* u) const noexcept { p11_kit_uri_free(u); }
+
+Result<TokenUri> TokenUri::parse(const std::string& text) {
+  TokenUri t;
+  t.text_ = text;
+  t.uri_.reset(p11_kit_uri_new(), Free{});
+  int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_ANY, t.uri_.get());
+  if (rc != P11_KIT_URI_OK)
+    return Error{"custody.token_uri_invalid",
+                 "\"" + text + "\" is not a valid pkcs11: URI (" + p11_kit_uri_message(rc) + ")",
+                 "write the token as an RFC 7512 URI, e.g. pkcs11:token=certcustody"};
+  if (p11_kit_uri_any_unrecognized(t.uri_.get()))
+    return Error{"custody.token_uri_invalid", "\"" + text + "\" has attributes p11-kit does not recognise",
+                 "use only RFC 7512 attributes (token, manufacturer, serial, model, slot-id, object, id, type)"};
+  if (p11_kit_uri_get_pin_value(t.uri_.get()) != nullptr)
+    return Error{"custody.pin_in_uri", "the pkcs11: URI \"" + text.substr(0, text.find("pin-value")) +
+                                           "...\" carries a PIN (pin-value)",
+                 "remove pin-value from the URI and put the PIN in the file named by [custody] pin_file"};
+  return t;
+}
+
+bool TokenUri::matches(CK_SLOT_ID slot, const CK_SLOT_INFO& slot_info, const CK_TOKEN_INFO& token_info) const {
+  p11_kit_uri* u = uri_.get();
+  CK_SLOT_ID want = p11_kit_uri_get_slot_id(u);
+  if (want != static_cast<CK_SLOT_ID>(-1) && want != slot) return false;
+  CK_SLOT_INFO si = slot_info;
+  CK_TOKEN_INFO ti = token_info;
+  return p11_kit_uri_match_slot_info(u, &si) == 1 && p11_kit_uri_match_token_info(u, &ti) == 1;
+}
+
+std::optional<std::string> TokenUri::object_label() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_LABEL);
+  if (a == nullptr) return std::nullopt;
+  return std::string(static_cast<const char*>(a->pValue), a->ulValueLen);
+}
+
+std::optional<std::vector<unsigned char>> TokenUri::object_id() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_ID);
+  if (a == nullptr) return std::nullopt;
+  auto* p = static_cast<const unsigned char*>(a->pValue);
+  return std::vector<unsigned char>(p, p + a->ulValueLen);
+}
+
+std::optional<CK_OBJECT_CLASS> TokenUri::object_class() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_CLASS);
+  if (a == nullptr || a->ulValueLen != sizeof(CK_OBJECT_CLASS)) return std::nullopt;
+  return *static_cast<const CK_OBJECT_CLASS*>(a->pValue);
+}
+
+}  // namespace certcustody

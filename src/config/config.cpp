@@ -45,8 +45,9 @@ Status read_string(const toml::table& tbl, const std::string& file, const std::s
 Status reject_unknown(const toml::table& tbl, const std::string& file, const std::string& section,
                       const std::set<std::string>& known) {
   for (const auto& [k, v] : tbl) {
+    (void)v;
     if (!known.contains(std::string(k.str())))
-      return config_error("config.unknown_key", where(file, v.source()), section + "." + std::string(k.str()),
+      return config_error("config.unknown_key", where(file, k.source()), section + "." + std::string(k.str()),
                           "is not a known key (a typo?)");
   }
   return {};
@@ -70,7 +71,7 @@ std::string resolve_relative(const std::string& source_name, const std::string& 
 }
 
 Status parse_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
-  CC_TRY(reject_unknown(c, file, "custody", {"backend", "module", "token", "pin_file", "sessions"}));
+  CC_TRY(reject_unknown(c, file, "custody", {"backend", "module", "token", "pin_file", "sessions", "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "backend", true, out.backend));
   if (out.backend != "pkcs11")
     return config_error("config.invalid_value", where(file, c.get("backend")->source()), "custody.backend",
@@ -91,6 +92,13 @@ Status parse_custody(const toml::table& c, const std::string& file, CustodyConfi
       return config_error("config.invalid_value", where(file, n->source()), "custody.sessions",
                           "must be an integer from 1 to 256");
     out.sessions = static_cast<unsigned>(*v);
+  }
+  if (const toml::node* n = c.get("reconnect_interval_ms")) {
+    auto v = n->value<int64_t>();
+    if (!v || *v < 0 || *v > 600000)
+      return config_error("config.invalid_value", where(file, n->source()), "custody.reconnect_interval_ms",
+                          "must be an integer from 0 to 600000 (milliseconds)");
+    out.reconnect_interval_ms = static_cast<unsigned>(*v);
   }
   return {};
 }

@@ -16,6 +16,7 @@ struct CustodyConfig {
   std::string token;     // RFC 7512 URI selecting the token
   std::string pin_file;  // absolute/relative path, or a systemd credential name
   unsigned sessions = 8; // upper bound of pooled sessions
+  unsigned reconnect_interval_ms = 1000;  // fail fast this long after a failed reconnect
 };
 
 struct StateConfig {

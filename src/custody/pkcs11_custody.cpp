@@ -36,7 +36,7 @@ Result<std::unique_ptr<Pkcs11Custody>> Pkcs11Custody::open(const CustodyConfig& 
   CC_TRY_ASSIGN(TokenUri uri, TokenUri::parse(config.token));
   CC_TRY_ASSIGN(PinSource pin, PinSource::from_config(config.pin_file));
   CC_TRY_ASSIGN(auto pool, TokenSessionPool::open(std::move(module), std::move(uri), std::move(pin),
-                                                  TokenSessionPool::Options{config.sessions}));
+                                                  TokenSessionPool::Options{config.sessions, std::chrono::milliseconds(config.reconnect_interval_ms)}));
   return std::unique_ptr<Pkcs11Custody>(new Pkcs11Custody(std::move(pool)));
 }
 

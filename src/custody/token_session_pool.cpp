@@ -76,8 +76,19 @@ Status TokenSessionPool::ensure_ready() {
   {
     std::lock_guard l(mu_);
     if (ready_) return {};
+    if (last_connect_error_ &&
+        std::chrono::steady_clock::now() - last_connect_failure_ < options_.reconnect_interval)
+      return *last_connect_error_;
   }
-  return connect_locked();
+  Status s = connect_locked();
+  std::lock_guard l(mu_);
+  if (s) {
+    last_connect_error_.reset();
+  } else {
+    last_connect_error_ = s.error();
+    last_connect_failure_ = std::chrono::steady_clock::now();
+  }
+  return s;
 }
 
 Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
@@ -122,7 +133,12 @@ void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
     if (generation_ != broken_gen || !ready_) return;  // someone else already dealt with it
   }
   disconnect_locked(ck_is_token_loss(cause));
-  (void)connect_locked();  // a failure shows up on the next acquire()
+  Status s = connect_locked();  // a failure shows up on the next acquire()
+  std::lock_guard l(mu_);
+  if (!s) {
+    last_connect_error_ = s.error();
+    last_connect_failure_ = std::chrono::steady_clock::now();
+  }
 }
 
 void TokenSessionPool::disconnect_locked(bool reinit_module) {
@@ -175,6 +191,16 @@ Result<CK_SLOT_ID> TokenSessionPool::find_slot_locked() {
   return matches.front();
 }
 
+// A token that was removed and came back may only show up after the module
+// re-initialises (SoftHSM scans its token directory in C_Initialize), so a
+// miss is retried once on a freshly initialised module.
+Result<CK_SLOT_ID> TokenSessionPool::find_slot_rescanning_locked() {
+  auto slot = find_slot_locked();
+  if (slot || slot.error().code != "custody.token_not_present") return slot;
+  module_->finalize();
+  return find_slot_locked();
+}
+
 Status TokenSessionPool::login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info) {
   std::string fp = pin_.fingerprint();
   {
@@ -207,7 +233,7 @@ Status TokenSessionPool::login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_I
 }
 
 Status TokenSessionPool::connect_locked() {
-  CC_TRY_ASSIGN(CK_SLOT_ID slot, find_slot_locked());
+  CC_TRY_ASSIGN(CK_SLOT_ID slot, find_slot_rescanning_locked());
   CK_TOKEN_INFO ti{};
   CK_RV rv = P11_CALL(*module_, C_GetTokenInfo, slot, &ti);
   CkContext c = context_;

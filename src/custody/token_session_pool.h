@@ -14,6 +14,7 @@
 // One pool per module per process: recovery may C_Finalize the module.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,9 @@ class TokenSessionPool {
  public:
   struct Options {
     unsigned max_sessions = 8;
+    // After a failed reconnect, operations fail fast with the same error for
+    // this long instead of hammering an absent HSM.
+    std::chrono::milliseconds reconnect_interval{1000};
   };
 
   // Initialises the module; the first login happens on first use (or connect()).
@@ -118,6 +122,7 @@ class TokenSessionPool {
   void disconnect_locked(bool reinit_module);
   void recover(std::uint64_t broken_gen, CK_RV cause);
   Result<CK_SLOT_ID> find_slot_locked();
+  Result<CK_SLOT_ID> find_slot_rescanning_locked();
   Status login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info);
 
   std::shared_ptr<Pkcs11Module> module_;
@@ -141,6 +146,8 @@ class TokenSessionPool {
   std::optional<std::string> rejected_pin_fingerprint_;
   std::optional<Error> rejected_pin_error_;
   unsigned login_attempts_ = 0;
+  std::optional<Error> last_connect_error_;
+  std::chrono::steady_clock::time_point last_connect_failure_{};
 };
 
 }  // namespace certcustody

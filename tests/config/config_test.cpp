@@ -1,0 +1,130 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "support/temp_dir.h"
+
+namespace certcustody {
+namespace {
+
+const char* kGood = R"([custody]
+backend  = "pkcs11"
+module   = "/usr/lib/softhsm/libsofthsm2.so"
+token    = "pkcs11:token=certcustody"
+pin_file = "/etc/certcustody/user.pin"
+
+[state]
+dir = "/var/lib/certcustody"
+)";
+
+TEST(Config, ParsesTheContractKeys) {
+  auto c = parse_config(kGood, "/etc/certcustody/certcustody.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->custody.backend, "pkcs11");
+  EXPECT_EQ(c->custody.module, "/usr/lib/softhsm/libsofthsm2.so");
+  EXPECT_EQ(c->custody.token, "pkcs11:token=certcustody");
+  EXPECT_EQ(c->custody.pin_file, "/etc/certcustody/user.pin");
+  EXPECT_EQ(c->custody.sessions, 8u);
+  EXPECT_EQ(c->state.dir, "/var/lib/certcustody");
+}
+
+TEST(Config, RelativePathsAreRelativeToTheFile) {
+  std::string text = kGood;
+  text.replace(text.find("/etc/certcustody/user.pin"), 25, "pins/user.pin");
+  text.replace(text.find("/var/lib/certcustody"), 20, "state");
+  auto c = parse_config(text, "/opt/cc/certcustody.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->custody.pin_file, "/opt/cc/pins/user.pin");
+  EXPECT_EQ(c->state.dir, "/opt/cc/state");
+}
+
+TEST(Config, CredentialNameIsKeptAsIs) {
+  std::string text = kGood;
+  text.replace(text.find("/etc/certcustody/user.pin"), 25, "user.pin");
+  auto c = parse_config(text, "/etc/certcustody/certcustody.toml");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->custody.pin_file, "user.pin");
+}
+
+struct BadCase {
+  const char* name;
+  std::string from, to;
+  const char* code;
+  const char* must_mention;  // file:line and/or key
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NameFileLineAndKey) {
+  const BadCase& b = GetParam();
+  std::string text = kGood;
+  auto at = text.find(b.from);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, b.from.size(), b.to);
+  auto c = parse_config(text, "cc.toml");
+  ASSERT_FALSE(c) << b.name;
+  EXPECT_EQ(c.error().code, b.code) << c.error().to_string();
+  EXPECT_NE(c.error().what.find(b.must_mention), std::string::npos) << c.error().to_string();
+  EXPECT_FALSE(c.error().remedy.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConfigErrors,
+    ::testing::Values(
+        BadCase{"missing module", "module   = \"/usr/lib/softhsm/libsofthsm2.so\"\n", "", "config.missing_key",
+                "cc.toml:1:1: key custody.module"},
+        BadCase{"wrong type", "\"/usr/lib/softhsm/libsofthsm2.so\"", "42", "config.wrong_type",
+                "cc.toml:3:12: key custody.module"},
+        BadCase{"unknown key", "pin_file", "pin_fille", "config.unknown_key", "cc.toml:5:1: key custody.pin_fille"},
+        BadCase{"bad backend", "\"pkcs11\"", "\"softhsm\"", "config.invalid_value", "cc.toml:2:12: key custody.backend"},
+        BadCase{"bad uri", "\"pkcs11:token=certcustody\"", "\"token=certcustody\"", "config.invalid_value",
+                "key custody.token"},
+        BadCase{"syntax", "[state]", "[state", "config.syntax", "cc.toml:7:"},
+        BadCase{"empty", "\"/var/lib/certcustody\"", "\"\"", "config.empty_value", "cc.toml:8:7: key state.dir"},
+        BadCase{"missing section", "[state]\ndir = \"/var/lib/certcustody\"\n", "", "config.missing_section",
+                "[state]"}),
+    [](const auto& param_info) {
+      std::string n = param_info.param.name;
+      for (char& ch : n)
+        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return n;
+    });
+
+TEST(Config, SessionsOutOfRange) {
+  std::string text = kGood;
+  text.insert(text.find("[state]"), "sessions = 0\n");
+  auto c = parse_config(text, "cc.toml");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "config.invalid_value");
+  EXPECT_NE(c.error().what.find("cc.toml:7:12: key custody.sessions"), std::string::npos) << c.error().what;
+}
+
+TEST(Config, PathFromFlagThenEnvironment) {
+  ::unsetenv("CERTCUSTODY_CONFIG");
+  auto none = resolve_config_path(std::nullopt);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, "config.not_given");
+  ::setenv("CERTCUSTODY_CONFIG", "/from/env.toml", 1);
+  EXPECT_EQ(*resolve_config_path(std::nullopt), "/from/env.toml");
+  EXPECT_EQ(*resolve_config_path(std::string("/from/flag.toml")), "/from/flag.toml");
+  ::unsetenv("CERTCUSTODY_CONFIG");
+}
+
+TEST(Config, UnreadableFileIsNamed) {
+  auto c = load_config("/nonexistent/certcustody.toml");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "config.unreadable");
+  EXPECT_NE(c.error().what.find("/nonexistent/certcustody.toml"), std::string::npos);
+}
+
+TEST(Config, LoadsFromFile) {
+  testing::TempDir d;
+  testing::write_file(d / "c.toml", kGood);
+  auto c = load_config(d / "c.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->path, d / "c.toml");
+}
+
+}  // namespace
+}  // namespace certcustody

@@ -1,0 +1,212 @@
+// The HSM-officer commands, run as the real executable, checked with the
+// openssl command line.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "support/softhsm_token.h"
+
+namespace certcustody::testing {
+namespace {
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    token_ = std::make_unique<SoftHsmToken>();
+    config_ = token_->write_config_file();
+  }
+  RunResult cc(std::vector<std::string> args) {
+    args.insert(args.begin(), {CERTCUSTODY_BINARY, "--config", config_});
+    return run(args, {token_->softhsm_env()});
+  }
+  RunResult openssl(std::vector<std::string> args) {
+    args.insert(args.begin(), "openssl");
+    return run(args);
+  }
+  // A throwaway CA that signs what the officer pastes into the CA portal.
+  void make_ca() {
+    auto r = openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                      token_->dir() + "/ca.key", "-out", token_->dir() + "/ca.pem", "-subj", "/CN=Test RA CA",
+                      "-days", "30"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  std::string issue(const std::string& csr, const std::string& out) {
+    auto r = openssl({"x509", "-req", "-in", csr, "-CA", token_->dir() + "/ca.pem", "-CAkey",
+                      token_->dir() + "/ca.key", "-CAcreateserial", "-copy_extensions", "copy", "-days", "30", "-out",
+                      out});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return out;
+  }
+  void expect_no_pin(const std::string& output) {
+    EXPECT_EQ(output.find(token_->user_pin()), std::string::npos);
+    EXPECT_EQ(output.find(token_->so_pin()), std::string::npos);
+  }
+
+  std::unique_ptr<SoftHsmToken> token_;
+  std::string config_;
+};
+
+TEST_F(Cli, RaKeygenCsrImportWithThumbprints) {
+  auto keygen = cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa2048"});
+  ASSERT_EQ(keygen.exit_code, 0) << keygen.output;
+  const std::string csr = token_->dir() + "/ra.csr";
+  auto made = cc({"ra", "csr", "--label", "ra", "--subject", "CN=certcustody RA,O=Example", "--out", csr});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  auto verify = openssl({"req", "-in", csr, "-verify", "-noout", "-text"});
+  ASSERT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_NE(verify.output.find("verify OK"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("Subject: O = Example, CN = certcustody RA"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("X509v3 Key Usage: critical"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("Digital Signature, Key Encipherment"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("TLS Web Client Authentication"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("sha256WithRSAEncryption"), std::string::npos) << verify.output;
+
+  make_ca();
+  const std::string cert = issue(csr, token_->dir() + "/ra.pem");
+  auto imported = cc({"ra", "import", "--label", "ra", "--cert", cert});
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+
+  auto fp = openssl({"x509", "-in", cert, "-noout", "-fingerprint", "-sha1"});
+  ASSERT_EQ(fp.exit_code, 0);
+  std::string sha1 = fp.output.substr(fp.output.find('=') + 1);
+  std::erase(sha1, ':');
+  std::erase(sha1, '\n');
+  ASSERT_EQ(sha1.size(), 40u);
+  EXPECT_NE(imported.output.find("SHA-1 thumbprint: " + sha1 + "\n"), std::string::npos) << imported.output;
+  auto fp256 = openssl({"x509", "-in", cert, "-noout", "-fingerprint", "-sha256"});
+  std::string sha256 = fp256.output.substr(fp256.output.find('=') + 1);
+  std::erase(sha256, ':');
+  std::erase(sha256, '\n');
+  EXPECT_NE(imported.output.find("SHA-256 thumbprint: " + sha256), std::string::npos) << imported.output;
+
+  auto info = cc({"token", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("certificate  label=ra"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("sha1=" + sha1), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("<- selected"), std::string::npos) << info.output;
+  for (const auto* r : {&keygen, &made, &imported, &info}) expect_no_pin(r->output);
+
+  // A second import needs --replace (renewal).
+  auto again = cc({"ra", "import", "--label", "ra", "--cert", cert});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("custody.certificate_exists"), std::string::npos) << again.output;
+  auto renewed = cc({"ra", "import", "--label", "ra", "--cert", cert, "--replace"});
+  EXPECT_EQ(renewed.exit_code, 0) << renewed.output;
+  auto info2 = cc({"token", "info"});
+  EXPECT_EQ(std::count(info2.output.begin(), info2.output.end(), 'c') > 0, true);
+  EXPECT_EQ(info2.output.find("certificate  label=ra"), info2.output.rfind("certificate  label=ra"))
+      << "exactly one certificate after --replace:\n" << info2.output;
+}
+
+TEST_F(Cli, EcRaKeyCsrVerifies) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra-ec", "--key-type", "ec-p384"}).exit_code, 0);
+  const std::string csr = token_->dir() + "/ec.csr";
+  auto made = cc({"ra", "csr", "--label", "ra-ec", "--subject", "CN=ec RA", "--out", csr});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  auto verify = openssl({"req", "-in", csr, "-verify", "-noout", "-text"});
+  ASSERT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_NE(verify.output.find("ecdsa-with-SHA384"), std::string::npos) << verify.output;
+  EXPECT_NE(verify.output.find("NIST CURVE: P-384"), std::string::npos) << verify.output;
+}
+
+TEST_F(Cli, ImportRefusesACertificateForAnotherKey) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra"}).exit_code, 0);
+  make_ca();
+  const std::string other_csr = token_->dir() + "/other.csr";
+  ASSERT_EQ(openssl({"req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", token_->dir() + "/other.key", "-out",
+                     other_csr, "-subj", "/CN=someone else"})
+                .exit_code,
+            0);
+  const std::string cert = issue(other_csr, token_->dir() + "/other.pem");
+  auto r = cc({"ra", "import", "--label", "ra", "--cert", cert});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("error ra.certificate_key_mismatch"), std::string::npos) << r.output;
+  auto info = cc({"token", "info"});
+  EXPECT_EQ(info.output.find("certificate  label"), std::string::npos) << info.output;
+}
+
+TEST_F(Cli, KekCreate) {
+  auto r = cc({"kek", "create", "--label", "pfx-kek"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto info = cc({"token", "info"});
+  EXPECT_NE(info.output.find("secret-key   label=pfx-kek"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("AES 256 [sensitive, never extractable, generated on token]"), std::string::npos)
+      << info.output;
+}
+
+TEST_F(Cli, BadInputGetsNamedErrorsAndNonZeroExit) {
+  auto type = cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa1024"});
+  EXPECT_EQ(type.exit_code, 1);
+  EXPECT_NE(type.output.find("custody.key_type_invalid"), std::string::npos) << type.output;
+
+  auto no_key = cc({"ra", "csr", "--label", "missing", "--subject", "CN=x"});
+  EXPECT_EQ(no_key.exit_code, 1);
+  EXPECT_NE(no_key.output.find("custody.key_not_found"), std::string::npos) << no_key.output;
+
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra"}).exit_code, 0);
+  auto subject = cc({"ra", "csr", "--label", "ra", "--subject", "CN=a+O=b"});
+  EXPECT_EQ(subject.exit_code, 1);
+  EXPECT_NE(subject.output.find("ra.subject_invalid"), std::string::npos) << subject.output;
+
+  auto usage = cc({"ra", "keygen"});
+  EXPECT_NE(usage.exit_code, 0);
+  EXPECT_NE(usage.output.find("--label"), std::string::npos) << usage.output;
+
+  auto none = run({CERTCUSTODY_BINARY, "token", "info"}, {"CERTCUSTODY_CONFIG="});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.output.find("config.not_given"), std::string::npos) << none.output;
+
+  write_file(config_, read_file(config_) + "typo_key = 1\n");
+  auto bad = cc({"token", "info"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find(config_ + ":9:1: key state.typo_key"), std::string::npos) << bad.output;
+}
+
+TEST_F(Cli, ConfigFromEnvironment) {
+  auto r = run({CERTCUSTODY_BINARY, "token", "info"}, {token_->softhsm_env(), "CERTCUSTODY_CONFIG=" + config_});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(Cli, WrongPinNamedWithoutEchoingIt) {
+  write_file(token_->user_pin_file(), "999999-wrong\n");
+  auto r = cc({"token", "info"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("error custody.pin_incorrect"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(token_->user_pin_file()), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("999999-wrong"), std::string::npos);
+  chmod(token_->user_pin_file().c_str(), 0644);
+  auto open = cc({"token", "info"});
+  EXPECT_NE(open.output.find("custody.pin_file_too_open"), std::string::npos) << open.output;
+}
+
+TEST(ProvisioningScript, CreatesTokenAndPinFilesOnceAndIsIdempotent) {
+  TempDir d;
+  const std::string script = std::string(CERTCUSTODY_SOURCE_DIR) + "/hsm-config/provision-softhsm.sh";
+  const std::string dir = d / "hsm";
+  auto first = run({"bash", script, "--dir", dir, "--label", "officer-test", "--certcustody", CERTCUSTODY_BINARY});
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  struct stat st {};
+  for (const char* f : {"so.pin", "user.pin"}) {
+    ASSERT_EQ(::stat((dir + "/" + f).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+    std::string pin = read_file(dir + "/" + f);
+    EXPECT_GE(pin.size(), 24u);
+    EXPECT_EQ(first.output.find(pin), std::string::npos) << "PIN printed";
+  }
+  const std::string pin_before = read_file(dir + "/user.pin");
+  auto second = run({"bash", script, "--dir", dir, "--label", "officer-test", "--certcustody", CERTCUSTODY_BINARY});
+  EXPECT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("nothing to do"), std::string::npos) << second.output;
+  EXPECT_EQ(read_file(dir + "/user.pin"), pin_before);
+
+  auto info = run({CERTCUSTODY_BINARY, "--config", dir + "/certcustody.toml", "token", "info"},
+                  {"SOFTHSM2_CONF=" + dir + "/softhsm2.conf"});
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("label=\"officer-test\""), std::string::npos) << info.output;
+}
+
+}  // namespace
+}  // namespace certcustody::testing

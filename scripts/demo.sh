@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The README's first command: installs everything, builds certcustody, and
+# walks the HSM officer's path end to end on a private SoftHSM token:
+#   token -> RA key (in the token) -> CSR signed by the token -> a local
+#   stand-in CA issues the RA certificate -> import (thumbprints) -> PFX
+#   encryption key -> token inventory.
+# Everything lives under build/demo (re-created on each run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+bash scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j2 --target certcustody >/dev/null
+bin=$root/build/certcustody
+
+demo=$root/build/demo
+rm -rf "$demo"
+mkdir -p "$demo"
+step() { printf '\n== %s\n' "$*"; }
+
+step "HSM officer provisions a SoftHSM token (random PINs in 0600 files, never on a command line)"
+hsm-config/provision-softhsm.sh --dir "$demo/hsm" --label certcustody --certcustody "$bin"
+# shellcheck disable=SC1091
+source "$demo/hsm/env"
+export CERTCUSTODY_CONFIG=$demo/hsm/certcustody.toml
+
+step "RA key pair generated inside the token"
+"$bin" ra keygen --label ra --key-type rsa2048
+
+step "CSR signed inside the token (keyUsage digitalSignature+keyEncipherment, EKU clientAuth)"
+"$bin" ra csr --label ra --subject "CN=certcustody RA,O=Demo" --out "$demo/ra.csr"
+openssl req -in "$demo/ra.csr" -verify -noout -subject
+
+step "A local stand-in for the CA portal issues the RA certificate"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$demo/ca.key" \
+  -out "$demo/ca.pem" -subj "/CN=Demo RA Issuing CA" -days 30 2>/dev/null
+openssl x509 -req -in "$demo/ra.csr" -CA "$demo/ca.pem" -CAkey "$demo/ca.key" -CAcreateserial \
+  -copy_extensions copy -days 30 -out "$demo/ra.pem" 2>/dev/null
+
+step "Import: the certificate must match the token key; thumbprints for the configuration"
+"$bin" ra import --label ra --cert "$demo/ra.pem"
+printf 'openssl says:      %s\n' "$(openssl x509 -in "$demo/ra.pem" -noout -fingerprint -sha1)"
+
+step "A certificate for some other key is refused"
+openssl req -new -newkey rsa:2048 -nodes -keyout "$demo/other.key" -out "$demo/other.csr" -subj "/CN=other" 2>/dev/null
+openssl x509 -req -in "$demo/other.csr" -CA "$demo/ca.pem" -CAkey "$demo/ca.key" -days 1 -out "$demo/other.pem" 2>/dev/null
+if "$bin" ra import --label ra --cert "$demo/other.pem"; then echo "UNEXPECTED: accepted" >&2; exit 1; fi
+
+step "PFX encryption key (AES-256) generated inside the token"
+"$bin" kek create --label pfx-kek
+
+step "Token inventory (no secrets)"
+"$bin" token info
+
+cat <<TXT
+
+Demo complete. The RA key and the PFX encryption key were generated inside the
+token and are marked sensitive and never extractable; the CSR was signed there.
+Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
+TXT

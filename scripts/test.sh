@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what is missing, builds with
+# -Werror and runs every suite, then builds again with AddressSanitizer +
+# UndefinedBehaviorSanitizer and runs every suite once more.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+jobs=2
+
+echo "== release build (-Werror) with benchmarks compiled =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_WERROR=ON -DCERTCUSTODY_BENCHMARKS=ON >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== ASan + UBSan build =="
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCERTCUSTODY_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd build-asan && ctest --output-on-failure -j"$jobs")

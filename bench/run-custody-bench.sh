@@ -26,7 +26,7 @@ if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   exit 1
 fi
 
-echo "custody_bench: running (about a minute)" >&2
+echo "custody_bench: running (under a minute)" >&2
 status=0
 # A trace would time the tracing, not the token.
 env -u CERTCUSTODY_P11_TRACE "$build/bench/custody_bench" --benchmark_format=json "$@" >"$json" || status=$?

@@ -44,14 +44,19 @@ TokenSessionPool::Lease::~Lease() {
 }
 
 void TokenSessionPool::release(CK_SESSION_HANDLE h, std::uint64_t gen, bool broken) {
-  std::lock_guard l(mu_);
-  if (gen != generation_) return;  // handle belongs to a torn-down connection: never reuse or close it
-  if (broken) {
-    (void)P11_CALL(*module_, C_CloseSession, h);
-    --open_;
-  } else {
-    idle_.push_back(h);
+  {
+    std::lock_guard l(mu_);
+    if (gen != generation_) return;  // handle belongs to a torn-down connection: never reuse or close it
+    if (!broken) {
+      idle_.push_back(h);
+      cv_.notify_one();
+      return;
+    }
   }
+  // Called with the module lock still shared, so no recovery runs meanwhile.
+  (void)P11_CALL(*module_, C_CloseSession, h);
+  std::lock_guard l(mu_);
+  if (gen == generation_) --open_;
   cv_.notify_one();
 }
 
@@ -94,25 +99,28 @@ Status TokenSessionPool::ensure_ready() {
 Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
   for (int round = 0;; ++round) {
     CC_TRY(ensure_ready());
-    std::shared_lock mod(module_mu_);
+    // Wait for a free session without holding the module lock, and step
+    // aside while a recovery is under way (writer preference).
     std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return !recovering_ && (!ready_ || !idle_.empty() || open_ < options_.max_sessions); });
     if (!ready_) continue;
     const std::uint64_t gen = generation_;
-    cv_.wait(l, [&] { return !idle_.empty() || open_ < options_.max_sessions || generation_ != gen || !ready_; });
-    if (generation_ != gen || !ready_) continue;
-    if (!idle_.empty()) {
-      CK_SESSION_HANDLE h = idle_.back();
-      idle_.pop_back();
-      return Lease(this, h, gen, std::move(mod));
-    }
-    ++open_;
     const CK_SLOT_ID slot = slot_;
-    l.unlock();
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    if (!idle_.empty()) {
+      h = idle_.back();
+      idle_.pop_back();
+    } else {
+      ++open_;
+    }
+    l.unlock();
+    std::shared_lock mod(module_mu_);
+    if (generation() != gen) continue;  // a recovery ran in between: the handle (and count) are void
+    if (h != CK_INVALID_HANDLE) return Lease(this, h, gen, std::move(mod));
     CK_RV rv = P11_CALL(*module_, C_OpenSession, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
     if (rv == CKR_OK) return Lease(this, h, gen, std::move(mod));
     l.lock();
-    --open_;
+    if (generation_ == gen) --open_;
     cv_.notify_one();
     l.unlock();
     mod.unlock();
@@ -127,18 +135,24 @@ Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
 }
 
 void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
-  std::unique_lock mod(module_mu_);
   {
     std::lock_guard l(mu_);
-    if (generation_ != broken_gen || !ready_) return;  // someone else already dealt with it
+    // Someone else already reconnected, or is doing it now.
+    if (generation_ != broken_gen || !ready_ || recovering_) return;
+    recovering_ = true;
   }
+  std::unique_lock mod(module_mu_);
   disconnect_locked(ck_is_token_loss(cause));
   Status s = connect_locked();  // a failure shows up on the next acquire()
   std::lock_guard l(mu_);
-  if (!s) {
+  if (s) {
+    last_connect_error_.reset();
+  } else {
     last_connect_error_ = s.error();
     last_connect_failure_ = std::chrono::steady_clock::now();
   }
+  recovering_ = false;
+  cv_.notify_all();
 }
 
 void TokenSessionPool::disconnect_locked(bool reinit_module) {

@@ -11,7 +11,9 @@
 // A PIN the token rejected is never tried again until the PIN file changes,
 // so a wrong PIN cannot lock the token through retries.
 //
-// One pool per module per process: recovery may C_Finalize the module.
+// One pool per module per process: recovery, and a token that cannot be
+// found, C_Finalize the module, which ends every other session of the process
+// on that module. Other code uses the token through this pool.
 #pragma once
 
 #include <chrono>
@@ -138,6 +140,7 @@ class TokenSessionPool {
   mutable std::mutex mu_;  // everything below
   std::condition_variable cv_;
   bool ready_ = false;
+  bool recovering_ = false;  // a thread is reconnecting; new acquirers wait
   std::uint64_t generation_ = 0;
   CK_SLOT_ID slot_ = 0;
   CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;  // keeps the login alive

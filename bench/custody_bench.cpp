@@ -107,6 +107,7 @@ void ck_or_throw(CK_RV rv, const std::string& what) {
 struct RawSession {
   std::shared_ptr<Pkcs11Module> module;
   CK_SESSION_HANDLE handle = CK_INVALID_HANDLE;
+  CK_SLOT_ID slot = 0;
   std::array<CK_OBJECT_HANDLE, kAlgorithms.size()> keys{};
 
   RawSession() = default;
@@ -118,12 +119,12 @@ struct RawSession {
 };
 
 // One signature on the raw session; CKR_OK or the failing CK_RV.
-CK_RV raw_sign(RawSession& raw, std::size_t alg, CK_MECHANISM& mech, Bytes& digest_in, std::span<CK_BYTE> sig,
-               CK_ULONG& len) {
-  CK_RV rv = P11_CALL(*raw.module, C_SignInit, raw.handle, &mech, raw.keys[alg]);
+CK_RV raw_sign(RawSession& raw, CK_SESSION_HANDLE session, std::size_t alg, CK_MECHANISM& mech, Bytes& digest_in,
+               std::span<CK_BYTE> sig, CK_ULONG& len) {
+  CK_RV rv = P11_CALL(*raw.module, C_SignInit, session, &mech, raw.keys[alg]);
   if (rv != CKR_OK) return rv;
   len = static_cast<CK_ULONG>(sig.size());
-  return P11_CALL(*raw.module, C_Sign, raw.handle, digest_in.data(), static_cast<CK_ULONG>(digest_in.size()),
+  return P11_CALL(*raw.module, C_Sign, session, digest_in.data(), static_cast<CK_ULONG>(digest_in.size()),
                   sig.data(), &len);
 }
 
@@ -177,6 +178,7 @@ class TokenBench {
         slot = id;
     }
     if (!slot) throw std::runtime_error("raw session: token " + token_.label() + " not found");
+    raw_.slot = *slot;
 
     ck_or_throw(P11_CALL(m, C_OpenSession, *slot, CKF_SERIAL_SESSION, nullptr, nullptr, &raw_.handle),
                 "C_OpenSession");
@@ -206,7 +208,7 @@ class TokenBench {
       Bytes in = d;
       std::array<CK_BYTE, 512> sig{};
       CK_ULONG len = 0;
-      ck_or_throw(raw_sign(raw_, i, mech, in, sig, len), std::string("raw C_SignInit/C_Sign with ") + a.label);
+      ck_or_throw(raw_sign(raw_, raw_.handle, i, mech, in, sig, len), std::string("raw C_SignInit/C_Sign with ") + a.label);
       Bytes der(sig.begin(), sig.begin() + static_cast<std::ptrdiff_t>(len));
       if (a.scheme == SignScheme::ecdsa) der = value_or_throw(ecdsa_raw_to_der(der), "ecdsa_raw_to_der");
       verify_or_throw(public_keys_[i].get(), a.scheme, der, std::string("raw signature of ") + a.name);
@@ -272,6 +274,9 @@ Lazy<SoftwareKeys> g_software;
 
 // --- benchmarks -------------------------------------------------------------
 
+// One thread signs on the shared raw session; with more threads each thread
+// opens its own session (the login is per application), so raw/threads:N is
+// what the token itself gives N threads, without any pool.
 void bm_raw(benchmark::State& state, std::size_t alg) {
   std::string error;
   TokenBench* t = g_token.get(error);
@@ -280,6 +285,14 @@ void bm_raw(benchmark::State& state, std::size_t alg) {
     return;
   }
   RawSession& raw = t->raw();
+  CK_SESSION_HANDLE session = raw.handle;
+  if (state.threads() > 1) {
+    CK_RV rv = P11_CALL(*raw.module, C_OpenSession, raw.slot, CKF_SERIAL_SESSION, nullptr, nullptr, &session);
+    if (rv != CKR_OK) {
+      state.SkipWithError(("C_OpenSession: " + ck_rv_name(rv)).c_str());
+      return;
+    }
+  }
   CK_RSA_PKCS_PSS_PARAMS pss{};
   CK_MECHANISM mech = raw_mechanism(kAlgorithms[alg].scheme, pss);
   Bytes in = message_digest();
@@ -287,7 +300,7 @@ void bm_raw(benchmark::State& state, std::size_t alg) {
   CK_ULONG len = 0;
   const std::uint64_t calls0 = raw.module->call_count();
   for (auto _ : state) {
-    CK_RV rv = raw_sign(raw, alg, mech, in, sig, len);
+    CK_RV rv = raw_sign(raw, session, alg, mech, in, sig, len);
     if (rv != CKR_OK) {
       state.SkipWithError(("C_SignInit/C_Sign: " + ck_rv_name(rv)).c_str());
       break;
@@ -296,6 +309,10 @@ void bm_raw(benchmark::State& state, std::size_t alg) {
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(state.iterations());
+  if (state.threads() > 1) {
+    (void)P11_CALL(*raw.module, C_CloseSession, session);
+    return;
+  }
   state.counters["p11_calls_per_sign"] = benchmark::Counter(
       static_cast<double>(raw.module->call_count() - calls0), benchmark::Counter::kAvgIterations);
 }
@@ -377,6 +394,8 @@ int main(int argc, char** argv) {
     const std::string base = kAlgorithms[i].name;
     benchmark::RegisterBenchmark((base + "/raw").c_str(), bm_raw, i)
         ->Unit(benchmark::kMicrosecond)
+        ->Threads(1)
+        ->Threads(2)
         ->UseRealTime();
     benchmark::RegisterBenchmark((base + "/pool").c_str(), bm_pool, i)
         ->Unit(benchmark::kMicrosecond)

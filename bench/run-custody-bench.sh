@@ -83,23 +83,27 @@ print()
 print("custody_bench  {}  {} CPUs @ {} MHz{}".format(
     ctx.get("date", ""), ctx.get("num_cpus", "?"), ctx.get("mhz_per_cpu", "?"),
     "  load avg " + " ".join("%.2f" % x for x in load) if load else ""))
-print("signatures per second (wall clock); 'x raw' = this figure / raw of the same algorithm and run")
+print("signatures per second (wall clock); 'x raw' = this figure / single-thread raw of the same algorithm and run;")
+print("'x raw@N' = this figure / raw with the same number of threads (one session per thread, no pool)")
 print()
-header = ("algorithm", "variant", "sig/s", "x raw", "C_* calls/sig")
-fmt = "{:<22} {:<16} {:>10} {:>7} {:>14}"
+header = ("algorithm", "variant", "sig/s", "x raw", "x raw@N", "C_* calls/sig")
+fmt = "{:<22} {:<16} {:>10} {:>7} {:>8} {:>14}"
 print(fmt.format(*header))
 print(fmt.format(*("-" * len(h) for h in header)))
 for key in order:
     alg, variant = key
     r = rows[key]
     if r["error"] and not r["ips"] and key not in medians:
-        print(fmt.format(alg, variant, "error", "", "") + "  " + r["error"])
+        print(fmt.format(alg, variant, "error", "", "", "") + "  " + r["error"])
         continue
     v = ips(key)
-    base = ips((alg, "raw"))
+    base = ips((alg, "raw/threads:1")) or ips((alg, "raw"))
     ratio = "%.2f" % (v / base) if v and base else "-"
+    threads = variant.rsplit("threads:", 1)[1] if "threads:" in variant else None
+    same = ips((alg, "raw/threads:" + threads)) if threads else None
+    same_ratio = "%.2f" % (v / same) if v and same else ""
     calls = "%.1f" % statistics.median(r["calls"]) if r["calls"] else ""
-    print(fmt.format(alg, variant, "%.1f" % v if v else "-", ratio, calls))
+    print(fmt.format(alg, variant, "%.1f" % v if v else "-", ratio, same_ratio, calls))
 print()
 print("JSON: " + path)
 PY

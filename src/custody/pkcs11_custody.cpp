@@ -12,8 +12,9 @@ namespace {
 constexpr std::size_t kGcmIvSize = 12;   // NIST SP 800-38D §8.2: 96-bit IVs
 constexpr CK_ULONG kGcmTagBits = 128;
 
-Error key_not_found(const std::string& what, const std::string& label, const CkContext& c) {
-  return Error{"custody.key_not_found", what + " '" + label + "' is not on token " + c.token,
+Error key_not_found(const std::string& what, const std::string& label, const TokenUri& uri, CK_OBJECT_CLASS cls) {
+  return Error{"custody.key_not_found",
+               what + " '" + label + "' is not on token " + uri.text() + " (" + uri.object_uri(label, cls) + ")",
                "list the token with `certcustody token info`; create the key (`certcustody ra keygen` / "
                "`certcustody kek create`) or fix the label",
                CKR_KEY_HANDLE_INVALID};
@@ -27,6 +28,10 @@ const char* class_name(CK_OBJECT_CLASS cls) {
     case CKO_CERTIFICATE: return "certificate";
     default: return "object";
   }
+}
+
+CK_RSA_PKCS_OAEP_PARAMS oaep_params(HashAlg hash) {
+  return CK_RSA_PKCS_OAEP_PARAMS{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
 }
 
 }  // namespace
@@ -52,7 +57,7 @@ Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_C
     if (it != cache_.end() && it->second.generation == s.generation()) return it->second;
   }
   CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
-  if (!found) return key_not_found(class_name(cls), label, pool_->context());
+  if (!found) return key_not_found(class_name(cls), label, pool_->uri(), cls);
   KeyHandle k;
   k.handle = *found;
   k.generation = s.generation();
@@ -117,7 +122,7 @@ Result<ObjectInfo> Pkcs11Custody::find_key(const std::string& label) {
       CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
       if (found) return s.describe(*found);
     }
-    return key_not_found("key", label, pool_->context());
+    return key_not_found("key", label, pool_->uri(), CKO_PRIVATE_KEY);
   });
 }
 
@@ -160,7 +165,7 @@ Result<Bytes> Pkcs11Custody::sign_digest(const std::string& label, SignScheme sc
 Result<Bytes> Pkcs11Custody::rsa_oaep_encrypt(const std::string& label, HashAlg hash,
                                               std::span<const std::uint8_t> plaintext) {
   return with_key(CKO_PUBLIC_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
-    CK_RSA_PKCS_OAEP_PARAMS p{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
+    CK_RSA_PKCS_OAEP_PARAMS p = oaep_params(hash);
     CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
     return s.encrypt(k.handle, m, plaintext, label);
   });
@@ -169,7 +174,7 @@ Result<Bytes> Pkcs11Custody::rsa_oaep_encrypt(const std::string& label, HashAlg 
 Result<SecureBytes> Pkcs11Custody::rsa_oaep_decrypt(const std::string& label, HashAlg hash,
                                                     std::span<const std::uint8_t> ciphertext) {
   return with_key(CKO_PRIVATE_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<SecureBytes> {
-    CK_RSA_PKCS_OAEP_PARAMS p{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
+    CK_RSA_PKCS_OAEP_PARAMS p = oaep_params(hash);
     CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
     return s.decrypt(k.handle, m, ciphertext, label);
   });
@@ -225,7 +230,7 @@ Status Pkcs11Custody::store_certificate(const std::string& label, std::span<cons
 
   return pool_->run([&](TokenSession& s) -> Status {
     CC_TRY_ASSIGN(auto priv, s.find_by_label(CKO_PRIVATE_KEY, label));
-    if (!priv) return key_not_found("private key", label, pool_->context());
+    if (!priv) return key_not_found("private key", label, pool_->uri(), CKO_PRIVATE_KEY);
     CC_TRY_ASSIGN(Bytes id, s.attribute(*priv, CKA_ID, label));
     CC_TRY_ASSIGN(auto old, s.find_by_label(CKO_CERTIFICATE, label));
     if (old && !replace)
@@ -269,12 +274,8 @@ Status init_token(Pkcs11Module& module, const std::string& label, const SecureBy
     return Error{"custody.label_invalid", "a token label has 1 to 32 characters", "choose a shorter label"};
   auto fail = [&](CK_RV rv, const std::string& op) { return ck_error(rv, CkContext{op, "token=" + label, {}, {}}); };
   CC_TRY(module.initialize());
-  CK_ULONG n = 0;
-  CK_RV rv = P11_CALL(module, C_GetSlotList, CK_TRUE, nullptr, &n);
-  std::vector<CK_SLOT_ID> ids(n);
-  if (rv == CKR_OK && n) rv = P11_CALL(module, C_GetSlotList, CK_TRUE, ids.data(), &n);
-  if (rv != CKR_OK) return fail(rv, "C_GetSlotList");
-  ids.resize(n);
+  std::vector<CK_SLOT_ID> ids;
+  if (CK_RV rv = module.slot_ids(true, ids); rv != CKR_OK) return fail(rv, "C_GetSlotList");
   std::optional<CK_SLOT_ID> free_slot;
   for (CK_SLOT_ID id : ids) {
     CK_TOKEN_INFO ti{};
@@ -290,15 +291,11 @@ Status init_token(Pkcs11Module& module, const std::string& label, const SecureBy
   unsigned char padded[32];
   std::memset(padded, ' ', sizeof padded);
   std::memcpy(padded, label.data(), label.size());
-  rv = P11_CALL(module, C_InitToken, *free_slot, const_cast<std::uint8_t*>(so_pin.data()),
-                static_cast<CK_ULONG>(so_pin.size()), padded);
+  CK_RV rv = P11_CALL(module, C_InitToken, *free_slot, const_cast<std::uint8_t*>(so_pin.data()),
+                      static_cast<CK_ULONG>(so_pin.size()), padded);
   if (rv != CKR_OK) return fail(rv, "C_InitToken");
   // Some modules (SoftHSM) renumber slots after C_InitToken: find it again.
-  rv = P11_CALL(module, C_GetSlotList, CK_TRUE, nullptr, &n);
-  ids.resize(n);
-  if (rv == CKR_OK && n) rv = P11_CALL(module, C_GetSlotList, CK_TRUE, ids.data(), &n);
-  if (rv != CKR_OK) return fail(rv, "C_GetSlotList");
-  ids.resize(n);
+  if (rv = module.slot_ids(true, ids); rv != CKR_OK) return fail(rv, "C_GetSlotList");
   std::optional<CK_SLOT_ID> slot;
   for (CK_SLOT_ID id : ids) {
     CK_TOKEN_INFO ti{};

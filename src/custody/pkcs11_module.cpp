@@ -46,6 +46,21 @@ Status Pkcs11Module::initialize() {
   return ck_error(rv, CkContext{"C_Initialize of " + path_, {}, {}, {}});
 }
 
+CK_RV Pkcs11Module::slot_ids(bool token_present, std::vector<CK_SLOT_ID>& out) {
+  const CK_BBOOL present = token_present ? CK_TRUE : CK_FALSE;
+  for (;;) {  // the list can grow between the two calls (hot-plug)
+    CK_ULONG n = 0;
+    CK_RV rv = P11_CALL(*this, C_GetSlotList, present, nullptr, &n);
+    if (rv != CKR_OK) return rv;
+    out.resize(n);
+    if (n == 0) return CKR_OK;
+    rv = P11_CALL(*this, C_GetSlotList, present, out.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) continue;
+    out.resize(n);
+    return rv;
+  }
+}
+
 void Pkcs11Module::finalize() noexcept { (void)P11_CALL(*this, C_Finalize, nullptr); }
 
 void Pkcs11Module::trace(const char* name, CK_RV rv, std::chrono::steady_clock::duration d) const {

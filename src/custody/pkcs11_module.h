@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -25,6 +26,10 @@ class Pkcs11Module {
   Status initialize();
   // C_Finalize; handles from before are void afterwards.
   void finalize() noexcept;
+
+  // C_GetSlotList (both calls of the length convention); with
+  // token_present, only slots holding a token. CKR_OK or the failing CK_RV.
+  CK_RV slot_ids(bool token_present, std::vector<CK_SLOT_ID>& out);
 
   const std::string& path() const { return path_; }
   CK_FUNCTION_LIST* functions() const { return fns_; }

@@ -171,20 +171,17 @@ void TokenSessionPool::disconnect_locked(bool reinit_module) {
 }
 
 Result<CK_SLOT_ID> TokenSessionPool::find_slot_locked() {
-  CK_ULONG n = 0;
-  CK_RV rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, nullptr, &n);
+  std::vector<CK_SLOT_ID> ids;
+  CK_RV rv = module_->slot_ids(true, ids);
   if (rv == CKR_CRYPTOKI_NOT_INITIALIZED) {  // finalised under us: initialise again
     CC_TRY(module_->initialize());
-    rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, nullptr, &n);
+    rv = module_->slot_ids(true, ids);
   }
-  std::vector<CK_SLOT_ID> ids(n);
-  if (rv == CKR_OK && n > 0) rv = P11_CALL(*module_, C_GetSlotList, CK_TRUE, ids.data(), &n);
   if (rv != CKR_OK) {
     CkContext c = context_;
     c.operation = "C_GetSlotList";
     return ck_error(rv, c);
   }
-  ids.resize(n);
   std::vector<CK_SLOT_ID> matches;
   for (CK_SLOT_ID id : ids) {
     CK_SLOT_INFO si{};
@@ -280,16 +277,12 @@ Status TokenSessionPool::connect_locked() {
 
 Result<std::vector<SlotDescription>> TokenSessionPool::slots() {
   std::shared_lock mod(module_mu_);
-  CK_ULONG n = 0;
-  CK_RV rv = P11_CALL(*module_, C_GetSlotList, CK_FALSE, nullptr, &n);
-  std::vector<CK_SLOT_ID> ids(n);
-  if (rv == CKR_OK && n > 0) rv = P11_CALL(*module_, C_GetSlotList, CK_FALSE, ids.data(), &n);
-  if (rv != CKR_OK) {
+  std::vector<CK_SLOT_ID> ids;
+  if (CK_RV rv = module_->slot_ids(false, ids); rv != CKR_OK) {
     CkContext c = context_;
     c.operation = "C_GetSlotList";
     return ck_error(rv, c);
   }
-  ids.resize(n);
   std::vector<SlotDescription> out;
   for (CK_SLOT_ID id : ids) {
     SlotDescription d;

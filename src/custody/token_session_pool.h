@@ -111,6 +111,7 @@ class TokenSessionPool {
   Result<std::vector<SlotDescription>> slots();
 
   const CkContext& context() const { return context_; }
+  const TokenUri& uri() const { return uri_; }
   Pkcs11Module& module() { return *module_; }
   std::uint64_t generation() const;
   // How often C_Login was called (tests check that a bad PIN is not retried).

@@ -2,6 +2,8 @@
 
 #include <p11-kit/uri.h>
 
+#include <cstdlib>
+
 namespace certcustody {
 
 void TokenUri::Free::operator()(p11_kit_uri* u) const noexcept { p11_kit_uri_free(u); }
@@ -51,6 +53,25 @@ std::optional<CK_OBJECT_CLASS> TokenUri::object_class() const {
   CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_CLASS);
   if (a == nullptr || a->ulValueLen != sizeof(CK_OBJECT_CLASS)) return std::nullopt;
   return *static_cast<const CK_OBJECT_CLASS*>(a->pValue);
+}
+
+}  // namespace certcustody
+
+namespace certcustody {
+
+std::string TokenUri::object_uri(const std::string& label, CK_OBJECT_CLASS cls) const {
+  std::unique_ptr<p11_kit_uri, Free> u(p11_kit_uri_new());
+  if (p11_kit_uri_parse(text_.c_str(), P11_KIT_URI_FOR_ANY, u.get()) != P11_KIT_URI_OK) return text_;
+  CK_ATTRIBUTE a_label{CKA_LABEL, const_cast<char*>(label.data()), static_cast<CK_ULONG>(label.size())};
+  CK_ATTRIBUTE a_class{CKA_CLASS, &cls, sizeof cls};
+  char* out = nullptr;
+  if (p11_kit_uri_set_attribute(u.get(), &a_label) != P11_KIT_URI_OK ||
+      p11_kit_uri_set_attribute(u.get(), &a_class) != P11_KIT_URI_OK ||
+      p11_kit_uri_format(u.get(), P11_KIT_URI_FOR_OBJECT_ON_TOKEN, &out) != P11_KIT_URI_OK)
+    return text_;
+  std::string s(out);
+  std::free(out);
+  return s;
 }
 
 }  // namespace certcustody

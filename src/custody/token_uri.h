@@ -27,6 +27,10 @@ class TokenUri {
   std::optional<std::vector<unsigned char>> object_id() const;
   std::optional<CK_OBJECT_CLASS> object_class() const;
 
+  // This URI narrowed to one object, e.g. "pkcs11:token=cc;object=ra;type=private",
+  // formatted (and percent-encoded) by p11-kit.
+  std::string object_uri(const std::string& label, CK_OBJECT_CLASS cls) const;
+
  private:
   struct Free {
     void operator()(p11_kit_uri* u) const noexcept;

@@ -54,6 +54,8 @@ struct BadCase {
   const char* must_mention;  // file:line and/or key
 };
 
+void PrintTo(const BadCase& b, std::ostream* os) { *os << b.name; }
+
 class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(ConfigErrors, NameFileLineAndKey) {

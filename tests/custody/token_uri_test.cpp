@@ -43,6 +43,17 @@ TEST(TokenUri, ObjectSelectors) {
   EXPECT_EQ(u->object_class(), static_cast<CK_OBJECT_CLASS>(CKO_PRIVATE_KEY));
 }
 
+TEST(TokenUri, NarrowsToAnObject) {
+  auto u = TokenUri::parse("pkcs11:token=cert%20custody");
+  ASSERT_TRUE(u);
+  std::string o = u->object_uri("ra key;1", CKO_PRIVATE_KEY);
+  auto back = TokenUri::parse(o);
+  ASSERT_TRUE(back) << o;
+  EXPECT_EQ(back->object_label(), "ra key;1") << o;
+  EXPECT_EQ(back->object_class(), static_cast<CK_OBJECT_CLASS>(CKO_PRIVATE_KEY)) << o;
+  EXPECT_NE(o.find("token=cert%20custody"), std::string::npos) << o;
+}
+
 TEST(TokenUri, RefusesMalformed) {
   auto bad = TokenUri::parse("pkcs12:token=x");
   ASSERT_FALSE(bad);

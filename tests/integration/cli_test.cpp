@@ -87,6 +87,14 @@ TEST_F(Cli, RaKeygenCsrImportWithThumbprints) {
   EXPECT_NE(info.output.find("certificate  label=ra"), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("sha1=" + sha1), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("<- selected"), std::string::npos) << info.output;
+  // The certificate object carries the key's CKA_ID.
+  auto id_of = [&](const std::string& kind) {
+    auto at = info.output.find(kind + " label=ra");
+    if (at == std::string::npos) return std::string("missing ") + kind;
+    auto id = info.output.find("id=", at);
+    return info.output.substr(id + 3, 32);
+  };
+  EXPECT_EQ(id_of("certificate "), id_of("private-key "));
   for (const auto* r : {&keygen, &made, &imported, &info}) expect_no_pin(r->output);
 
   // A second import needs --replace (renewal).

@@ -30,6 +30,8 @@ struct SignCase {
   const char* name;
 };
 
+void PrintTo(const SignCase& c, std::ostream* os) { *os << c.name; }
+
 class Signing : public CustodyTest, public ::testing::WithParamInterface<SignCase> {};
 
 TEST_P(Signing, SignatureVerifiesInSoftware) {
@@ -62,6 +64,8 @@ TEST_F(CustodyTest, SigningErrorsAreNamed) {
   EXPECT_EQ(missing.error().code, "custody.key_not_found");
   EXPECT_NE(missing.error().what.find("'nope'"), std::string::npos);
   EXPECT_NE(missing.error().what.find("pkcs11:token=" + token_->label()), std::string::npos);
+  EXPECT_NE(missing.error().what.find("object=nope"), std::string::npos) << missing.error().what;
+  EXPECT_NE(missing.error().what.find("type=private"), std::string::npos) << missing.error().what;
   auto mismatch = custody_->sign("ec", SignScheme::rsa_pss, HashAlg::sha256, kMsg);
   ASSERT_FALSE(mismatch);
   EXPECT_EQ(mismatch.error().code, "custody.scheme_mismatch");

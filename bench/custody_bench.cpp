@@ -145,7 +145,7 @@ class TokenBench {
     const Bytes& d = message_digest();
     for (std::size_t i = 0; i < kAlgorithms.size(); ++i) {
       const Algorithm& a = kAlgorithms[i];
-      (void)value_or_throw(custody_->generate_key_pair(a.label, a.type), std::string("generating ") + a.label);
+      (void)value_or_throw(custody_->generate_key_pair(a.label, a.type, KeyPurpose::sign), std::string("generating ") + a.label);
       public_keys_[i] = value_or_throw(custody_->public_key(a.label), std::string("public key of ") + a.label);
       // Also fills the pool's key-handle cache, as in steady state.
       Bytes sig = value_or_throw(custody_->sign_digest(a.label, a.scheme, HashAlg::sha256, d),

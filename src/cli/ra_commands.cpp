@@ -20,7 +20,7 @@ Status ra_keygen(const Globals& g, const RaOptions& o) {
   CC_TRY_ASSIGN(KeyType type, parse_key_type(o.key_type));
   CC_TRY_ASSIGN(Config cfg, load(g));
   CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_key_pair(o.label, type));
+  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_key_pair(o.label, type, KeyPurpose::sign));
   std::printf("generated %s key pair '%s' (id %s) inside token %s: sensitive, never extractable\n",
               key_type_name(type).c_str(), key.label.c_str(), to_hex_lower(key.id).c_str(),
               cfg.custody.token.c_str());

@@ -18,6 +18,9 @@ namespace certcustody {
 enum class KeyType { rsa2048, rsa3072, rsa4096, ec_p256, ec_p384 };
 enum class SignScheme { rsa_pkcs1, rsa_pss, ecdsa };
 enum class HashAlg { sha1, sha256, sha384, sha512 };
+// What a key pair may do. One purpose per key: an RA (signing) key can never
+// serve as a decryption oracle, and a recipient key never signs.
+enum class KeyPurpose { sign, decrypt };
 
 Result<KeyType> parse_key_type(const std::string& s);  // "rsa2048", "ec-p256", ...
 std::string key_type_name(KeyType t);
@@ -53,7 +56,8 @@ class KeyCustody {
 
   // Key pairs and secret keys are generated inside the token, sensitive and
   // non-extractable. Fails with custody.label_exists when the label is taken.
-  virtual Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type) = 0;
+  virtual Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type,
+                                              KeyPurpose purpose) = 0;
   virtual Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) = 0;
 
   virtual Result<std::vector<ObjectInfo>> list_objects() = 0;

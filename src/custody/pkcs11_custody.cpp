@@ -86,11 +86,11 @@ Status Pkcs11Custody::require_free_label(TokenSession& s, const std::string& lab
   return {};
 }
 
-Result<ObjectInfo> Pkcs11Custody::generate_key_pair(const std::string& label, KeyType type) {
+Result<ObjectInfo> Pkcs11Custody::generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) {
   return pool_->run([&](TokenSession& s) -> Result<ObjectInfo> {
     CC_TRY(require_free_label(s, label));
     CC_TRY_ASSIGN(Bytes id, s.random(16));
-    CC_TRY_ASSIGN(auto pair, s.generate_key_pair(label, id, type));
+    CC_TRY_ASSIGN(auto pair, s.generate_key_pair(label, id, type, purpose));
     return s.describe(pair.second);
   });
 }

@@ -20,7 +20,7 @@ class Pkcs11Custody final : public KeyCustody {
 
   TokenSessionPool& pool() { return *pool_; }
 
-  Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type) override;
+  Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) override;
   Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) override;
   Result<std::vector<ObjectInfo>> list_objects() override;
   Result<ObjectInfo> find_key(const std::string& label) override;

@@ -195,7 +195,12 @@ Result<EvpPkeyPtr> TokenSession::public_key(CK_OBJECT_HANDLE pub, const std::str
 
 Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> TokenSession::generate_key_pair(const std::string& label,
                                                                                       const Bytes& id,
-                                                                                      KeyType type) {
+                                                                                      KeyType type,
+                                                                                      KeyPurpose purpose) {
+  const bool sign = purpose == KeyPurpose::sign;
+  if (!sign && !is_rsa(type))
+    return Error{"custody.key_type_invalid", "decryption keys must be RSA (" + key_type_name(type) + " was asked)",
+                 "use rsa2048, rsa3072 or rsa4096 for a decryption key"};
   CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
   CK_KEY_TYPE kt = is_rsa(type) ? CKK_RSA : CKK_EC;
   CK_ULONG bits = rsa_bits(type);
@@ -204,22 +209,21 @@ Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> TokenSession::generate_key
 
   std::vector<CK_ATTRIBUTE> pub = {
       attr(CKA_CLASS, pub_cls),   attr(CKA_KEY_TYPE, kt),  attr(CKA_TOKEN, kTrue),
-      attr(CKA_PRIVATE, kFalse),  attr(CKA_VERIFY, kTrue), attr(CKA_LABEL, label.data(), label.size()),
+      attr(CKA_PRIVATE, kFalse),  attr(CKA_VERIFY, sign ? kTrue : kFalse),
+      attr(CKA_ENCRYPT, sign ? kFalse : kTrue), attr(CKA_WRAP, sign ? kFalse : kTrue),
+      attr(CKA_LABEL, label.data(), label.size()),
       attr(CKA_ID, id.data(), id.size())};
   std::vector<CK_ATTRIBUTE> priv = {
       attr(CKA_CLASS, priv_cls),      attr(CKA_KEY_TYPE, kt),         attr(CKA_TOKEN, kTrue),
       attr(CKA_PRIVATE, kTrue),       attr(CKA_SENSITIVE, kTrue),     attr(CKA_EXTRACTABLE, kFalse),
-      attr(CKA_SIGN, kTrue),          attr(CKA_LABEL, label.data(), label.size()),
+      attr(CKA_SIGN, sign ? kTrue : kFalse),
+      attr(CKA_DECRYPT, sign ? kFalse : kTrue), attr(CKA_UNWRAP, sign ? kFalse : kTrue),
+      attr(CKA_LABEL, label.data(), label.size()),
       attr(CKA_ID, id.data(), id.size())};
   CK_MECHANISM mech{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
   if (is_rsa(type)) {
     pub.push_back(attr(CKA_MODULUS_BITS, bits));
     pub.push_back(attr(CKA_PUBLIC_EXPONENT, kExponent, sizeof kExponent));
-    // RSA keys also decrypt/unwrap with OAEP (recipient and KEK use).
-    pub.push_back(attr(CKA_ENCRYPT, kTrue));
-    pub.push_back(attr(CKA_WRAP, kTrue));
-    priv.push_back(attr(CKA_DECRYPT, kTrue));
-    priv.push_back(attr(CKA_UNWRAP, kTrue));
   } else {
     mech.mechanism = CKM_EC_KEY_PAIR_GEN;
     pub.push_back(attr(CKA_EC_PARAMS, ec_params.data(), ec_params.size()));

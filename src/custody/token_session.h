@@ -44,7 +44,8 @@ class TokenSession {
 
   // Token objects: private key sensitive, non-extractable; both halves share id and label.
   Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> generate_key_pair(const std::string& label,
-                                                                          const Bytes& id, KeyType type);
+                                                                          const Bytes& id, KeyType type,
+                                                                          KeyPurpose purpose);
   // AES key. A token key is sensitive and non-extractable; a session key
   // (token=false) is a transient content key that may be wrapped out, never read.
   Result<CK_OBJECT_HANDLE> generate_aes_key(const std::string& label, const Bytes& id, unsigned bits, bool token);

@@ -10,7 +10,7 @@ namespace {
 class KeyGeneration : public CustodyTest, public ::testing::WithParamInterface<KeyType> {};
 
 TEST_P(KeyGeneration, KeyIsSensitiveNeverExtractableAndLocal) {
-  auto info = custody_->generate_key_pair("ra", GetParam());
+  auto info = custody_->generate_key_pair("ra", GetParam(), KeyPurpose::sign);
   ASSERT_TRUE(info) << info.error().to_string();
   EXPECT_EQ(info->kind, ObjectKind::private_key);
   EXPECT_EQ(info->label, "ra");
@@ -52,8 +52,8 @@ TEST_F(CustodyTest, AesKeyEncryptionKeyIsNeverExtractable) {
 }
 
 TEST_F(CustodyTest, LabelsAreUnique) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
-  auto again = custody_->generate_key_pair("ra", KeyType::rsa2048);
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+  auto again = custody_->generate_key_pair("ra", KeyType::rsa2048, KeyPurpose::sign);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, "custody.label_exists");
   auto kek = custody_->generate_secret_key("ra", 256);
@@ -62,8 +62,8 @@ TEST_F(CustodyTest, LabelsAreUnique) {
 }
 
 TEST_F(CustodyTest, PrivateValuesCannotBeReadOrWrapped) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048));
-  ASSERT_TRUE(custody_->generate_key_pair("ec", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048, KeyPurpose::sign));
+  ASSERT_TRUE(custody_->generate_key_pair("ec", KeyType::ec_p256, KeyPurpose::sign));
   ASSERT_TRUE(custody_->generate_secret_key("kek", 256));
   ASSERT_TRUE(custody_->generate_secret_key("kek2", 256));
   Status s = custody_->pool().run([&](TokenSession& t) -> Status {
@@ -96,7 +96,7 @@ TEST_F(CustodyTest, PrivateValuesCannotBeReadOrWrapped) {
 }
 
 TEST_F(CustodyTest, Pkcs11ToolCannotReadTheKeys) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048, KeyPurpose::sign));
   ASSERT_TRUE(custody_->generate_secret_key("kek", 256));
   custody_.reset();  // release the token to the other process
   const std::vector<std::string> env = {token_->softhsm_env()};

@@ -36,7 +36,7 @@ class Signing : public CustodyTest, public ::testing::WithParamInterface<SignCas
 
 TEST_P(Signing, SignatureVerifiesInSoftware) {
   const SignCase& c = GetParam();
-  ASSERT_TRUE(custody_->generate_key_pair("k", c.type));
+  ASSERT_TRUE(custody_->generate_key_pair("k", c.type, KeyPurpose::sign));
   auto sig = custody_->sign("k", c.scheme, c.hash, kMsg);
   ASSERT_TRUE(sig) << sig.error().to_string();
   auto pub = custody_->public_key("k");
@@ -58,7 +58,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST_F(CustodyTest, SigningErrorsAreNamed) {
-  ASSERT_TRUE(custody_->generate_key_pair("ec", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ec", KeyType::ec_p256, KeyPurpose::sign));
   auto missing = custody_->sign("nope", SignScheme::ecdsa, HashAlg::sha256, kMsg);
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, "custody.key_not_found");
@@ -76,7 +76,7 @@ TEST_F(CustodyTest, SigningErrorsAreNamed) {
 }
 
 TEST_F(CustodyTest, RsaOaepRoundTripInsideTheToken) {
-  ASSERT_TRUE(custody_->generate_key_pair("rcpt", KeyType::rsa2048));
+  ASSERT_TRUE(custody_->generate_key_pair("rcpt", KeyType::rsa2048, KeyPurpose::decrypt));
   const Bytes secret = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   // SoftHSM 2.6.1 implements OAEP with SHA-1 only (shared/notes/real-peers.md).
   auto ct = custody_->rsa_oaep_encrypt("rcpt", HashAlg::sha1, secret);
@@ -96,6 +96,34 @@ TEST_F(CustodyTest, RsaOaepRoundTripInsideTheToken) {
   auto pt2 = custody_->rsa_oaep_decrypt("rcpt", HashAlg::sha1, sw);
   ASSERT_TRUE(pt2) << pt2.error().to_string();
   EXPECT_EQ(Bytes(pt2->begin(), pt2->end()), secret);
+}
+
+TEST_F(CustodyTest, EachKeyPairServesOnePurpose) {
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048, KeyPurpose::sign));
+  ASSERT_TRUE(custody_->generate_key_pair("rcpt", KeyType::rsa2048, KeyPurpose::decrypt));
+  auto ra_key = custody_->find_key("ra");
+  ASSERT_TRUE(ra_key);
+  // The RA key is no decryption oracle ...
+  auto pub = custody_->public_key("ra");
+  ASSERT_TRUE(pub);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pub->get(), nullptr));
+  ASSERT_EQ(EVP_PKEY_encrypt_init(ctx.get()), 1);
+  EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING);
+  const Bytes secret(16, 0x42);
+  Bytes ct(256);
+  size_t n = ct.size();
+  ASSERT_EQ(EVP_PKEY_encrypt(ctx.get(), ct.data(), &n, secret.data(), secret.size()), 1);
+  auto dec = custody_->rsa_oaep_decrypt("ra", HashAlg::sha1, ct);
+  ASSERT_FALSE(dec);
+  EXPECT_EQ(dec.error().code, "custody.key_usage_refused") << dec.error().to_string();
+  // ... and the recipient key never signs.
+  auto sig = custody_->sign("rcpt", SignScheme::rsa_pss, HashAlg::sha256, kMsg);
+  ASSERT_FALSE(sig);
+  EXPECT_EQ(sig.error().code, "custody.key_usage_refused") << sig.error().to_string();
+  // EC keys cannot be made for decryption.
+  auto ec = custody_->generate_key_pair("ec", KeyType::ec_p256, KeyPurpose::decrypt);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(ec.error().code, "custody.key_type_invalid");
 }
 
 TEST_F(CustodyTest, AesGcmRoundTripAndTamperDetection) {
@@ -123,7 +151,7 @@ TEST_F(CustodyTest, AesGcmRoundTripAndTamperDetection) {
 
 TEST_F(CustodyTest, WrapUnwrapWithAesKeyWrapPadAndRsaOaep) {
   ASSERT_TRUE(custody_->generate_secret_key("kek", 256));
-  ASSERT_TRUE(custody_->generate_key_pair("rcpt", KeyType::rsa2048));
+  ASSERT_TRUE(custody_->generate_key_pair("rcpt", KeyType::rsa2048, KeyPurpose::decrypt));
   const std::string text = "content protected by a transient key";
   const Bytes plain(text.begin(), text.end());
   Status s = custody_->pool().run([&](TokenSession& t) -> Status {
@@ -167,7 +195,7 @@ TEST_F(CustodyTest, WrapUnwrapWithAesKeyWrapPadAndRsaOaep) {
 }
 
 TEST_F(CustodyTest, ListsObjectsWithoutSecrets) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   ASSERT_TRUE(custody_->generate_secret_key("kek", 256));
   auto objs = custody_->list_objects();
   ASSERT_TRUE(objs) << objs.error().to_string();

@@ -22,7 +22,7 @@ CK_FLAGS selected_token_flags(Pkcs11Custody& c) {
 }
 
 TEST_F(CustodyTest, WrongPinIsNamedAndNeverRetried) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   custody_.reset();
   write_file(token_->user_pin_file(), "000000-wrong\n");
   open_custody(token_->custody_config());
@@ -54,7 +54,7 @@ TEST_F(CustodyTest, MissingTokenIsNamed) {
 }
 
 TEST_F(CustodyTest, EightThreadsThousandSignaturesEach) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   auto pub = custody_->public_key("ra");
   ASSERT_TRUE(pub);
   std::atomic<int> failures{0}, bad_signatures{0};
@@ -83,7 +83,7 @@ TEST_F(CustodyTest, EightThreadsThousandSignaturesEach) {
 }
 
 TEST_F(CustodyTest, RecoversWhenTheModuleIsFinalised) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::rsa2048, KeyPurpose::sign));
   ASSERT_TRUE(custody_->sign("ra", SignScheme::rsa_pss, HashAlg::sha256, kMsg));
   auto gen = custody_->pool().generation();
   custody_->pool().module().finalize();  // as if another component or the HSM reset it
@@ -94,7 +94,7 @@ TEST_F(CustodyTest, RecoversWhenTheModuleIsFinalised) {
 }
 
 TEST_F(CustodyTest, RecoversWhenSessionsAreClosedUnderIt) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   ASSERT_TRUE(custody_->sign("ra", SignScheme::ecdsa, HashAlg::sha256, kMsg));
   auto slots = custody_->pool().slots();
   ASSERT_TRUE(slots);
@@ -107,7 +107,7 @@ TEST_F(CustodyTest, RecoversWhenSessionsAreClosedUnderIt) {
 }
 
 TEST_F(CustodyTest, TokenTakenAwayAndBroughtBack) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   ASSERT_TRUE(custody_->sign("ra", SignScheme::ecdsa, HashAlg::sha256, kMsg));
   // SoftHSM keeps each token in its own directory under the token dir.
   std::filesystem::path token_subdir;
@@ -140,7 +140,7 @@ TEST_F(CustodyTest, TokenTakenAwayAndBroughtBack) {
 }
 
 TEST_F(CustodyTest, WholeTokenDirectoryGoneAndBack) {
-  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256));
+  ASSERT_TRUE(custody_->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   const std::string dir = token_->token_dir(), away = token_->dir() + "/tokens.away";
   std::filesystem::rename(dir, away);
   custody_->pool().module().finalize();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what is missing, builds with
-# -Werror and runs every suite, then builds again with AddressSanitizer +
+# -Werror and runs every suite, runs the fuzz targets briefly (clang,
+# libFuzzer), then builds again with AddressSanitizer +
 # UndefinedBehaviorSanitizer and runs every suite once more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ echo "== release build (-Werror) with benchmarks compiled =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_WERROR=ON -DCERTCUSTODY_BENCHMARKS=ON >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== fuzz targets, ${FUZZ_SECONDS:-20}s each =="
+bash scripts/fuzz.sh
 
 echo "== ASan + UBSan build =="
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCERTCUSTODY_SANITIZE=ON >/dev/null

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (build-fuzz/) and runs each for
+# FUZZ_SECONDS (default 20) from its seed corpus. New inputs go to a scratch
+# copy, never into the repository. Exits non-zero on the first finding.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+seconds=${FUZZ_SECONDS:-20}
+
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_FUZZ=ON \
+  -DCERTCUSTODY_TESTS=OFF >/dev/null
+cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for target in subject_name config; do
+  mkdir -p "$scratch/$target"
+  cp tests/fuzz/corpus/$target/* "$scratch/$target/"
+  echo "== fuzzing $target for ${seconds}s"
+  status=0
+  (cd "$scratch" && "$root/build-fuzz/tests/fuzz/${target}_fuzz" -max_total_time="$seconds" -max_len=4096 \
+     -print_final_stats=1 "$scratch/$target" >"$scratch/$target.log" 2>&1) || status=$?
+  tail -n 4 "$scratch/$target.log"
+  if [ "$status" -ne 0 ]; then
+    grep -E "ERROR|SUMMARY|Test unit written" "$scratch/$target.log" >&2 || tail -n 40 "$scratch/$target.log" >&2
+    cp "$scratch"/crash-* "$scratch"/leak-* "$scratch"/timeout-* . 2>/dev/null || true
+    echo "fuzz: $target failed (exit $status); the failing input was copied here" >&2
+    exit 1
+  fi
+done

@@ -268,53 +268,66 @@ Result<std::optional<Bytes>> Pkcs11Custody::find_certificate(const std::string& 
   });
 }
 
+namespace {
+
+// The slot holding a token: with `label`, the initialised token of that label;
+// without, the first uninitialised one.
+Result<std::optional<CK_SLOT_ID>> token_slot(Pkcs11Module& module, const std::optional<std::string>& label) {
+  std::vector<CK_SLOT_ID> ids;
+  if (CK_RV rv = module.slot_ids(true, ids); rv != CKR_OK) return ck_error(rv, CkContext{"C_GetSlotList", {}, {}, {}});
+  for (CK_SLOT_ID id : ids) {
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(module, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
+    const bool initialised = (ti.flags & CKF_TOKEN_INITIALIZED) != 0;
+    if (label ? initialised && p11_text(ti.label, sizeof ti.label) == *label : !initialised)
+      return std::optional<CK_SLOT_ID>{id};
+  }
+  return std::optional<CK_SLOT_ID>{};
+}
+
+// As the SO on a fresh token: set the user PIN.
+Status set_user_pin(Pkcs11Module& module, CK_SLOT_ID slot, const SecureBytes& so_pin, const SecureBytes& user_pin,
+                    const CkContext& ctx) {
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  CK_RV rv = P11_CALL(module, C_OpenSession, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
+  if (rv != CKR_OK) return ck_error(rv, CkContext{"C_OpenSession", ctx.token, {}, {}});
+  auto* so = const_cast<std::uint8_t*>(so_pin.data());
+  auto* user = const_cast<std::uint8_t*>(user_pin.data());
+  rv = P11_CALL(module, C_Login, h, CKU_SO, so, static_cast<CK_ULONG>(so_pin.size()));
+  if (rv == CKR_OK) rv = P11_CALL(module, C_InitPIN, h, user, static_cast<CK_ULONG>(user_pin.size()));
+  const CK_RV result = rv;
+  (void)P11_CALL(module, C_Logout, h);
+  (void)P11_CALL(module, C_CloseSession, h);
+  if (result != CKR_OK) return ck_error(result, CkContext{"C_Login(SO)/C_InitPIN", ctx.token, {}, {}});
+  return {};
+}
+
+}  // namespace
+
 Status init_token(Pkcs11Module& module, const std::string& label, const SecureBytes& so_pin,
                   const SecureBytes& user_pin) {
   if (label.empty() || label.size() > 32)
     return Error{"custody.label_invalid", "a token label has 1 to 32 characters", "choose a shorter label"};
-  auto fail = [&](CK_RV rv, const std::string& op) { return ck_error(rv, CkContext{op, "token=" + label, {}, {}}); };
+  const CkContext ctx{"", "token=" + label, {}, {}};
   CC_TRY(module.initialize());
-  std::vector<CK_SLOT_ID> ids;
-  if (CK_RV rv = module.slot_ids(true, ids); rv != CKR_OK) return fail(rv, "C_GetSlotList");
-  std::optional<CK_SLOT_ID> free_slot;
-  for (CK_SLOT_ID id : ids) {
-    CK_TOKEN_INFO ti{};
-    if (P11_CALL(module, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
-    if ((ti.flags & CKF_TOKEN_INITIALIZED) && p11_text(ti.label, sizeof ti.label) == label)
-      return Error{"custody.token_exists", "a token labelled '" + label + "' is already initialised",
-                   "use it, or choose another label; re-initialising would destroy its keys"};
-    if (!(ti.flags & CKF_TOKEN_INITIALIZED) && !free_slot) free_slot = id;
-  }
+  CC_TRY_ASSIGN(auto existing, token_slot(module, label));
+  if (existing)
+    return Error{"custody.token_exists", "a token labelled '" + label + "' is already initialised",
+                 "use it, or choose another label; re-initialising would destroy its keys"};
+  CC_TRY_ASSIGN(auto free_slot, token_slot(module, std::nullopt));
   if (!free_slot)
     return Error{"custody.no_free_slot", "no slot with an uninitialised token in " + module.path(),
                  "free a slot (HSM partition) for certcustody"};
-  unsigned char padded[32];
+  unsigned char padded[32];  // CK_TOKEN_INFO.label: blank-padded, not NUL-terminated
   std::memset(padded, ' ', sizeof padded);
   std::memcpy(padded, label.data(), label.size());
   CK_RV rv = P11_CALL(module, C_InitToken, *free_slot, const_cast<std::uint8_t*>(so_pin.data()),
                       static_cast<CK_ULONG>(so_pin.size()), padded);
-  if (rv != CKR_OK) return fail(rv, "C_InitToken");
+  if (rv != CKR_OK) return ck_error(rv, CkContext{"C_InitToken", ctx.token, {}, {}});
   // Some modules (SoftHSM) renumber slots after C_InitToken: find it again.
-  if (rv = module.slot_ids(true, ids); rv != CKR_OK) return fail(rv, "C_GetSlotList");
-  std::optional<CK_SLOT_ID> slot;
-  for (CK_SLOT_ID id : ids) {
-    CK_TOKEN_INFO ti{};
-    if (P11_CALL(module, C_GetTokenInfo, id, &ti) == CKR_OK && (ti.flags & CKF_TOKEN_INITIALIZED) &&
-        p11_text(ti.label, sizeof ti.label) == label)
-      slot = id;
-  }
-  if (!slot) return fail(CKR_TOKEN_NOT_PRESENT, "finding the new token");
-  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-  rv = P11_CALL(module, C_OpenSession, *slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
-  if (rv != CKR_OK) return fail(rv, "C_OpenSession");
-  rv = P11_CALL(module, C_Login, h, CKU_SO, const_cast<std::uint8_t*>(so_pin.data()), static_cast<CK_ULONG>(so_pin.size()));
-  if (rv == CKR_OK)
-    rv = P11_CALL(module, C_InitPIN, h, const_cast<std::uint8_t*>(user_pin.data()), static_cast<CK_ULONG>(user_pin.size()));
-  CK_RV rv_init = rv;
-  (void)P11_CALL(module, C_Logout, h);
-  (void)P11_CALL(module, C_CloseSession, h);
-  if (rv_init != CKR_OK) return fail(rv_init, "C_Login(SO)/C_InitPIN");
-  return {};
+  CC_TRY_ASSIGN(auto slot, token_slot(module, label));
+  if (!slot) return ck_error(CKR_TOKEN_NOT_PRESENT, CkContext{"finding the new token", ctx.token, {}, {}});
+  return set_user_pin(module, *slot, so_pin, user_pin, ctx);
 }
 
 }  // namespace certcustody

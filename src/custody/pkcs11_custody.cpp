@@ -36,12 +36,12 @@ CK_RSA_PKCS_OAEP_PARAMS oaep_params(HashAlg hash) {
 
 }  // namespace
 
-Result<std::unique_ptr<Pkcs11Custody>> Pkcs11Custody::open(const CustodyConfig& config) {
+Result<std::unique_ptr<Pkcs11Custody>> Pkcs11Custody::open(const CustodyConfig& config, SoftwareContext software) {
   CC_TRY_ASSIGN(auto module, Pkcs11Module::load(config.module));
   CC_TRY_ASSIGN(TokenUri uri, TokenUri::parse(config.token));
   CC_TRY_ASSIGN(PinSource pin, PinSource::from_config(config.pin_file));
   CC_TRY_ASSIGN(auto pool, TokenSessionPool::open(std::move(module), std::move(uri), std::move(pin),
-                                                  TokenSessionPool::Options{config.sessions, std::chrono::milliseconds(config.reconnect_interval_ms)}));
+                                                  TokenSessionPool::Options{config.sessions, std::chrono::milliseconds(config.reconnect_interval_ms), software}));
   return std::unique_ptr<Pkcs11Custody>(new Pkcs11Custody(std::move(pool)));
 }
 

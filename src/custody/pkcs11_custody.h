@@ -16,7 +16,7 @@ namespace certcustody {
 class Pkcs11Custody final : public KeyCustody {
  public:
   // Loads the module and prepares the pool; logs in on first use.
-  static Result<std::unique_ptr<Pkcs11Custody>> open(const CustodyConfig& config);
+  static Result<std::unique_ptr<Pkcs11Custody>> open(const CustodyConfig& config, SoftwareContext software = {});
 
   TokenSessionPool& pool() { return *pool_; }
 

@@ -52,9 +52,10 @@ const char* curve_display(int nid) {
   }
 }
 
-Result<EvpPkeyPtr> pkey_from_params(const char* type, OSSL_PARAM_BLD* bld, const std::string& label) {
+Result<EvpPkeyPtr> pkey_from_params(const char* type, OSSL_PARAM_BLD* bld, const std::string& label,
+                                    const SoftwareContext* sw) {
   OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(sw ? sw->libctx : nullptr, type, sw ? sw->propq : nullptr));
   EVP_PKEY* key = nullptr;
   bool ok = params != nullptr && ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
             EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
@@ -168,7 +169,7 @@ Result<EvpPkeyPtr> TokenSession::public_key(CK_OBJECT_HANDLE pub, const std::str
     std::unique_ptr<BIGNUM, OsslDeleter<BN_free>> bn_e(BN_bin2bn(e.data(), static_cast<int>(e.size()), nullptr));
     OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get());
     OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get());
-    return pkey_from_params("RSA", bld.get(), label);
+    return pkey_from_params("RSA", bld.get(), label, software_);
   }
   if (kt == CKK_EC) {
     CC_TRY_ASSIGN(Bytes params, attribute(pub, CKA_EC_PARAMS, label));
@@ -187,7 +188,7 @@ Result<EvpPkeyPtr> TokenSession::public_key(CK_OBJECT_HANDLE pub, const std::str
     }
     OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, OBJ_nid2sn(nid), 0);
     OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
-    return pkey_from_params("EC", bld.get(), label);
+    return pkey_from_params("EC", bld.get(), label, software_);
   }
   return Error{"custody.key_type_unsupported", "key '" + label + "' is neither RSA nor EC",
                "use an RSA or EC key pair"};

@@ -19,11 +19,19 @@
 
 namespace certcustody {
 
+// Where OpenSSL objects made from token data (public keys) live: a library
+// context and property query, so that the provider can keep them in its own
+// default-provider context and never fetch itself.
+struct SoftwareContext {
+  OSSL_LIB_CTX* libctx = nullptr;
+  const char* propq = nullptr;
+};
+
 class TokenSession {
  public:
   TokenSession(Pkcs11Module& module, CK_SESSION_HANDLE handle, const CkContext& context,
-               std::uint64_t generation = 0)
-      : module_(&module), handle_(handle), context_(&context), generation_(generation) {}
+               std::uint64_t generation = 0, const SoftwareContext* software = nullptr)
+      : module_(&module), handle_(handle), context_(&context), generation_(generation), software_(software) {}
 
   CK_SESSION_HANDLE handle() const { return handle_; }
   // Which connection of the pool this session belongs to; object handles
@@ -75,6 +83,7 @@ class TokenSession {
   CK_SESSION_HANDLE handle_;
   const CkContext* context_;
   std::uint64_t generation_;
+  const SoftwareContext* software_;
 };
 
 // Destroys a session object (a transient content key) when it goes out of scope.

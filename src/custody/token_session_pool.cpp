@@ -19,6 +19,7 @@ Result<std::unique_ptr<TokenSessionPool>> TokenSessionPool::open(std::shared_ptr
 TokenSessionPool::~TokenSessionPool() {
   std::unique_lock mod(module_mu_);
   std::lock_guard l(mu_);
+  if (abandoned_) return;
   if (ready_) {
     for (CK_SESSION_HANDLE h : idle_) (void)P11_CALL(*module_, C_CloseSession, h);
     (void)P11_CALL(*module_, C_Logout, anchor_);
@@ -30,7 +31,7 @@ TokenSessionPool::~TokenSessionPool() {
 
 TokenSessionPool::Lease::Lease(TokenSessionPool* pool, CK_SESSION_HANDLE h, std::uint64_t gen,
                                std::shared_lock<std::shared_mutex> lk)
-    : pool_(pool), session_(*pool->module_, h, pool->context_, gen), generation_(gen), module_lock_(std::move(lk)) {}
+    : pool_(pool), session_(*pool->module_, h, pool->context_, gen, &pool->options_.software), generation_(gen), module_lock_(std::move(lk)) {}
 
 TokenSessionPool::Lease::Lease(Lease&& o) noexcept
     : pool_(o.pool_), session_(o.session_), generation_(o.generation_), broken_(o.broken_),

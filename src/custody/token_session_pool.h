@@ -54,6 +54,7 @@ class TokenSessionPool {
     // After a failed reconnect, operations fail fast with the same error for
     // this long instead of hammering an absent HSM.
     std::chrono::milliseconds reconnect_interval{1000};
+    SoftwareContext software{};  // for public keys made from token attributes
   };
 
   // Initialises the module; the first login happens on first use (or connect()).
@@ -104,6 +105,14 @@ class TokenSessionPool {
     }
   }
 
+  // At process exit some modules (SoftHSM 2.6.1) crash in C_CloseSession or
+  // C_Finalize once OpenSSL has cleaned up; an abandoned pool leaves its
+  // sessions to die with the process instead of closing them.
+  void abandon() {
+    std::lock_guard l(mu_);
+    abandoned_ = true;
+  }
+
   // Logs in now (instead of on first use), to report PIN problems early.
   Status connect();
 
@@ -141,7 +150,8 @@ class TokenSessionPool {
   mutable std::mutex mu_;  // everything below
   std::condition_variable cv_;
   bool ready_ = false;
-  bool recovering_ = false;  // a thread is reconnecting; new acquirers wait
+  bool recovering_ = false;
+  bool abandoned_ = false;  // a thread is reconnecting; new acquirers wait
   std::uint64_t generation_ = 0;
   CK_SLOT_ID slot_ = 0;
   CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;  // keeps the login alive

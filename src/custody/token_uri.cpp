@@ -2,6 +2,8 @@
 
 #include <p11-kit/uri.h>
 
+#include "custody/pkcs11_module.h"
+
 #include <cstdlib>
 
 namespace certcustody {
@@ -40,6 +42,14 @@ std::optional<std::string> TokenUri::object_label() const {
   CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_LABEL);
   if (a == nullptr) return std::nullopt;
   return std::string(static_cast<const char*>(a->pValue), a->ulValueLen);
+}
+
+std::optional<std::string> TokenUri::token_label() const {
+  CK_TOKEN_INFO* t = p11_kit_uri_get_token_info(uri_.get());
+  std::string label = p11_text(t->label, sizeof t->label);
+  // p11-kit leaves unset fields blank: an empty label means "any token".
+  if (label.empty()) return std::nullopt;
+  return label;
 }
 
 std::optional<std::vector<unsigned char>> TokenUri::object_id() const {

@@ -24,6 +24,8 @@ class TokenUri {
 
   // Object selectors (object=, id=, type=) when the URI names a key/certificate.
   std::optional<std::string> object_label() const;
+  // The token= attribute, when the URI has one.
+  std::optional<std::string> token_label() const;
   std::optional<std::vector<unsigned char>> object_id() const;
   std::optional<CK_OBJECT_CLASS> object_class() const;
 

@@ -1,0 +1,90 @@
+// A SoftHSM token with RA keys and CA-issued RA certificates, made the way an
+// HSM officer makes them (the certcustody executable + an openssl test CA),
+// plus a server certificate: the set-up for provider and TLS tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+#include "support/softhsm_token.h"
+
+namespace certcustody::testing {
+
+class RaFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    token_ = std::make_unique<SoftHsmToken>();
+    config_ = token_->write_config_file();
+    ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                       path("ca.key"), "-out", path("ca.pem"), "-subj", "/CN=Test RA CA", "-days", "2"})
+                  .exit_code,
+              0);
+  }
+  void TearDown() override { token_.reset(); }
+
+  std::string path(const std::string& name) const { return token_->dir() + "/" + name; }
+  std::vector<std::string> env() const {
+    return {token_->softhsm_env(), "CERTCUSTODY_CONFIG=" + config_, "OPENSSL_MODULES=" CERTCUSTODY_PROVIDER_DIR};
+  }
+  RunResult cc(std::vector<std::string> args) const {
+    args.insert(args.begin(), {CERTCUSTODY_BINARY, "--config", config_});
+    return run(args, env());
+  }
+  RunResult openssl(std::vector<std::string> args) const {
+    args.insert(args.begin(), "openssl");
+    return run(args, env());
+  }
+  static std::string key_uri(const std::string& label) {
+    return "pkcs11:token=certcustody-test;object=" + label + ";type=private";
+  }
+
+  // RA key `label` in the token with its certificate (path returned).
+  std::string make_ra(const std::string& label, const std::string& key_type) {
+    auto k = cc({"ra", "keygen", "--label", label, "--key-type", key_type});
+    EXPECT_EQ(k.exit_code, 0) << k.output;
+    auto c = cc({"ra", "csr", "--label", label, "--subject", "CN=RA " + label, "--out", path(label + ".csr")});
+    EXPECT_EQ(c.exit_code, 0) << c.output;
+    auto i = openssl({"x509", "-req", "-in", path(label + ".csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+                      "-CAcreateserial", "-copy_extensions", "copy", "-days", "2", "-out", path(label + ".pem")});
+    EXPECT_EQ(i.exit_code, 0) << i.output;
+    auto imp = cc({"ra", "import", "--label", label, "--cert", path(label + ".pem")});
+    EXPECT_EQ(imp.exit_code, 0) << imp.output;
+    return path(label + ".pem");
+  }
+
+  // A self-signed server certificate for `cn` with the given SANs.
+  void make_server(const std::string& name, const std::string& key_alg, const std::string& cn,
+                   const std::string& san) {
+    std::vector<std::string> a = {"req", "-x509", "-newkey", key_alg};
+    if (key_alg == "ec") a.insert(a.end(), {"-pkeyopt", "ec_paramgen_curve:P-256"});
+    a.insert(a.end(), {"-nodes", "-keyout", path(name + ".key"), "-out", path(name + ".pem"), "-subj", "/CN=" + cn,
+                       "-addext", "subjectAltName=" + san, "-days", "2"});
+    ASSERT_EQ(openssl(a).exit_code, 0);
+  }
+
+  // openssl s_server requiring a client certificate from the test CA.
+  std::unique_ptr<Process> start_server(const std::string& name, const std::string& version, int naccept,
+                                        int& port, const std::vector<std::string>& extra = {}) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      port = free_loopback_port();
+      std::vector<std::string> a = {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
+                                    path(name + ".pem"), "-key", path(name + ".key"), "-CAfile", path("ca.pem"),
+                                    "-Verify", "1", "-verify_return_error", "-" + version, "-naccept",
+                                    std::to_string(naccept), "-www"};
+      a.insert(a.end(), extra.begin(), extra.end());
+      auto p = std::make_unique<Process>(a, std::vector<std::string>{}, path("s_server." + std::to_string(port)));
+      if (p->wait_for_output("ACCEPT", 5000)) return p;
+    }
+    ADD_FAILURE() << "s_server did not start";
+    return nullptr;
+  }
+
+  std::unique_ptr<SoftHsmToken> token_;
+  std::string config_;
+};
+
+}  // namespace certcustody::testing

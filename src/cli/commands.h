@@ -22,5 +22,6 @@ using Action = std::function<Status()>;
 void add_token_commands(CLI::App& app, const Globals& g, Action& action);
 void add_ra_commands(CLI::App& app, const Globals& g, Action& action);
 void add_kek_commands(CLI::App& app, const Globals& g, Action& action);
+void add_ca_commands(CLI::App& app, const Globals& g, Action& action);
 
 }  // namespace certcustody::cli

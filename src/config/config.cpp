@@ -103,7 +103,51 @@ Status parse_custody(const toml::table& c, const std::string& file, CustodyConfi
   return {};
 }
 
+Status read_timeout(const toml::table& t, const std::string& file, const std::string& section, const char* key,
+                    unsigned& out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return {};
+  auto v = n->value<int64_t>();
+  if (!v || *v < 1 || *v > 3600000)
+    return config_error("config.invalid_value", where(file, n->source()), section + "." + key,
+                        "must be an integer from 1 to 3600000 (milliseconds)");
+  out = static_cast<unsigned>(*v);
+  return {};
+}
+
+Status parse_cas(const toml::table& root, const std::string& file, std::vector<CaEndpointConfig>& out) {
+  const toml::node* n = root.get("ca");
+  if (n == nullptr) return {};
+  if (!n->is_table()) return config_error("config.wrong_type", where(file, n->source()), "ca", "must be a table of CAs");
+  for (const auto& [name, node] : *n->as_table()) {
+    const std::string section = "ca." + std::string(name.str());
+    const toml::table* t = node.as_table();
+    if (t == nullptr)
+      return config_error("config.wrong_type", where(file, node.source()), section, "must be a table");
+    CC_TRY(reject_unknown(*t, file, section, {"url", "trust_anchor", "connect_timeout_ms", "timeout_ms"}));
+    CaEndpointConfig ca;
+    ca.name = std::string(name.str());
+    CC_TRY(read_string(*t, file, section, "url", true, ca.url));
+    if (ca.url.rfind("https://", 0) != 0)
+      return config_error("config.invalid_value", where(file, t->get("url")->source()), section + ".url",
+                          "must start with https://");
+    CC_TRY(read_string(*t, file, section, "trust_anchor", true, ca.trust_anchor));
+    ca.trust_anchor = resolve_relative(file, ca.trust_anchor);
+    CC_TRY(read_timeout(*t, file, section, "connect_timeout_ms", ca.connect_timeout_ms));
+    CC_TRY(read_timeout(*t, file, section, "timeout_ms", ca.timeout_ms));
+    out.push_back(std::move(ca));
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<const CaEndpointConfig*> Config::ca(const std::string& name) const {
+  for (const auto& c : cas)
+    if (c.name == name) return &c;
+  return Error{"config.ca_unknown", path + " has no [ca." + name + "] section",
+               "add it (see hsm-config/certcustody.toml.example) or use one of the configured CAs"};
+}
 
 Result<std::string> resolve_config_path(const std::optional<std::string>& flag) {
   if (flag && !flag->empty()) return *flag;
@@ -128,6 +172,12 @@ Result<Config> parse_config(const std::string& text, const std::string& source_n
   CC_TRY(reject_unknown(*state, source_name, "state", {"dir"}));
   CC_TRY(read_string(*state, source_name, "state", "dir", true, cfg.state.dir));
   cfg.state.dir = resolve_relative(source_name, cfg.state.dir);
+  if (const toml::node* ra = root.get("ra")) {
+    if (!ra->is_table()) return config_error("config.wrong_type", where(source_name, ra->source()), "ra", "must be a table");
+    CC_TRY(reject_unknown(*ra->as_table(), source_name, "ra", {"key"}));
+    CC_TRY(read_string(*ra->as_table(), source_name, "ra", "key", false, cfg.ra.key));
+  }
+  CC_TRY(parse_cas(root, source_name, cfg.cas));
   return cfg;
 }
 

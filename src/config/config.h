@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -23,10 +24,27 @@ struct StateConfig {
   std::string dir;
 };
 
+struct RaConfig {
+  std::string key;  // pkcs11: URI of the RA key; its certificate is stored beside it
+};
+
+// One CA endpoint reached over mutual TLS ([ca.<name>]).
+struct CaEndpointConfig {
+  std::string name;
+  std::string url;           // https://…
+  std::string trust_anchor;  // PEM file: the roots that issued the CA server's certificate
+  unsigned connect_timeout_ms = 10000;  // the reference's CloudCAConnTimeoutInMilliseconds
+  unsigned timeout_ms = 60000;
+};
+
 struct Config {
   std::string path;  // the file it came from
   CustodyConfig custody;
   StateConfig state;
+  RaConfig ra;                         // optional [ra]
+  std::vector<CaEndpointConfig> cas;   // optional [ca.<name>] tables
+
+  Result<const CaEndpointConfig*> ca(const std::string& name) const;
 };
 
 // --config wins; otherwise $CERTCUSTODY_CONFIG; otherwise a named error.

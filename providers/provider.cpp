@@ -133,11 +133,19 @@ int init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   }
 }
 
-bool load_builtin() {
-  if (OSSL_PROVIDER_add_builtin(nullptr, kProviderName, &init) != 1) return false;
+BuiltinProviders::BuiltinProviders() {
+  static const bool registered = OSSL_PROVIDER_add_builtin(nullptr, kProviderName, &init) == 1;
+  if (!registered) return;
   // Loading any provider explicitly stops OpenSSL from loading "default" on
-  // its own, and the connector needs both.
-  return OSSL_PROVIDER_load(nullptr, "default") != nullptr && OSSL_PROVIDER_load(nullptr, kProviderName) != nullptr;
+  // its own, and the connector needs both; default first, so that plain
+  // fetches (digests, TLS groups) find OpenSSL's implementations.
+  default_ = OSSL_PROVIDER_load(nullptr, "default");
+  ours_ = OSSL_PROVIDER_load(nullptr, kProviderName);
+}
+
+BuiltinProviders::~BuiltinProviders() {
+  if (ours_ != nullptr) OSSL_PROVIDER_unload(ours_);
+  if (default_ != nullptr) OSSL_PROVIDER_unload(default_);
 }
 
 }  // namespace certcustody::provider

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <openssl/core.h>
+#include <openssl/types.h>
 
 namespace certcustody::provider {
 
@@ -9,9 +10,21 @@ namespace certcustody::provider {
 // loadable module and the copy built into the executable.
 int init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DISPATCH** out, void** provctx);
 
-// Registers the built-in copy under the name "certcustody" in the default
-// library context and loads it together with OpenSSL's default provider.
-// Returns false (with OpenSSL's error queue set) on failure.
-bool load_builtin();
+// The built-in copy, registered as "certcustody" in the default library
+// context and loaded together with OpenSSL's default provider; both are
+// unloaded when this object goes (before OpenSSL's own cleanup at exit).
+class BuiltinProviders {
+ public:
+  BuiltinProviders();
+  ~BuiltinProviders();
+  BuiltinProviders(const BuiltinProviders&) = delete;
+  BuiltinProviders& operator=(const BuiltinProviders&) = delete;
+  // False (with OpenSSL's error queue set) when loading failed.
+  bool ok() const { return ours_ != nullptr && default_ != nullptr; }
+
+ private:
+  OSSL_PROVIDER* default_ = nullptr;
+  OSSL_PROVIDER* ours_ = nullptr;
+};
 
 }  // namespace certcustody::provider

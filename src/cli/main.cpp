@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   }
   // Every TLS connection the connector makes signs through the token, via
   // the provider built into this executable.
-  if (!certcustody::provider::load_builtin()) {
+  certcustody::provider::BuiltinProviders providers;
+  if (!providers.ok()) {
     std::fprintf(stderr, "%s\n",
                  certcustody::openssl_error("provider.load_failed", "cannot load the built-in certcustody provider",
                                             "check the OpenSSL 3 installation (default provider)")

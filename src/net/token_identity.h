@@ -17,7 +17,7 @@ struct TlsIdentity {
 
 // Loads both from one pkcs11: URI ("pkcs11:token=…;object=ra") through
 // OSSL_STORE and the certcustody provider, which must be loaded (see
-// provider::load_builtin). Refuses a certificate that does not match the key.
+// provider::BuiltinProviders). Refuses a certificate that does not match the key.
 Result<TlsIdentity> load_token_identity(const std::string& uri);
 
 // The named error the provider put on OpenSSL's error queue (its text is

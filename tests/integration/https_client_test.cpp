@@ -23,8 +23,8 @@ class Https : public RaFixture {
  protected:
   void SetUp() override {
     RaFixture::SetUp();
-    static const bool loaded = provider::load_builtin();
-    ASSERT_TRUE(loaded);
+    static provider::BuiltinProviders providers;  // unloaded after the tests, before OpenSSL's cleanup
+    ASSERT_TRUE(providers.ok());
     ra_cert_ = make_ra("ra", "ec-p256");
     make_server("srv", "ec", "localhost", "DNS:localhost,IP:127.0.0.1");
     auto c = Pkcs11Custody::open(token_->custody_config());

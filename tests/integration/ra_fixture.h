@@ -28,7 +28,16 @@ class RaFixture : public ::testing::Test {
 
   std::string path(const std::string& name) const { return token_->dir() + "/" + name; }
   std::vector<std::string> env() const {
-    return {token_->softhsm_env(), "CERTCUSTODY_CONFIG=" + config_, "OPENSSL_MODULES=" CERTCUSTODY_PROVIDER_DIR};
+    std::vector<std::string> e = {token_->softhsm_env(), "CERTCUSTODY_CONFIG=" + config_,
+                                  "OPENSSL_MODULES=" CERTCUSTODY_PROVIDER_DIR};
+#ifdef CERTCUSTODY_ASAN_RUNTIME
+    // The sanitizer build's provider module needs the ASan runtime loaded
+    // first in the (uninstrumented) openssl command; leaks are checked
+    // in-process by the Https suite instead.
+    e.push_back("LD_PRELOAD=" CERTCUSTODY_ASAN_RUNTIME);
+    e.push_back("ASAN_OPTIONS=detect_leaks=0");
+#endif
+    return e;
   }
   RunResult cc(std::vector<std::string> args) const {
     args.insert(args.begin(), {CERTCUSTODY_BINARY, "--config", config_});

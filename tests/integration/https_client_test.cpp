@@ -219,3 +219,32 @@ TEST_F(Https, KeyStaysInTheTokenAfterwards) {
 
 }  // namespace
 }  // namespace certcustody::testing
+
+namespace certcustody::testing {
+namespace {
+
+// `certcustody ca ping` — the operator's check of a CA endpoint, through the
+// provider built into the executable.
+TEST_F(Https, CaPingFromTheExecutable) {
+  auto srv = server();
+  auto silent = server(0, true);
+  auto config = read_file(config_);
+  config += "\n[ra]\nkey = \"pkcs11:token=certcustody-test;object=ra\"\n";
+  config += "\n[ca.test]\nurl = \"https://localhost:" + std::to_string(srv->port()) + "/\"\ntrust_anchor = \"" +
+            path("srv.pem") + "\"\n";
+  config += "\n[ca.silent]\nurl = \"https://localhost:" + std::to_string(silent->port()) + "/\"\ntrust_anchor = \"" +
+            path("srv.pem") + "\"\nconnect_timeout_ms = 500\ntimeout_ms = 700\n";
+  write_file(config_, config);
+  auto ok = cc({"ca", "ping", "--ca", "test"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("HTTP 200 over mutual TLS as \"CN=RA ra\""), std::string::npos) << ok.output;
+  auto slow = cc({"ca", "ping", "--ca", "silent"});
+  EXPECT_EQ(slow.exit_code, 1);
+  EXPECT_NE(slow.output.find("error net.ca_timeout"), std::string::npos) << slow.output;
+  auto unknown = cc({"ca", "ping", "--ca", "nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.output.find("config.ca_unknown"), std::string::npos) << unknown.output;
+}
+
+}  // namespace
+}  // namespace certcustody::testing

@@ -11,7 +11,7 @@ root=$PWD
 
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target certcustody >/dev/null
+cmake --build build -j2 --target certcustody certcustody-provider >/dev/null
 bin=$root/build/certcustody
 
 demo=$root/build/demo
@@ -53,9 +53,37 @@ step "PFX encryption key (AES-256) generated inside the token"
 step "Token inventory (no secrets)"
 "$bin" token info
 
+step "Mutual TLS signed inside the token: a local HTTPS server that demands the RA certificate"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$demo/srv.key" -out "$demo/srv.pem" \
+  -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" -days 2 2>/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl s_server -accept "127.0.0.1:$port" -cert "$demo/srv.pem" -key "$demo/srv.key" -CAfile "$demo/ca.pem" \
+  -Verify 1 -verify_return_error -naccept 2 -www >"$demo/s_server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do grep -q ACCEPT "$demo/s_server.log" && break; sleep 0.1; done
+cat >>"$CERTCUSTODY_CONFIG" <<TOML
+
+[ra]
+key = "pkcs11:token=certcustody;object=ra"
+
+[ca.demo]
+url = "https://localhost:$port/"
+trust_anchor = "$demo/srv.pem"
+connect_timeout_ms = 5000
+TOML
+"$bin" ca ping --ca demo
+echo "The same key from the openssl command line, through certcustody-provider.so:"
+echo Q | OPENSSL_MODULES="$root/build/providers" openssl s_client -provider certcustody -provider default \
+  -connect "127.0.0.1:$port" -key "pkcs11:token=certcustody;object=ra;type=private" -cert "$demo/ra.pem" \
+  -CAfile "$demo/srv.pem" -verify_return_error 2>/dev/null | grep -E '^(New|Verification)'
+wait "$server" || true
+grep -E 'depth=0' "$demo/s_server.log" | sed 's/^/server saw client certificate: /'
+
 cat <<TXT
 
 Demo complete. The RA key and the PFX encryption key were generated inside the
-token and are marked sensitive and never extractable; the CSR was signed there.
+token and are marked sensitive and never extractable; the CSR and both TLS
+handshakes were signed there.
 Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
 TXT

@@ -120,6 +120,41 @@ TEST(Config, UnreadableFileIsNamed) {
   EXPECT_NE(c.error().what.find("/nonexistent/certcustody.toml"), std::string::npos);
 }
 
+TEST(Config, CaEndpointsAndRaKey) {
+  std::string text = std::string(kGood) +
+                     "\n[ra]\nkey = \"pkcs11:token=certcustody;object=ra\"\n"
+                     "\n[ca.digicert]\nurl = \"https://pki-ws.symauth.com/pki-ws/\"\ntrust_anchor = \"roots.pem\"\n"
+                     "connect_timeout_ms = 2500\n"
+                     "\n[ca.msca]\nurl = \"https://ces.example/\"\ntrust_anchor = \"/etc/roots.pem\"\n";
+  auto c = parse_config(text, "/etc/cc/certcustody.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->ra.key, "pkcs11:token=certcustody;object=ra");
+  ASSERT_EQ(c->cas.size(), 2u);
+  auto d = c->ca("digicert");
+  ASSERT_TRUE(d);
+  EXPECT_EQ((*d)->trust_anchor, "/etc/cc/roots.pem");
+  EXPECT_EQ((*d)->connect_timeout_ms, 2500u);
+  EXPECT_EQ((*d)->timeout_ms, 60000u);
+  auto none = c->ca("nope");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, "config.ca_unknown");
+
+  auto http = parse_config(std::string(kGood) + "[ca.x]\nurl = \"http://ca\"\ntrust_anchor = \"r\"\n", "cc.toml");
+  ASSERT_FALSE(http);
+  EXPECT_NE(http.error().what.find("key ca.x.url"), std::string::npos) << http.error().what;
+  auto zero = parse_config(std::string(kGood) + "[ca.x]\nurl = \"https://ca\"\ntrust_anchor = \"r\"\ntimeout_ms = 0\n",
+                           "cc.toml");
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().what.find("key ca.x.timeout_ms"), std::string::npos) << zero.error().what;
+}
+
+TEST(Config, TheShippedExampleParses) {
+  auto c = load_config(std::string(CERTCUSTODY_SOURCE_DIR) + "/hsm-config/certcustody.toml.example");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->custody.token, "pkcs11:token=certcustody");
+  EXPECT_TRUE(c->ca("digicert"));
+}
+
 TEST(Config, LoadsFromFile) {
   testing::TempDir d;
   testing::write_file(d / "c.toml", kGood);

@@ -104,8 +104,7 @@ int oaep_encrypt(void* c, unsigned char* out, size_t* outlen, size_t outsize, co
   });
 }
 
-int oaep_set_ctx_params(void* c, const OSSL_PARAM params[]) {
-  CipherCtx* ctx = as_ctx(c);
+int oaep_set_ctx_params_unguarded(CipherCtx* ctx, const OSSL_PARAM params[]) {
   if (params == nullptr) return 1;
   if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE)) {
     if (p->data_type == OSSL_PARAM_UTF8_STRING) {
@@ -127,6 +126,11 @@ int oaep_set_ctx_params(void* c, const OSSL_PARAM params[]) {
   if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL))
     ctx->has_label = p->data_size > 0;
   return 1;
+}
+
+int oaep_set_ctx_params(void* c, const OSSL_PARAM params[]) {
+  CipherCtx* ctx = as_ctx(c);
+  return guarded(ctx->prov, 0, [&] { return oaep_set_ctx_params_unguarded(ctx, params); });
 }
 
 int oaep_get_ctx_params(void* c, OSSL_PARAM params[]) {

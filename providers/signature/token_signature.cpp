@@ -90,14 +90,16 @@ int sig_set_ctx_params(void* c, const OSSL_PARAM params[]);
 
 int sig_init(void* c, void* keydata, const OSSL_PARAM params[]) {
   SignatureCtx* ctx = as_ctx(c);
-  if (keydata != nullptr) ctx->key = *static_cast<KeyRef*>(keydata);
-  if (!ctx->key || !ctx->key->pub || ctx->key->is_ec != ctx->ecdsa) return 0;
-  ctx->pad = RSA_PKCS1_PADDING;
-  ctx->saltlen.reset();
-  ctx->md.clear();
-  ctx->mgf1_md.clear();
-  ctx->mdctx.reset();
-  return sig_set_ctx_params(c, params);
+  return guarded(ctx->prov, 0, [&] {
+    if (keydata != nullptr) ctx->key = *static_cast<KeyRef*>(keydata);
+    if (!ctx->key || !ctx->key->pub || ctx->key->is_ec != ctx->ecdsa) return 0;
+    ctx->pad = RSA_PKCS1_PADDING;
+    ctx->saltlen.reset();
+    ctx->md.clear();
+    ctx->mgf1_md.clear();
+    ctx->mdctx.reset();
+    return sig_set_ctx_params(c, params);
+  });
 }
 
 int sig_sign_init(void* c, void* keydata, const OSSL_PARAM params[]) {
@@ -315,8 +317,7 @@ bool read_saltlen(const OSSL_PARAM* p, int& out) {
   return OSSL_PARAM_get_int(p, &out) == 1;
 }
 
-int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
-  SignatureCtx* ctx = as_ctx(c);
+int sig_set_ctx_params_unguarded(SignatureCtx* ctx, const OSSL_PARAM params[]) {
   if (params == nullptr) return 1;
   if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) {
     const char* md = nullptr;
@@ -337,6 +338,11 @@ int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
     ctx->mgf1_md = md;
   }
   return 1;
+}
+
+int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
+  SignatureCtx* ctx = as_ctx(c);
+  return guarded(ctx->prov, 0, [&] { return sig_set_ctx_params_unguarded(ctx, params); });
 }
 
 const OSSL_PARAM kGettableCtx[] = {OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, nullptr, 0),

@@ -4,7 +4,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include <cstring>
+#include <optional>
+#include <vector>
 
 namespace certcustody {
 namespace {
@@ -89,6 +94,22 @@ Error curl_error(CURLcode rc, CURL* curl, const char* detail, const std::string&
       return Error{"net.transfer_failed", what, "retry; if it persists check the CA's availability",
                    static_cast<unsigned long>(rc)};
   }
+}
+
+// After a failed handshake: can the token key still sign? If not, the
+// provider's named error (token gone, PIN, ...) says more than curl's text.
+std::optional<Error> key_problem(EVP_PKEY* key) {
+  ERR_clear_error();
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  static const unsigned char probe[] = "certcustody key probe";
+  size_t len = 0;
+  if (ctx && EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key, nullptr) == 1 &&
+      EVP_DigestSign(ctx.get(), nullptr, &len, probe, sizeof probe) == 1) {
+    std::vector<unsigned char> sig(len);
+    if (EVP_DigestSign(ctx.get(), sig.data(), &len, probe, sizeof probe) == 1) return std::nullopt;
+  }
+  return error_from_openssl_queue(Error{"net.ra_key_unusable", "the RA key in the token cannot sign",
+                                        "check the token with `certcustody token info`"});
 }
 
 }  // namespace
@@ -197,8 +218,9 @@ Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::st
     connections_ += new_connects;
   }
   if (rc != CURLE_OK) {
-    Error e = curl_error(rc, curl, errbuf, url, options_);
-    return e;  // the handle (and any half-open connection) is dropped
+    if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR)
+      if (auto named = key_problem(identity_.key.get())) return *named;
+    return curl_error(rc, curl, errbuf, url, options_);  // the handle (and any half-open connection) is dropped
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
   char* ct = nullptr;

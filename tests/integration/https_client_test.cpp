@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <thread>
 
@@ -244,6 +245,46 @@ TEST_F(Https, CaPingFromTheExecutable) {
   auto unknown = cc({"ca", "ping", "--ca", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.output.find("config.ca_unknown"), std::string::npos) << unknown.output;
+}
+
+}  // namespace
+}  // namespace certcustody::testing
+
+namespace certcustody::testing {
+namespace {
+
+TEST_F(Https, TokenGoneIsNamedAndComesBack) {
+  auto srv = server();
+  ASSERT_TRUE(client()->get(url(*srv)));
+  // A client that has no TLS session to resume: its next handshake must sign.
+  auto c = client(HttpsOptions{"", std::chrono::milliseconds(5000), std::chrono::milliseconds(10000), false});
+  std::filesystem::path token_subdir;
+  for (const auto& e : std::filesystem::directory_iterator(token_->token_dir())) token_subdir = e.path();
+  const std::string away = path("away");
+  std::filesystem::rename(token_subdir, away);
+  custody_->pool().module().finalize();  // the HSM went away
+  auto gone = c->get(url(*srv));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, "custody.token_not_present") << gone.error().to_string();
+  std::filesystem::rename(away, token_subdir);
+  auto back = c->get(url(*srv));
+  EXPECT_TRUE(back) << back.error().to_string();
+}
+
+TEST_F(Https, ProviderConfigFromOpensslCnf) {
+  // An operator's openssl.cnf names the configuration instead of CERTCUSTODY_CONFIG.
+  write_file(path("openssl.cnf"), "openssl_conf = init\n[init]\nproviders = provider_sect\n"
+                                  "[provider_sect]\ndefault = default_sect\ncertcustody = certcustody_sect\n"
+                                  "[default_sect]\nactivate = 1\n"
+                                  "[certcustody_sect]\nmodule = " CERTCUSTODY_PROVIDER_DIR "/certcustody-provider.so\n"
+                                  "config = " + config_ + "\nactivate = 1\n");
+  std::vector<std::string> e = env();
+  std::erase_if(e, [](const std::string& v) { return v.rfind("CERTCUSTODY_CONFIG=", 0) == 0; });
+  e.push_back("CERTCUSTODY_CONFIG=");
+  e.push_back("OPENSSL_CONF=" + path("openssl.cnf"));
+  auto r = run({"openssl", "pkey", "-in", key_uri("ra"), "-pubout"}, e);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("-----BEGIN PUBLIC KEY-----", 0), 0u) << r.output;
 }
 
 }  // namespace

@@ -24,7 +24,9 @@ struct HttpsOptions {
   std::string trust_anchor;  // PEM file with the CA server's issuing root(s)
   std::chrono::milliseconds connect_timeout{10000};  // the reference's CloudCAConnTimeoutInMilliseconds
   std::chrono::milliseconds total_timeout{60000};
-  bool reuse_connections = true;  // false: a fresh connection and full handshake per request
+  // false: a new connection per request (TLS sessions are still resumed
+  // from the shared cache, so the token signs only the first handshake)
+  bool reuse_connections = true;
 };
 
 struct HttpsResponse {

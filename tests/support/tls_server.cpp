@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 namespace certcustody::testing {
@@ -54,7 +56,7 @@ TlsTestServer::~TlsTestServer() {
 }
 
 std::vector<std::string> TlsTestServer::client_subjects() const {
-  std::lock_guard l(const_cast<std::mutex&>(mu_));
+  std::lock_guard l(mu_);
   return subjects_;
 }
 
@@ -65,6 +67,10 @@ void TlsTestServer::accept_loop() {
       if (stop_) return;
       continue;
     }
+    // The ticket and the reply are separate writes: without TCP_NODELAY Nagle
+    // holds the reply for the client's delayed ACK (40 ms per new connection).
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::lock_guard l(mu_);
     open_fds_.push_back(fd);
     workers_.emplace_back([this, fd] { serve(fd); });
@@ -107,7 +113,8 @@ void TlsTestServer::serve(int fd) {
         std::string head = in.substr(0, end);
         std::string lower = head;
         std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-        if (auto cl = lower.find("content-length:"); cl != std::string::npos) body = std::stoul(head.substr(cl + 15));
+        if (auto cl = lower.find("content-length:"); cl != std::string::npos)
+          body = std::strtoul(head.c_str() + cl + 15, nullptr, 10);
         if (in.size() < end + 4 + body) {
           int n = SSL_read(ssl, buf, sizeof buf);
           if (n <= 0) break;

@@ -45,7 +45,7 @@ class TlsTestServer {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<std::thread> workers_;
   std::vector<int> open_fds_;
   std::vector<std::string> subjects_;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "common/ossl.h"
+#include "lazy.h"
 #include "custody/ck_error.h"
 #include "custody/mechanisms.h"
 #include "custody/pkcs11_custody.h"
@@ -236,41 +237,8 @@ struct SoftwareKeys {
   }
 };
 
-// Made on first use (so --benchmark_filter/--benchmark_list_tests make no
-// token), torn down by main().
-template <class T>
-class Lazy {
- public:
-  // The object, or nullptr with `error` set when it could not be made.
-  T* get(std::string& error) {
-    std::lock_guard l(mu_);
-    if (!value_ && error_.empty()) {
-      try {
-        value_ = std::make_unique<T>();
-      } catch (const std::exception& e) {
-        error_ = e.what();
-      }
-    }
-    error = error_;
-    return value_.get();
-  }
-  void reset() {
-    std::lock_guard l(mu_);
-    value_.reset();
-  }
-  bool failed() {
-    std::lock_guard l(mu_);
-    return !error_.empty();
-  }
-
- private:
-  std::mutex mu_;
-  std::unique_ptr<T> value_;
-  std::string error_;
-};
-
-Lazy<TokenBench> g_token;
-Lazy<SoftwareKeys> g_software;
+certcustody::bench::Lazy<TokenBench> g_token;
+certcustody::bench::Lazy<SoftwareKeys> g_software;
 
 // --- benchmarks -------------------------------------------------------------
 

@@ -65,6 +65,7 @@
 #include <vector>
 
 #include "common/ossl.h"
+#include "lazy.h"
 #include "custody/pkcs11_custody.h"
 #include "net/https_client.h"
 #include "net/token_identity.h"
@@ -376,40 +377,7 @@ class TlsBench {
   std::unique_ptr<Pkcs11Engine> engine_ = std::make_unique<Pkcs11Engine>();
 };
 
-// Made on first use (so --benchmark_filter/--benchmark_list_tests make no
-// token), torn down by main().
-template <class T>
-class Lazy {
- public:
-  // The object, or nullptr with `error` set when it could not be made.
-  T* get(std::string& error) {
-    std::lock_guard l(mu_);
-    if (!value_ && error_.empty()) {
-      try {
-        value_ = std::make_unique<T>();
-      } catch (const std::exception& e) {
-        error_ = e.what();
-      }
-    }
-    error = error_;
-    return value_.get();
-  }
-  void reset() {
-    std::lock_guard l(mu_);
-    value_.reset();
-  }
-  bool failed() {
-    std::lock_guard l(mu_);
-    return !error_.empty();
-  }
-
- private:
-  std::mutex mu_;
-  std::unique_ptr<T> value_;
-  std::string error_;
-};
-
-Lazy<TlsBench> g_bench;
+certcustody::bench::Lazy<TlsBench> g_bench;
 
 // --- handshakes -------------------------------------------------------------
 

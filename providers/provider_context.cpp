@@ -1,6 +1,7 @@
 #include "provider_context.h"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/provider.h>
 
 #include <cstdarg>
@@ -23,6 +24,17 @@ Shared& shared() {
 }
 
 }  // namespace
+
+std::optional<HashAlg> hash_by_name(const std::string& md) {
+  auto is = [&](const char* a, const char* b) {
+    return OPENSSL_strcasecmp(md.c_str(), a) == 0 || OPENSSL_strcasecmp(md.c_str(), b) == 0;
+  };
+  if (is("SHA1", "SHA-1")) return HashAlg::sha1;
+  if (is("SHA256", "SHA2-256")) return HashAlg::sha256;
+  if (is("SHA384", "SHA2-384")) return HashAlg::sha384;
+  if (is("SHA512", "SHA2-512")) return HashAlg::sha512;
+  return std::nullopt;
+}
 
 void set_shared_custody(std::shared_ptr<Pkcs11Custody> custody, std::string token_uri) {
   std::lock_guard l(shared().mu);

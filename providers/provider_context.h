@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -67,6 +68,10 @@ class ProviderContext {
 // custody (one session pool per module per process). Call before the first
 // use of the provider; pass nullptr to stop sharing.
 void set_shared_custody(std::shared_ptr<Pkcs11Custody> custody, std::string token_uri);
+
+// The custody hash for an OpenSSL digest name ("SHA256", "SHA2-256", ...);
+// nullopt for digests token keys are not used with.
+std::optional<HashAlg> hash_by_name(const std::string& md);
 
 #define CC_PROV_RAISE(ctx, err) (ctx)->raise((err), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC)
 

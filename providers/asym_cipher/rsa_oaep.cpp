@@ -23,17 +23,6 @@ struct CipherCtx {
 
 CipherCtx* as_ctx(void* c) { return static_cast<CipherCtx*>(c); }
 
-std::optional<HashAlg> hash_named(const std::string& md) {
-  auto is = [&](const char* a, const char* b) {
-    return OPENSSL_strcasecmp(md.c_str(), a) == 0 || OPENSSL_strcasecmp(md.c_str(), b) == 0;
-  };
-  if (is("SHA1", "SHA-1")) return HashAlg::sha1;
-  if (is("SHA256", "SHA2-256")) return HashAlg::sha256;
-  if (is("SHA384", "SHA2-384")) return HashAlg::sha384;
-  if (is("SHA512", "SHA2-512")) return HashAlg::sha512;
-  return std::nullopt;
-}
-
 void* oaep_newctx(void* provctx) {
   auto* prov = static_cast<ProviderContext*>(provctx);
   return guarded(prov, static_cast<void*>(nullptr), [&]() -> void* {
@@ -57,9 +46,9 @@ int oaep_init(void* c, void* keydata, const OSSL_PARAM params[]) {
 }
 
 Result<SecureBytes> token_decrypt(CipherCtx* ctx, std::span<const std::uint8_t> in) {
-  auto hash = hash_named(ctx->oaep_md);
+  auto hash = hash_by_name(ctx->oaep_md);
   if (ctx->pad != RSA_PKCS1_OAEP_PADDING || !hash || ctx->has_label ||
-      (!ctx->mgf1_md.empty() && hash_named(ctx->mgf1_md) != hash))
+      (!ctx->mgf1_md.empty() && hash_by_name(ctx->mgf1_md) != hash))
     return Error{"provider.cipher_parameters",
                  "token keys decrypt RSA-OAEP only, with one SHA digest for OAEP and MGF1 and no label",
                  "use -pkeyopt rsa_padding_mode:oaep (SHA-1 is all SoftHSM 2.6 offers)"};

@@ -34,21 +34,14 @@ Error usage_error(const std::string& what, const std::string& remedy) {
 }
 
 std::optional<HashAlg> hash_of(const std::string& md, std::size_t digest_len) {
-  auto is = [&](const char* a, const char* b) { return OPENSSL_strcasecmp(md.c_str(), a) == 0 || OPENSSL_strcasecmp(md.c_str(), b) == 0; };
-  if (md.empty()) {  // EVP_PKEY_sign without a digest: go by the length
-    switch (digest_len) {
-      case 20: return HashAlg::sha1;
-      case 32: return HashAlg::sha256;
-      case 48: return HashAlg::sha384;
-      case 64: return HashAlg::sha512;
-      default: return std::nullopt;
-    }
+  if (!md.empty()) return hash_by_name(md);
+  switch (digest_len) {  // EVP_PKEY_sign without a digest: go by the length
+    case 20: return HashAlg::sha1;
+    case 32: return HashAlg::sha256;
+    case 48: return HashAlg::sha384;
+    case 64: return HashAlg::sha512;
+    default: return std::nullopt;
   }
-  if (is("SHA1", "SHA-1")) return HashAlg::sha1;
-  if (is("SHA256", "SHA2-256")) return HashAlg::sha256;
-  if (is("SHA384", "SHA2-384")) return HashAlg::sha384;
-  if (is("SHA512", "SHA2-512")) return HashAlg::sha512;
-  return std::nullopt;
 }
 
 template <bool Ecdsa>

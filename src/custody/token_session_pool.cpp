@@ -88,13 +88,17 @@ Status TokenSessionPool::ensure_ready() {
   }
   Status s = connect_locked();
   std::lock_guard l(mu_);
+  note_connect_result_locked(s);
+  return s;
+}
+
+void TokenSessionPool::note_connect_result_locked(const Status& s) {
   if (s) {
     last_connect_error_.reset();
   } else {
     last_connect_error_ = s.error();
     last_connect_failure_ = std::chrono::steady_clock::now();
   }
-  return s;
 }
 
 Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
@@ -146,12 +150,7 @@ void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
   disconnect_locked(ck_is_token_loss(cause));
   Status s = connect_locked();  // a failure shows up on the next acquire()
   std::lock_guard l(mu_);
-  if (s) {
-    last_connect_error_.reset();
-  } else {
-    last_connect_error_ = s.error();
-    last_connect_failure_ = std::chrono::steady_clock::now();
-  }
+  note_connect_result_locked(s);
   recovering_ = false;
   cv_.notify_all();
 }

@@ -136,6 +136,7 @@ class TokenSessionPool {
   Result<CK_SLOT_ID> find_slot_locked();
   Result<CK_SLOT_ID> find_slot_rescanning_locked();
   Status login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info);
+  void note_connect_result_locked(const Status& s);  // holds mu_
 
   std::shared_ptr<Pkcs11Module> module_;
   TokenUri uri_;

@@ -15,8 +15,6 @@
 
 #include "support/temp_dir.h"
 
-extern char** environ;
-
 namespace certcustody::testing {
 
 Process::Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
@@ -27,13 +25,7 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<std::string> envs;
-  for (char** e = environ; *e != nullptr; ++e) envs.emplace_back(*e);
-  for (const std::string& add : env) {
-    std::string name = add.substr(0, add.find('='));
-    std::erase_if(envs, [&](const std::string& s) { return s.rfind(name + "=", 0) == 0; });
-    envs.push_back(add);
-  }
+  std::vector<std::string> envs = environment_with(env);
   std::vector<char*> cargv, cenv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);

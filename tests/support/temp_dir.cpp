@@ -44,6 +44,17 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::vector<std::string> environment_with(const std::vector<std::string>& env) {
+  std::vector<std::string> envs;
+  for (char** e = environ; *e != nullptr; ++e) envs.emplace_back(*e);
+  for (const std::string& add : env) {
+    std::string name = add.substr(0, add.find('='));
+    std::erase_if(envs, [&](const std::string& s) { return s.rfind(name + "=", 0) == 0; });
+    envs.push_back(add);
+  }
+  return envs;
+}
+
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -53,13 +64,7 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
 
-  std::vector<std::string> envs;
-  for (char** e = environ; *e != nullptr; ++e) envs.emplace_back(*e);
-  for (const std::string& add : env) {
-    std::string name = add.substr(0, add.find('='));
-    std::erase_if(envs, [&](const std::string& s) { return s.rfind(name + "=", 0) == 0; });
-    envs.push_back(add);
-  }
+  std::vector<std::string> envs = environment_with(env);
   std::vector<char*> cargv, cenv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);

@@ -29,6 +29,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
+// This process's environment with `env` entries ("NAME=value") added or
+// replacing those of the same name.
+std::vector<std::string> environment_with(const std::vector<std::string>& env);
+
 // Runs argv (no shell), with `env` entries ("NAME=value") added to the
 // environment, stdin from /dev/null.
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});

@@ -8,31 +8,11 @@
 #   bench/run-custody-bench.sh --benchmark_min_time=0.2     # quick check
 #   bench/run-custody-bench.sh --benchmark_repetitions=3    # medians of 3
 # Needs what scripts/install-deps.sh installs (cmake, libbenchmark-dev,
-# softhsm2, python3). CUSTODY_BENCH_BUILD_DIR overrides the build directory.
+# softhsm2, python3). BENCH_BUILD_DIR overrides the build directory.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${CUSTODY_BENCH_BUILD_DIR:-$root/build-bench}"
-json="$build/custody_bench.json"
-log="$build/custody_bench-build.log"
-
-mkdir -p "$build"
-echo "custody_bench: configuring and building in $build (log: $log)" >&2
-if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-         -DCERTCUSTODY_BENCHMARKS=ON -DCERTCUSTODY_TESTS=OFF &&
-       cmake --build "$build" --target custody_bench -j2; } >"$log" 2>&1; then
-  cat "$log" >&2
-  echo "custody_bench: build failed" >&2
-  exit 1
-fi
-
-echo "custody_bench: running (under a minute)" >&2
-status=0
-# A trace would time the tracing, not the token.
-env -u CERTCUSTODY_P11_TRACE "$build/bench/custody_bench" --benchmark_format=json "$@" >"$json" || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "custody_bench: exited with status $status" >&2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/build-and-run.sh"
+bench_build_and_run custody_bench "$@"
 
 python3 - "$json" <<'PY' || status=1
 import json

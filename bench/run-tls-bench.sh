@@ -15,33 +15,11 @@
 #   bench/run-tls-bench.sh --benchmark_repetitions=3    # medians of 3
 # Needs what scripts/install-deps.sh installs (cmake, libbenchmark-dev,
 # softhsm2, libcurl, python3) and libengine-pkcs11-openssl for the engine
-# figures. TLS_BENCH_BUILD_DIR overrides the build directory;
-# TLS_BENCH_SERVER_NODELAY=0 leaves Nagle on at the test server (see
-# bench/tls_bench.cpp).
+# figures. BENCH_BUILD_DIR overrides the build directory.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${TLS_BENCH_BUILD_DIR:-$root/build-bench}"
-json="$build/tls_bench.json"
-log="$build/tls_bench-build.log"
-
-mkdir -p "$build"
-echo "tls_bench: configuring and building in $build (log: $log)" >&2
-if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-         -DCERTCUSTODY_BENCHMARKS=ON -DCERTCUSTODY_TESTS=OFF &&
-       cmake --build "$build" --target tls_bench -j2; } >"$log" 2>&1; then
-  cat "$log" >&2
-  echo "tls_bench: build failed" >&2
-  exit 1
-fi
-
-echo "tls_bench: running (under two minutes)" >&2
-status=0
-# A trace would time the tracing, not the token.
-env -u CERTCUSTODY_P11_TRACE "$build/bench/tls_bench" --benchmark_format=json "$@" >"$json" || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "tls_bench: exited with status $status" >&2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/build-and-run.sh"
+bench_build_and_run tls_bench "$@"
 
 python3 - "$json" <<'PY' || status=1
 import json

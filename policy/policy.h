@@ -1,0 +1,93 @@
+// The Subject/SAN policy engine: (profile, request attributes, the CA
+// template's policy) -> a certificate request specification, or a named
+// error saying exactly what is wrong. Pure: no I/O, no token.
+// Spec: connector-behaviour.md §3–§5 (profiles, Subject and SAN rules).
+#pragma once
+
+#include <openssl/x509v3.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "common/ossl.h"
+#include "custody/key_custody.h"
+
+namespace certcustody::policy {
+
+// The only three Subject forms (§4): CN=x | CN=x, E=mail | CN=mail.
+enum class SubjectForm { cn, cn_with_email, cn_as_email };
+enum class SanKind { email, upn, other_name };
+enum class ValueEncoding { hex, base64 };
+
+struct SanEntry {
+  SanKind kind = SanKind::email;
+  std::string oid;        // other_name: the type-id OID
+  std::string attribute;  // other_name: the request attribute holding the value
+  ValueEncoding encoding = ValueEncoding::hex;  // other_name: how that value is encoded
+};
+
+struct Profile {
+  std::string name;
+  std::string ca;        // [ca.<name>] it is issued by
+  std::string template_id;  // DigiCert profile OID or Microsoft template name
+  SubjectForm subject = SubjectForm::cn;
+  std::string cn_from = "common_name";  // cn / cn_with_email: "common_name", "upn" or "email"
+  std::vector<SanEntry> san;
+  KeyType key_type = KeyType::rsa2048;
+  unsigned validity_days = 365;
+  std::vector<std::string> ekus;  // names or OIDs, e.g. clientAuth
+  std::vector<std::string> allowed_email_domains;  // empty: any
+  std::vector<std::string> allowed_upn_domains;
+};
+
+// The user/device attributes a PFX request carries.
+struct RequestAttributes {
+  std::optional<std::string> upn, email, common_name, object_guid, device_id;
+  // The attribute of that name (nullptr: no such attribute).
+  const std::optional<std::string>* find(const std::string& name) const;
+  std::optional<std::string>* find(const std::string& name) {
+    return const_cast<std::optional<std::string>*>(std::as_const(*this).find(name));
+  }
+};
+
+// What the CA accepts for the template (from the CA clients). Attribute
+// names: subject.cn, subject.email, san.email, san.upn, san.othername:<oid>,
+// and subject.mail_firstname / subject.mail_lastname for DigiCert profiles
+// that build the Subject from the mail address.
+struct TemplatePolicy {
+  std::set<std::string> supported;  // empty: not known, no check
+  std::set<std::string> fixed;      // set by the CA itself
+  unsigned min_key_bits = 0;
+};
+
+// The resolved request, as OpenSSL types (never strings of DER or DNs).
+struct RequestSpec {
+  X509NamePtr subject;
+  std::unique_ptr<GENERAL_NAMES, OsslDeleter<GENERAL_NAMES_free>> san;
+  KeyType key_type = KeyType::rsa2048;
+  std::vector<std::string> ekus;  // OIDs, dotted
+  unsigned validity_days = 0;
+};
+
+Result<RequestSpec> evaluate(const Profile& profile, const RequestAttributes& request,
+                             const TemplatePolicy& tpl = {});
+
+// Checks a profile on its own (at configuration load): OIDs, EKU names.
+Status validate_profile(const Profile& profile);
+
+// "CN = IWUser0, emailAddress = …" and "email:…, othername: UPN::…", as the
+// openssl command line prints them.
+std::string subject_text(const X509_NAME* name);
+std::string san_text(const GENERAL_NAMES* names);
+
+// Request JSON, schema version 1 (docs/request-schema.md).
+Result<RequestAttributes> parse_request_json(const std::string& text);
+Result<TemplatePolicy> parse_template_policy_json(const std::string& text);
+
+}  // namespace certcustody::policy

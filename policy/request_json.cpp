@@ -1,0 +1,65 @@
+// Request and template-policy JSON (nlohmann/json), schema version 1.
+#include <nlohmann/json.hpp>
+
+#include "policy.h"
+
+namespace certcustody::policy {
+namespace {
+
+constexpr std::size_t kMaxJson = 64 * 1024;
+constexpr std::size_t kMaxValue = 4096;
+
+Error jerr(const std::string& what, const std::string& remedy = "see docs/request-schema.md") {
+  return Error{"policy.request_invalid", what, remedy};
+}
+
+}  // namespace
+
+Result<RequestAttributes> parse_request_json(const std::string& text) {
+  if (text.size() > kMaxJson) return jerr("the request is larger than 64 KiB");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return jerr("the request is not a JSON object");
+  auto version = j.find("version");
+  if (version == j.end() || !version->is_number_integer() || version->get<int>() != 1)
+    return jerr("the request has no \"version\": 1", "write version 1 requests");
+  auto attrs = j.find("attributes");
+  if (attrs == j.end() || !attrs->is_object()) return jerr("the request has no \"attributes\" object");
+  for (const auto& [k, v] : j.items())
+    if (k != "version" && k != "attributes" && k != "id" && k != "profile")
+      return jerr("unknown top-level key \"" + k + "\"");
+  RequestAttributes r;
+  for (const auto& [k, v] : attrs->items()) {
+    auto* slot = r.find(k);
+    if (slot == nullptr)
+      return jerr("unknown attribute \"" + k + "\"", "use upn, email, common_name, object_guid, device_id");
+    if (v.is_null()) continue;  // explicitly absent
+    if (!v.is_string()) return jerr("attribute \"" + k + "\" must be a string");
+    const std::string& s = v.get_ref<const std::string&>();
+    if (s.size() > kMaxValue) return jerr("attribute \"" + k + "\" is longer than 4096 bytes");
+    if (s.empty()) continue;  // an empty directory value counts as absent
+    *slot = s;
+  }
+  return r;
+}
+
+Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return jerr("the template policy is not a JSON object");
+  TemplatePolicy t;
+  for (const char* key : {"supported", "fixed"}) {
+    auto it = j.find(key);
+    if (it == j.end()) continue;
+    if (!it->is_array()) return jerr(std::string("\"") + key + "\" must be an array of attribute names");
+    for (const auto& a : *it) {
+      if (!a.is_string()) return jerr(std::string("\"") + key + "\" must hold strings");
+      (std::string(key) == "supported" ? t.supported : t.fixed).insert(a.get<std::string>());
+    }
+  }
+  if (auto it = j.find("min_key_bits"); it != j.end()) {
+    if (!it->is_number_unsigned()) return jerr("\"min_key_bits\" must be a non-negative integer");
+    t.min_key_bits = it->get<unsigned>();
+  }
+  return t;
+}
+
+}  // namespace certcustody::policy

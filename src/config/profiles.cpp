@@ -1,0 +1,137 @@
+#include "config/profiles.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "config/toml_fields.h"
+
+namespace certcustody {
+using namespace config_detail;
+namespace {
+
+Result<std::vector<std::string>> read_strings(const toml::table& t, const std::string& file, const std::string& key,
+                                              const std::string& section) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return out;
+  const toml::array* a = n->as_array();
+  if (a == nullptr)
+    return config_error("config.wrong_type", where(file, n->source()), section + "." + key, "must be an array of strings");
+  for (const toml::node& e : *a) {
+    auto s = e.value<std::string>();
+    if (!s)
+      return config_error("config.wrong_type", where(file, e.source()), section + "." + key, "must hold strings only");
+    out.push_back(*s);
+  }
+  return out;
+}
+
+Status parse_subject(const toml::table& t, const std::string& file, const std::string& section, policy::Profile& p) {
+  std::string subject = "cn";
+  CC_TRY(read_string(t, file, section, "subject", false, subject));
+  if (subject == "cn") p.subject = policy::SubjectForm::cn;
+  else if (subject == "cn-with-email") p.subject = policy::SubjectForm::cn_with_email;
+  else if (subject == "cn-as-email") p.subject = policy::SubjectForm::cn_as_email;
+  else
+    return config_error("config.invalid_value", where(file, t.get("subject")->source()), section + ".subject",
+                        "\"" + subject + "\" is not one of the three Subject forms",
+                        "use \"cn\", \"cn-with-email\" or \"cn-as-email\"");
+  return read_string(t, file, section, "cn_from", false, p.cn_from);
+}
+
+Status parse_san(const toml::table& t, const std::string& file, const std::string& section, policy::Profile& p) {
+  CC_TRY_ASSIGN(auto san, read_strings(t, file, "san", section));
+  for (const std::string& s : san) {
+    if (s == "email") p.san.push_back({policy::SanKind::email, {}, {}, {}});
+    else if (s == "upn") p.san.push_back({policy::SanKind::upn, {}, {}, {}});
+    else
+      return config_error("config.invalid_value", where(file, t.get("san")->source()), section + ".san",
+                          "\"" + s + "\" is not a SAN type", "use \"email\" and/or \"upn\"; otherNames go in [[" +
+                                                                     section + ".othername]]");
+  }
+  const toml::node* on = t.get("othername");
+  if (on == nullptr) return {};
+  const toml::array* arr = on->as_array();
+  if (arr == nullptr || !arr->is_array_of_tables())
+    return config_error("config.wrong_type", where(file, on->source()), section + ".othername",
+                        "must be an array of tables ([[" + section + ".othername]])");
+  for (const toml::node& e : *arr) {
+    const toml::table& o = *e.as_table();
+    const std::string os = section + ".othername";
+    CC_TRY(reject_unknown(o, file, os, {"oid", "attribute", "encoding"}));
+    policy::SanEntry entry{policy::SanKind::other_name, {}, {}, policy::ValueEncoding::hex};
+    CC_TRY(read_string(o, file, os, "oid", true, entry.oid));
+    CC_TRY(read_string(o, file, os, "attribute", true, entry.attribute));
+    std::string enc;
+    CC_TRY(read_string(o, file, os, "encoding", true, enc));
+    if (enc != "hex" && enc != "base64")
+      return config_error("config.invalid_value", where(file, o.get("encoding")->source()), os + ".encoding",
+                          "must be \"hex\" or \"base64\" (the encoding the value arrives in)");
+    entry.encoding = enc == "hex" ? policy::ValueEncoding::hex : policy::ValueEncoding::base64;
+    p.san.push_back(std::move(entry));
+  }
+  return {};
+}
+
+Result<policy::Profile> parse_profile(const std::string& name, const toml::table& t, const std::string& file) {
+  const std::string section = "profile." + name;
+  CC_TRY(reject_unknown(t, file, section,
+                        {"ca", "template", "subject", "cn_from", "san", "othername", "key_type", "validity_days",
+                         "ekus", "allowed_email_domains", "allowed_upn_domains"}));
+  policy::Profile p;
+  p.name = name;
+  CC_TRY(read_string(t, file, section, "ca", true, p.ca));
+  CC_TRY(read_string(t, file, section, "template", true, p.template_id));
+  CC_TRY(parse_subject(t, file, section, p));
+  CC_TRY(parse_san(t, file, section, p));
+  std::string key_type = "rsa2048";
+  CC_TRY(read_string(t, file, section, "key_type", false, key_type));
+  CC_TRY_ASSIGN(p.key_type, parse_key_type(key_type));
+  if (const toml::node* n = t.get("validity_days")) {
+    auto v = n->value<int64_t>();
+    if (!v || *v < 1 || *v > 3650)
+      return config_error("config.invalid_value", where(file, n->source()), section + ".validity_days",
+                          "must be an integer from 1 to 3650");
+    p.validity_days = static_cast<unsigned>(*v);
+  }
+  CC_TRY_ASSIGN(p.ekus, read_strings(t, file, "ekus", section));
+  CC_TRY_ASSIGN(p.allowed_email_domains, read_strings(t, file, "allowed_email_domains", section));
+  CC_TRY_ASSIGN(p.allowed_upn_domains, read_strings(t, file, "allowed_upn_domains", section));
+  if (Status s = policy::validate_profile(p); !s)
+    return Error{s.error().code, where(file, t.source()) + ": " + s.error().what, s.error().remedy};
+  return p;
+}
+
+}  // namespace
+
+Result<std::vector<policy::Profile>> parse_profiles(const std::string& text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    return Error{"config.syntax", where(source_name, e.source()) + ": " + std::string(e.description()),
+                 "correct the TOML syntax at that line"};
+  }
+  std::vector<policy::Profile> out;
+  const toml::node* n = root.get("profile");
+  if (n == nullptr) return out;
+  if (!n->is_table()) return config_error("config.wrong_type", where(source_name, n->source()), "profile", "must be a table");
+  for (const auto& [name, node] : *n->as_table()) {
+    if (!node.is_table())
+      return config_error("config.wrong_type", where(source_name, node.source()), "profile." + std::string(name.str()),
+                          "must be a table");
+    CC_TRY_ASSIGN(policy::Profile p, parse_profile(std::string(name.str()), *node.as_table(), source_name));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<std::vector<policy::Profile>> load_profiles(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"config.unreadable", "cannot read configuration file " + path, "check path and permissions"};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_profiles(ss.str(), path);
+}
+
+}  // namespace certcustody

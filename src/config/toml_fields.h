@@ -1,0 +1,24 @@
+// Reading checked fields out of the TOML configuration, with errors that
+// name the file, line, column and key. Shared by the config parsers.
+#pragma once
+
+#include <set>
+#include <string>
+#include <toml++/toml.h>
+
+#include "common/error.h"
+
+namespace certcustody::config_detail {
+
+extern const char* const kConfigRemedy;
+
+std::string where(const std::string& file, const toml::source_region& r);
+Error config_error(const std::string& code, const std::string& at, const std::string& key,
+                   const std::string& problem, const std::string& remedy = kConfigRemedy);
+// A string key; `out` stays untouched when absent and not required.
+Status read_string(const toml::table& tbl, const std::string& file, const std::string& section, const char* key,
+                   bool required, std::string& out);
+Status reject_unknown(const toml::table& tbl, const std::string& file, const std::string& section,
+                      const std::set<std::string>& known);
+
+}  // namespace certcustody::config_detail

@@ -9,16 +9,18 @@ seconds=${FUZZ_SECONDS:-20}
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_FUZZ=ON \
   -DCERTCUSTODY_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz
+cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz policy_fuzz
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for target in subject_name config; do
+# The policy engine gets the longest run: it judges every request's attributes.
+declare -A budget=([subject_name]=$seconds [config]=$seconds [policy]=$((seconds * 3)))
+for target in subject_name config policy; do
   mkdir -p "$scratch/$target"
   cp tests/fuzz/corpus/$target/* "$scratch/$target/"
-  echo "== fuzzing $target for ${seconds}s"
+  echo "== fuzzing $target for ${budget[$target]}s"
   status=0
-  (cd "$scratch" && "$root/build-fuzz/tests/fuzz/${target}_fuzz" -max_total_time="$seconds" -max_len=4096 \
+  (cd "$scratch" && "$root/build-fuzz/tests/fuzz/${target}_fuzz" -max_total_time="${budget[$target]}" -max_len=4096 \
      -print_final_stats=1 "$scratch/$target" >"$scratch/$target.log" 2>&1) || status=$?
   tail -n 4 "$scratch/$target.log"
   if [ "$status" -ne 0 ]; then

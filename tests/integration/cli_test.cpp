@@ -218,3 +218,59 @@ TEST(ProvisioningScript, CreatesTokenAndPinFilesOnceAndIsIdempotent) {
 
 }  // namespace
 }  // namespace certcustody::testing
+
+namespace certcustody::testing {
+namespace {
+
+TEST(PolicyCheck, PrintsTheResolvedSubjectAndSanOrTheNamedError) {
+  TempDir d;
+  write_file(d / "cc.toml", R"([custody]
+backend = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token = "pkcs11:token=x"
+pin_file = "user.pin"
+[state]
+dir = "state"
+[profile.users]
+ca = "digicert"
+template = "2.16.840.1.113733.1.16.1.2.3.1.1.61904612"
+subject = "cn-with-email"
+san = ["email", "upn"]
+[[profile.users.othername]]
+oid = "1.3.6.1.4.1.311.25.1"
+attribute = "object_guid"
+encoding = "hex"
+)");
+  write_file(d / "ok.json", R"({"version":1,"attributes":{"upn":"IWUser0@contoso.example","email":"IWUser0@contoso.example",
+    "common_name":"IWUser0","object_guid":"0410b8ba112233445566778899aabbccddee"}})");
+  write_file(d / "no-mail.json", R"({"version":1,"attributes":{"common_name":"IWUser0","object_guid":"0410b8ba112233445566778899aabbccddee"}})");
+  write_file(d / "tpl.json", R"({"supported":["subject.cn","subject.email","san.email"]})");
+  auto cc = [&](std::vector<std::string> a) {
+    a.insert(a.begin(), {CERTCUSTODY_BINARY, "--config", d / "cc.toml", "policy", "check", "--profile"});
+    return run(a);
+  };
+  auto ok = cc({"users", "--request", d / "ok.json"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("subject=CN = IWUser0, emailAddress = IWUser0@contoso.example\n"), std::string::npos)
+      << ok.output;
+  EXPECT_NE(ok.output.find("X509v3 Subject Alternative Name: email:IWUser0@contoso.example, othername:UPN:"
+                           "IWUser0@contoso.example, othername:1.3.6.1.4.1.311.25.1::0410B8BA112233445566778899AABBCCDDEE"),
+            std::string::npos)
+      << ok.output;
+
+  auto no_mail = cc({"users", "--request", d / "no-mail.json"});
+  EXPECT_EQ(no_mail.exit_code, 1);
+  EXPECT_NE(no_mail.output.find("error policy.subject_email_missing"), std::string::npos) << no_mail.output;
+
+  auto tpl = cc({"users", "--request", d / "ok.json", "--template-policy", d / "tpl.json"});
+  EXPECT_EQ(tpl.exit_code, 1);
+  EXPECT_NE(tpl.output.find("attribute san.upn is not in the template's supported attributes"), std::string::npos)
+      << tpl.output;
+
+  auto unknown = cc({"nobody", "--request", d / "ok.json"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.output.find("policy.profile_unknown"), std::string::npos) << unknown.output;
+}
+
+}  // namespace
+}  // namespace certcustody::testing

@@ -1,0 +1,57 @@
+// Property fuzzer for the policy engine over (profile, request JSON): the
+// first input byte picks the profile's shape (Subject form, SANs, otherName
+// encoding, a template that builds names from mail), the rest is the request
+// JSON. Never a crash; and whatever is accepted is a Subject of exactly the
+// allowed form whose values carry no control character, with the SANs the
+// profile asked for.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "policy.h"
+
+using namespace certcustody::policy;
+
+namespace {
+
+bool clean(const ASN1_STRING* s) {
+  const unsigned char* d = ASN1_STRING_get0_data(s);
+  for (int i = 0; i < ASN1_STRING_length(s); ++i)
+    if (d[i] < 0x20 || d[i] == 0x7f) return false;
+  return true;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const std::uint8_t shape = data[0];
+  auto request = parse_request_json(std::string(reinterpret_cast<const char*>(data + 1), size - 1));
+  if (!request) return 0;
+
+  Profile p;
+  p.name = "fuzz";
+  p.subject = static_cast<SubjectForm>(shape % 3);
+  p.cn_from = (shape & 0x04) ? "upn" : "common_name";
+  if (shape & 0x08) p.san.push_back({SanKind::email, {}, {}, {}});
+  if (shape & 0x10) p.san.push_back({SanKind::upn, {}, {}, {}});
+  if (shape & 0x20)
+    p.san.push_back({SanKind::other_name, "1.3.6.1.4.1.311.25.1", "object_guid",
+                     (shape & 0x40) ? ValueEncoding::base64 : ValueEncoding::hex});
+  TemplatePolicy t;
+  if (shape & 0x80) t.fixed = {"subject.mail_firstname"};
+
+  auto spec = evaluate(p, *request, t);
+  if (!spec) {
+    if (spec.error().code.rfind("policy.", 0) != 0 || spec.error().remedy.empty()) std::abort();
+    return 0;
+  }
+  const int expected_rdns = p.subject == SubjectForm::cn_with_email ? 2 : 1;
+  if (X509_NAME_entry_count(spec->subject.get()) != expected_rdns) std::abort();
+  for (int i = 0; i < expected_rdns; ++i)
+    if (!clean(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(spec->subject.get(), i)))) std::abort();
+  if (sk_GENERAL_NAME_num(spec->san.get()) != static_cast<int>(p.san.size())) std::abort();
+  (void)subject_text(spec->subject.get());
+  (void)san_text(spec->san.get());
+  return 0;
+}

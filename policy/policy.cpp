@@ -222,7 +222,13 @@ Status match_template(const Profile& p, const TemplatePolicy& tpl) {
                         ", template " + p.template_id + ")",
                     "align the profile with the CA template: remove " + a +
                         " from the profile, or enable it in the template");
-  if (key_bits(p.key_type) < tpl.min_key_bits && p.key_type != KeyType::ec_p256 && p.key_type != KeyType::ec_p384)
+  const bool ec = p.key_type == KeyType::ec_p256 || p.key_type == KeyType::ec_p384;
+  if (!tpl.key_algorithm.empty() && tpl.key_algorithm != (ec ? "EC" : "RSA"))
+    return perr("key_type_mismatch",
+                "profile " + p.name + " asks for " + key_type_name(p.key_type) + " but the template requires " +
+                    tpl.key_algorithm + " keys",
+                "set key_type in the profile to a " + tpl.key_algorithm + " type");
+  if (key_bits(p.key_type) < tpl.min_key_bits && !ec)
     return perr("key_too_small",
                 key_type_name(p.key_type) + " is below the template's minimum of " + std::to_string(tpl.min_key_bits) +
                     " bits",

@@ -64,6 +64,7 @@ struct TemplatePolicy {
   std::set<std::string> supported;  // empty: not known, no check
   std::set<std::string> fixed;      // set by the CA itself
   unsigned min_key_bits = 0;
+  std::string key_algorithm;  // "RSA" or "EC" when the template fixes it; empty: any
 };
 
 // The resolved request, as OpenSSL types (never strings of DER or DNs).

@@ -55,6 +55,11 @@ Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
       (std::string(key) == "supported" ? t.supported : t.fixed).insert(a.get<std::string>());
     }
   }
+  if (auto it = j.find("key_algorithm"); it != j.end()) {
+    if (!it->is_string() || (it->get<std::string>() != "RSA" && it->get<std::string>() != "EC"))
+      return jerr("\"key_algorithm\" must be \"RSA\" or \"EC\"");
+    t.key_algorithm = it->get<std::string>();
+  }
   if (auto it = j.find("min_key_bits"); it != j.end()) {
     if (!it->is_number_unsigned()) return jerr("\"min_key_bits\" must be a non-negative integer");
     t.min_key_bits = it->get<unsigned>();

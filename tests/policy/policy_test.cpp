@@ -262,6 +262,26 @@ INSTANTIATE_TEST_SUITE_P(
                tp.fixed = {"san.upn"};
              },
              "CN = IWUser0", "othername:UPN:IWUser0@contoso.example", ""},
+        Case{"key_type_mismatch", [](Profile&, RequestAttributes&, TemplatePolicy& tp) { tp.key_algorithm = "EC"; }, "",
+             "", "policy.key_type_mismatch"},
+        Case{"upn_newline_injection",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy& tp) {
+               san({SanKind::upn})(p, r, tp);
+               r.upn = "IWUser0@contoso.example\nDNS:evil.example";
+             },
+             "", "", "policy.value_invalid"},
+        Case{"email_nul_injection",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy& tp) {
+               san({SanKind::email})(p, r, tp);
+               r.email = std::string("a@contoso.example\0evil", 23);
+             },
+             "", "", "policy.value_invalid"},
+        Case{"guid_injection",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.san.push_back(guid(ValueEncoding::hex));
+               r.object_guid = "0410\nb8ba";
+             },
+             "", "", "policy.othername_encoding_invalid"},
         Case{"key_too_small", [](Profile&, RequestAttributes&, TemplatePolicy& tp) { tp.min_key_bits = 3072; }, "", "",
              "policy.key_too_small"},
         Case{"upn_underscore_breaks_mail_names",
@@ -342,6 +362,12 @@ TEST(RequestJson, ParsesVersion1) {
   EXPECT_EQ(r->upn, "IWUser0@contoso.example");
   EXPECT_FALSE(r->email);
   EXPECT_FALSE(r->device_id);  // empty counts as absent
+}
+
+TEST(RequestJson, RefusesOverlongValues) {
+  auto r = parse_request_json(R"({"version":1,"attributes":{"common_name":")" + std::string(5000, 'x') + R"("}})");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("longer than 4096"), std::string::npos);
 }
 
 TEST(RequestJson, RefusesMalformed) {

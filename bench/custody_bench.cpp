@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "common/ossl.h"
-#include "lazy.h"
+#include "bench_support.h"
 #include "custody/ck_error.h"
 #include "custody/mechanisms.h"
 #include "custody/pkcs11_custody.h"
@@ -343,19 +343,7 @@ void bm_software(benchmark::State& state, std::size_t alg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Default of 1 s per benchmark (a later --benchmark_min_time wins), so the
-  // whole run stays well under two minutes.
-  std::vector<char*> args(argv, argv + argc);
-  static char kDefaultMinTime[] = "--benchmark_min_time=1";
-  args.insert(args.begin() + (argc > 0 ? 1 : 0), kDefaultMinTime);
-  int nargs = static_cast<int>(args.size());
-  args.push_back(nullptr);
-
-  benchmark::Initialize(&nargs, args.data());
-  if (benchmark::ReportUnrecognizedArguments(nargs, args.data())) return 1;
-
-  if (const char* t = std::getenv("CERTCUSTODY_P11_TRACE"); t != nullptr && *t == '1')
-    std::fprintf(stderr, "custody_bench: CERTCUSTODY_P11_TRACE=1 traces every call; the figures are meaningless\n");
+  if (!certcustody::bench::initialize(argc, argv, "custody_bench")) return 1;
   benchmark::AddCustomContext("softhsm_module", certcustody::testing::kSoftHsmModule);
 
   for (std::size_t i = 0; i < kAlgorithms.size(); ++i) {

@@ -21,20 +21,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/build-and-run.sh"
 bench_build_and_run tls_bench "$@"
 
-python3 - "$json" <<'PY' || status=1
-import json
+PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" python3 - "$json" <<'PY' || status=1
 import statistics
 import sys
 
-path = sys.argv[1]
-with open(path) as f:
-    data = json.load(f)
+from gbench_json import load, variant_of
 
-# Name parts Google Benchmark appends that are not part of the variant.
-def variant_of(parts):
-    skip = ("real_time", "manual_time", "process_time")
-    keep = [p for p in parts if p not in skip and not p.startswith(("min_time:", "iterations:", "repeats:"))]
-    return "/".join(keep)
+path = sys.argv[1]
+data = load(path)
 
 COUNTERS = ("server_full_hs", "server_resumed", "p11_calls", "connections")
 rows = {}      # (group, key type, variant) -> {"ips": [...], counter: [...], "error": str}

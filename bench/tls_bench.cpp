@@ -65,7 +65,7 @@
 #include <vector>
 
 #include "common/ossl.h"
-#include "lazy.h"
+#include "bench_support.h"
 #include "custody/pkcs11_custody.h"
 #include "net/https_client.h"
 #include "net/token_identity.h"
@@ -555,19 +555,7 @@ void bm_https(benchmark::State& state, std::size_t kind, HttpsMode mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Default of 1 s per benchmark (a later --benchmark_min_time wins), so the
-  // whole run stays under two minutes.
-  std::vector<char*> args(argv, argv + argc);
-  static char kDefaultMinTime[] = "--benchmark_min_time=1";
-  args.insert(args.begin() + (argc > 0 ? 1 : 0), kDefaultMinTime);
-  int nargs = static_cast<int>(args.size());
-  args.push_back(nullptr);
-
-  benchmark::Initialize(&nargs, args.data());
-  if (benchmark::ReportUnrecognizedArguments(nargs, args.data())) return 1;
-
-  if (const char* t = std::getenv("CERTCUSTODY_P11_TRACE"); t != nullptr && *t == '1')
-    std::fprintf(stderr, "tls_bench: CERTCUSTODY_P11_TRACE=1 traces every call; the figures are meaningless\n");
+  if (!certcustody::bench::initialize(argc, argv, "tls_bench")) return 1;
 
   // The certcustody provider built in, plus OpenSSL's default provider;
   // unloaded below, after everything that uses them.

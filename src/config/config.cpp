@@ -2,9 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <toml++/toml.h>
 
 #include "config/toml_fields.h"
@@ -116,13 +114,7 @@ Result<std::string> resolve_config_path(const std::optional<std::string>& flag) 
 }
 
 Result<Config> parse_config(const std::string& text, const std::string& source_name) {
-  toml::table root;
-  try {
-    root = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    return Error{"config.syntax", where(source_name, e.source()) + ": " + std::string(e.description()),
-                 "correct the TOML syntax at that line"};
-  }
+  CC_TRY_ASSIGN(toml::table root, parse_toml(text, source_name));
   Config cfg;
   cfg.path = source_name;
   CC_TRY_ASSIGN(const toml::table* custody, section(root, source_name, "custody"));
@@ -141,13 +133,8 @@ Result<Config> parse_config(const std::string& text, const std::string& source_n
 }
 
 Result<Config> load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return Error{"config.unreadable", "cannot read configuration file " + path,
-                 "check that the file exists and is readable by this user"};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  CC_TRY_ASSIGN(std::string text, read_config_file(path));
+  return parse_config(text, path);
 }
 
 }  // namespace certcustody

@@ -1,7 +1,5 @@
 #include "config/profiles.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "config/toml_fields.h"
 
@@ -105,13 +103,7 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
 }  // namespace
 
 Result<std::vector<policy::Profile>> parse_profiles(const std::string& text, const std::string& source_name) {
-  toml::table root;
-  try {
-    root = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    return Error{"config.syntax", where(source_name, e.source()) + ": " + std::string(e.description()),
-                 "correct the TOML syntax at that line"};
-  }
+  CC_TRY_ASSIGN(toml::table root, parse_toml(text, source_name));
   std::vector<policy::Profile> out;
   const toml::node* n = root.get("profile");
   if (n == nullptr) return out;
@@ -127,11 +119,8 @@ Result<std::vector<policy::Profile>> parse_profiles(const std::string& text, con
 }
 
 Result<std::vector<policy::Profile>> load_profiles(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{"config.unreadable", "cannot read configuration file " + path, "check path and permissions"};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_profiles(ss.str(), path);
+  CC_TRY_ASSIGN(std::string text, read_config_file(path));
+  return parse_profiles(text, path);
 }
 
 }  // namespace certcustody

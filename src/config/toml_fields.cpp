@@ -1,5 +1,8 @@
 #include "config/toml_fields.h"
 
+#include <fstream>
+#include <sstream>
+
 namespace certcustody::config_detail {
 
 const char* const kConfigRemedy = "fix the configuration file (see hsm-config/certcustody.toml.example)";
@@ -45,5 +48,24 @@ Status reject_unknown(const toml::table& tbl, const std::string& file, const std
   return {};
 }
 
+
+Result<std::string> read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Error{"config.unreadable", "cannot read configuration file " + path,
+                 "check that the file exists and is readable by this user"};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<toml::table> parse_toml(const std::string& text, const std::string& source_name) {
+  try {
+    return toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    return Error{"config.syntax", where(source_name, e.source()) + ": " + std::string(e.description()),
+                 "correct the TOML syntax at that line"};
+  }
+}
 
 }  // namespace certcustody::config_detail

@@ -18,6 +18,11 @@ Error config_error(const std::string& code, const std::string& at, const std::st
 // A string key; `out` stays untouched when absent and not required.
 Status read_string(const toml::table& tbl, const std::string& file, const std::string& section, const char* key,
                    bool required, std::string& out);
+// The file's text, or config.unreadable naming it.
+Result<std::string> read_config_file(const std::string& path);
+// Parsed TOML, or config.syntax with file:line:column.
+Result<toml::table> parse_toml(const std::string& text, const std::string& source_name);
+
 Status reject_unknown(const toml::table& tbl, const std::string& file, const std::string& section,
                       const std::set<std::string>& known);
 

@@ -55,6 +55,13 @@ std::vector<std::string> environment_with(const std::vector<std::string>& env) {
   return envs;
 }
 
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -65,11 +72,7 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
 
   std::vector<std::string> envs = environment_with(env);
-  std::vector<char*> cargv, cenv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const auto& e : envs) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
+  std::vector<char*> cargv = c_strings(argv), cenv = c_strings(envs);
 
   pid_t pid = 0;
   int rc = ::posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), cenv.data());

@@ -32,6 +32,8 @@ struct RunResult {
 // This process's environment with `env` entries ("NAME=value") added or
 // replacing those of the same name.
 std::vector<std::string> environment_with(const std::vector<std::string>& env);
+// NULL-terminated pointers into `strings`, for exec-style calls.
+std::vector<char*> c_strings(const std::vector<std::string>& strings);
 
 // Runs argv (no shell), with `env` entries ("NAME=value") added to the
 // environment, stdin from /dev/null.

@@ -1,5 +1,6 @@
-// Shared by the benchmarks: fixtures made on first use and torn down
-// explicitly by main() (SoftHSM must be closed before OpenSSL's exit cleanup).
+// Shared by the benchmarks: start-up (initialize) and fixtures made on first
+// use and torn down explicitly by main() (SoftHSM must be closed before
+// OpenSSL's exit cleanup).
 #pragma once
 
 #include <benchmark/benchmark.h>

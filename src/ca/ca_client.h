@@ -1,0 +1,79 @@
+// The connector's view of a CA, whatever it speaks (DigiCert pki-ws, MS-XCEP/
+// MS-WSTEP, CMP): fetch a template's policy, submit a PKCS#10, poll a pending
+// request, revoke a certificate.
+//
+// A definitive answer is a value (issued, pending) or a named "ca.*" error
+// (rejected, denied, template unknown, ...). Whether an error may be retried,
+// and whether the request may already have reached the CA, is read from its
+// code with is_transient() / may_have_reached_ca() (ca/resilience.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "common/ossl.h"
+#include "policy.h"
+
+namespace certcustody::ca {
+
+struct SubmitRequest {
+  std::string template_id;   // DigiCert: certificate profile OID; MS: template name; CMP: unused
+  Bytes csr_der;             // PKCS#10, signed by the user key
+  // Idempotency key (the pipeline's request id). DigiCert receives it as the
+  // clientTransactionID; a CA that has no such field gets it nowhere.
+  std::string transaction_id;
+  // DigiCert nameValuePairs (common_name, mail, mail_firstName, ...).
+  std::vector<std::pair<std::string, std::string>> attributes;
+};
+
+// A request the CA holds for approval ("taken under submission").
+struct PendingTicket {
+  std::string request_id;  // the CA's id (MS RequestID, DigiCert transaction)
+  std::string poll_uri;    // where to ask again (MS: SecurityTokenReference URI); may be empty
+  std::string message;     // the CA's disposition text
+};
+
+struct Enrollment {
+  enum class Status { issued, pending };
+  Status status = Status::pending;
+  Bytes certificate;          // DER, when issued
+  std::vector<Bytes> chain;   // DER, issuer first; may be empty
+  PendingTicket ticket;       // when pending; request_id also set when issued where the CA gives one
+};
+
+// RFC 5280 CRLReason values.
+enum class RevocationReason : int {
+  unspecified = 0, key_compromise = 1, ca_compromise = 2, affiliation_changed = 3, superseded = 4,
+  cessation_of_operation = 5, certificate_hold = 6, privilege_withdrawn = 9
+};
+// "superseded", "keyCompromise", "key_compromise" or the number.
+Result<RevocationReason> parse_revocation_reason(std::string_view text);
+std::string_view reason_name(RevocationReason r);  // camelCase, as RFC 5280 names it
+
+struct RevokeRequest {
+  Bytes certificate;  // DER of the certificate to revoke (serial and issuer come from it)
+  RevocationReason reason = RevocationReason::unspecified;
+  std::string transaction_id;
+};
+
+class CaClient {
+ public:
+  virtual ~CaClient() = default;
+  virtual std::string_view dialect() const = 0;  // "digicert", "mscep", "cmp"
+
+  // Attributes the template supports or fixes and its key constraints, for
+  // the policy layer's template match.
+  virtual Result<policy::TemplatePolicy> fetch_policy(const std::string& template_id) = 0;
+  virtual Result<Enrollment> submit(const SubmitRequest& request) = 0;
+  virtual Result<Enrollment> poll(const PendingTicket& ticket) = 0;
+  virtual Status revoke(const RevokeRequest& request) = 0;
+};
+
+// Serial number of a DER certificate as upper-case hex (no separators).
+Result<std::string> serial_hex(const Bytes& certificate_der);
+
+}  // namespace certcustody::ca

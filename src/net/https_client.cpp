@@ -18,8 +18,19 @@ struct CurlInit {
   CurlInit() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 };
 
+struct Sink {
+  std::string* body;
+  std::size_t limit;
+  bool overflow = false;
+};
+
 size_t collect(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
+  auto* sink = static_cast<Sink*>(out);
+  if (sink->body->size() + size * n > sink->limit) {
+    sink->overflow = true;
+    return 0;  // curl aborts the transfer with CURLE_WRITE_ERROR
+  }
+  sink->body->append(data, size * n);
   return size * n;
 }
 
@@ -50,12 +61,18 @@ Error curl_error(CURLcode rc, CURL* curl, const char* detail, const std::string&
                  const HttpsOptions& options) {
   std::string what = url + ": " + (detail[0] != '\0' ? detail : curl_easy_strerror(rc));
   switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return Error{"net.ca_timeout", what + " (connect timeout " + std::to_string(options.connect_timeout.count()) +
+    case CURLE_OPERATION_TIMEDOUT: {
+      // Before the request went out nothing can have happened at the CA:
+      // callers may retry even a non-idempotent submission.
+      curl_off_t pretransfer = 0;
+      curl_easy_getinfo(curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+      const char* code = pretransfer == 0 ? "net.ca_connect_timeout" : "net.ca_timeout";
+      return Error{code, what + " (connect timeout " + std::to_string(options.connect_timeout.count()) +
                                          " ms, total " + std::to_string(options.total_timeout.count()) + " ms)",
                    "check that the CA is reachable; raise the CA's connect/total timeout "
                    "(the reference's CloudCAConnTimeoutInMilliseconds) and retry",
                    static_cast<unsigned long>(rc)};
+    }
     case CURLE_COULDNT_RESOLVE_HOST:
       return Error{"net.ca_host_unknown", what, "fix the CA host name (no scheme, path or trailing slash)",
                    static_cast<unsigned long>(rc)};
@@ -171,7 +188,7 @@ void HttpsClient::give_back(std::unique_ptr<Handle> h) {
 }
 
 Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::string* content_type,
-                                           std::string_view body) {
+                                           std::string_view body, const std::vector<std::string>& extra_headers) {
   if (url.rfind("https://", 0) != 0)
     return Error{"net.url_invalid", "\"" + url + "\" is not an https:// URL", "the CA is reached over HTTPS only"};
   auto h = take();
@@ -185,6 +202,7 @@ Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::st
     ct_header = "Content-Type: " + *content_type;
     headers = curl_slist_append(headers, ct_header.c_str());
   }
+  for (const std::string& hdr : extra_headers) headers = curl_slist_append(headers, hdr.c_str());
   curl_easy_reset(curl);  // keeps live connections and the session cache
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
@@ -203,7 +221,8 @@ Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::st
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, options_.reuse_connections ? 0L : 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  Sink sink{&resp.body, options_.max_response_bytes};
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   if (headers != nullptr) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   if (content_type != nullptr) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
@@ -217,6 +236,10 @@ Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::st
     std::lock_guard l(mu_);
     connections_ += new_connects;
   }
+  if (rc == CURLE_WRITE_ERROR && sink.overflow)
+    return Error{"net.response_too_large",
+                 url + ": the answer exceeds " + std::to_string(options_.max_response_bytes) + " bytes",
+                 "check that the CA URL names the CA's service; something else answered with a huge body"};
   if (rc != CURLE_OK) {
     if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR)
       if (auto named = key_problem(identity_.key.get())) return *named;
@@ -230,11 +253,12 @@ Result<HttpsResponse> HttpsClient::perform(const std::string& url, const std::st
   return resp;
 }
 
-Result<HttpsResponse> HttpsClient::get(const std::string& url) { return perform(url, nullptr, {}); }
+Result<HttpsResponse> HttpsClient::get(const std::string& url) { return perform(url, nullptr, {}, {}); }
 
-Result<HttpsResponse> HttpsClient::post(const std::string& url, std::string_view content_type, std::string_view body) {
+Result<HttpsResponse> HttpsClient::post(const std::string& url, std::string_view content_type, std::string_view body,
+                                        const std::vector<std::string>& extra_headers) {
   const std::string ct(content_type);
-  return perform(url, &ct, body);
+  return perform(url, &ct, body, extra_headers);
 }
 
 }  // namespace certcustody

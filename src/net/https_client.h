@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +28,9 @@ struct HttpsOptions {
   // false: a new connection per request (TLS sessions are still resumed
   // from the shared cache, so the token signs only the first handshake)
   bool reuse_connections = true;
+  // Answers longer than this are cut off and refused (net.response_too_large):
+  // a CA's answer is a few KiB, a hostile one must not fill memory.
+  std::size_t max_response_bytes = 8u << 20;
 };
 
 struct HttpsResponse {
@@ -45,7 +49,8 @@ class HttpsClient {
 
   // Thread-safe; concurrent requests use separate pooled handles.
   Result<HttpsResponse> get(const std::string& url);
-  Result<HttpsResponse> post(const std::string& url, std::string_view content_type, std::string_view body);
+  Result<HttpsResponse> post(const std::string& url, std::string_view content_type, std::string_view body,
+                             const std::vector<std::string>& extra_headers = {});
 
   // Full handshakes made so far (connections opened), for tests and benchmarks.
   long connections_opened() const;
@@ -53,7 +58,8 @@ class HttpsClient {
  private:
   struct Handle;
   HttpsClient(HttpsOptions options, TlsIdentity identity);
-  Result<HttpsResponse> perform(const std::string& url, const std::string* content_type, std::string_view body);
+  Result<HttpsResponse> perform(const std::string& url, const std::string* content_type, std::string_view body,
+                                const std::vector<std::string>& extra_headers);
   std::unique_ptr<Handle> take();
   void give_back(std::unique_ptr<Handle> h);
 

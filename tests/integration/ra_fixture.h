@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "custody/pkcs11_custody.h"
+#include "provider.h"
+#include "provider_context.h"
 #include "support/process.h"
 #include "support/softhsm_token.h"
 
@@ -92,8 +95,25 @@ class RaFixture : public ::testing::Test {
     return nullptr;
   }
 
+  // Opens the token's custody in this process and lends it to the built-in
+  // provider, so that pkcs11: URIs (load_token_identity) sign in the token.
+  void share_custody_with_provider() {
+    static provider::BuiltinProviders providers;  // unloaded after the tests, before OpenSSL's cleanup
+    ASSERT_TRUE(providers.ok());
+    auto c = Pkcs11Custody::open(token_->custody_config());
+    ASSERT_TRUE(c) << c.error().to_string();
+    custody_ = std::move(c.value());
+    provider::set_shared_custody(custody_, token_->custody_config().token);
+  }
+  // Before the token goes: the provider must not keep a pool to a dead token.
+  void unshare_custody() {
+    provider::set_shared_custody(nullptr, {});
+    custody_.reset();
+  }
+
   std::unique_ptr<SoftHsmToken> token_;
   std::string config_;
+  std::shared_ptr<Pkcs11Custody> custody_;  // set by share_custody_with_provider()
 };
 
 }  // namespace certcustody::testing

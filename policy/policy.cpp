@@ -216,7 +216,8 @@ std::vector<std::string> selected_attributes(const Profile& p) {
 Status match_template(const Profile& p, const TemplatePolicy& tpl) {
   if (!tpl.supported.empty())
     for (const std::string& a : selected_attributes(p))
-      if (!tpl.supported.contains(a) && !tpl.fixed.contains(a))
+      if (!tpl.supported.contains(a) && !tpl.fixed.contains(a) &&
+          !(a.rfind("san.othername:", 0) == 0 && tpl.supported.contains("san.othername:*")))
         return perr("attribute_not_supported",
                     "attribute " + a + " is not in the template's supported attributes (profile " + p.name +
                         ", template " + p.template_id + ")",

@@ -59,7 +59,8 @@ struct RequestAttributes {
 // What the CA accepts for the template (from the CA clients). Attribute
 // names: subject.cn, subject.email, san.email, san.upn, san.othername:<oid>,
 // and subject.mail_firstname / subject.mail_lastname for DigiCert profiles
-// that build the Subject from the mail address.
+// that build the Subject from the mail address. "san.othername:*" supports
+// every otherName (a Microsoft template that takes the SAN from the request).
 struct TemplatePolicy {
   std::set<std::string> supported;  // empty: not known, no check
   std::set<std::string> fixed;      // set by the CA itself

@@ -9,18 +9,20 @@ seconds=${FUZZ_SECONDS:-20}
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_FUZZ=ON \
   -DCERTCUSTODY_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz policy_fuzz
+cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz policy_fuzz soap_response_fuzz
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# The policy engine gets the longest run: it judges every request's attributes.
-declare -A budget=([subject_name]=$seconds [config]=$seconds [policy]=$((seconds * 3)))
-for target in subject_name config policy; do
+# The policy engine and the CA answer parser get the longest runs: one judges
+# every request's attributes, the other reads what comes over the network.
+declare -A budget=([subject_name]=$seconds [config]=$seconds [policy]=$((seconds * 3)) [soap_response]=$((seconds * 3)))
+declare -A max_len=([subject_name]=4096 [config]=4096 [policy]=4096 [soap_response]=16384)
+for target in subject_name config policy soap_response; do
   mkdir -p "$scratch/$target"
   cp tests/fuzz/corpus/$target/* "$scratch/$target/"
   echo "== fuzzing $target for ${budget[$target]}s"
   status=0
-  (cd "$scratch" && "$root/build-fuzz/tests/fuzz/${target}_fuzz" -max_total_time="${budget[$target]}" -max_len=4096 \
+  (cd "$scratch" && "$root/build-fuzz/tests/fuzz/${target}_fuzz" -max_total_time="${budget[$target]}" -max_len="${max_len[$target]}" \
      -print_final_stats=1 "$scratch/$target" >"$scratch/$target.log" 2>&1) || status=$?
   tail -n 4 "$scratch/$target.log"
   if [ "$status" -ne 0 ]; then

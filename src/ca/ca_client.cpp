@@ -1,6 +1,8 @@
 #include "ca/ca_client.h"
 
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <array>
@@ -55,6 +57,46 @@ Result<std::string> serial_hex(const Bytes& certificate_der) {
   Bytes b(static_cast<std::size_t>(ASN1_STRING_length(serial)));
   std::copy_n(ASN1_STRING_get0_data(serial), b.size(), b.begin());
   return to_hex_upper(b);
+}
+
+Result<std::vector<Bytes>> pkcs7_certificates(const Bytes& der, const std::string& what) {
+  const unsigned char* p = der.data();
+  std::unique_ptr<PKCS7, OsslDeleter<PKCS7_free>> p7(d2i_PKCS7(nullptr, &p, static_cast<long>(der.size())));
+  if (!p7 || PKCS7_type_is_signed(p7.get()) == 0 || p7->d.sign == nullptr)
+    return openssl_error("ca.response_invalid", what + " is not a PKCS#7 SignedData",
+                         "check that the CA type in the configuration matches the service");
+  std::vector<Bytes> out;
+  STACK_OF(X509)* certs = p7->d.sign->cert;
+  for (int i = 0; certs != nullptr && i < sk_X509_num(certs); ++i) {
+    unsigned char* buf = nullptr;
+    int len = i2d_X509(sk_X509_value(certs, i), &buf);
+    if (len <= 0) return openssl_error("ca.response_invalid", what + ": a certificate cannot be encoded", "report this");
+    out.emplace_back(buf, buf + len);
+    OPENSSL_free(buf);
+  }
+  return out;
+}
+
+Result<Enrollment> issued_from_certificates(std::vector<Bytes> certs, const std::string& what) {
+  Enrollment e;
+  e.status = Enrollment::Status::issued;
+  int end_entities = 0;
+  for (Bytes& der : certs) {
+    const unsigned char* p = der.data();
+    X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    if (!x) return openssl_error("ca.response_invalid", what + " holds a damaged certificate", "report this CA answer");
+    if (X509_check_ca(x.get()) == 0) {
+      ++end_entities;
+      e.certificate = std::move(der);
+    } else {
+      e.chain.push_back(std::move(der));
+    }
+  }
+  if (end_entities != 1)
+    return Error{"ca.response_invalid",
+                 what + " holds " + std::to_string(end_entities) + " end-entity certificates, expected exactly one",
+                 "report this CA answer"};
+  return e;
 }
 
 }  // namespace certcustody::ca

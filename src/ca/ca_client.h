@@ -35,6 +35,7 @@ struct PendingTicket {
   std::string request_id;  // the CA's id (MS RequestID, DigiCert transaction)
   std::string poll_uri;    // where to ask again (MS: SecurityTokenReference URI); may be empty
   std::string message;     // the CA's disposition text
+  std::string transaction_id;  // the submission's idempotency key, where the CA uses one (DigiCert)
 };
 
 struct Enrollment {
@@ -64,6 +65,9 @@ class CaClient {
  public:
   virtual ~CaClient() = default;
   virtual std::string_view dialect() const = 0;  // "digicert", "mscep", "cmp"
+  // True when re-sending a submission cannot make a second certificate (the
+  // CA deduplicates by SubmitRequest::transaction_id).
+  virtual bool submit_is_idempotent() const { return false; }
 
   // Attributes the template supports or fixes and its key constraints, for
   // the policy layer's template match.
@@ -75,5 +79,11 @@ class CaClient {
 
 // Serial number of a DER certificate as upper-case hex (no separators).
 Result<std::string> serial_hex(const Bytes& certificate_der);
+
+// The certificates of a DER PKCS#7 SignedData (certs-only, or a CMC response).
+Result<std::vector<Bytes>> pkcs7_certificates(const Bytes& der, const std::string& what);
+// Splits a set of certificates into the one end-entity certificate (not a CA)
+// and the others; ca.response_invalid unless there is exactly one.
+Result<Enrollment> issued_from_certificates(std::vector<Bytes> certs, const std::string& what);
 
 }  // namespace certcustody::ca

@@ -51,7 +51,7 @@ Result<Document> Document::parse(std::string_view text, const std::string& what,
     return Error{"ca.xml_too_large", what + " is " + std::to_string(text.size()) + " bytes, over the limit of " +
                                          std::to_string(max_bytes),
                  "the CA's answer is far larger than any certificate response: check the CA URL"};
-  if (text.size() > static_cast<std::size_t>(INT32_MAX)) return malformed(what, "too large");
+  if (text.empty()) return malformed(what, "the document is empty");
   init_once();
   // Not xmlCtxtReadMemory: it resets the context, and with it _private.
   std::unique_ptr<xmlParserCtxt, decltype(&xmlFreeParserCtxt)> ctxt(

@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -72,6 +73,83 @@ Status read_timeout(const toml::table& t, const std::string& file, const std::st
   return {};
 }
 
+Status read_count(const toml::table& t, const std::string& file, const std::string& section, const char* key,
+                  unsigned max, unsigned& out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return {};
+  auto v = n->value<int64_t>();
+  if (!v || *v < 0 || *v > max)
+    return config_error("config.invalid_value", where(file, n->source()), section + "." + key,
+                        "must be an integer from 0 to " + std::to_string(max));
+  out = static_cast<unsigned>(*v);
+  return {};
+}
+
+Status invalid(const toml::table& t, const std::string& file, const std::string& section, const char* key,
+               const std::string& what, const std::string& remedy) {
+  const toml::node* n = t.get(key);
+  return config_error("config.invalid_value", n != nullptr ? where(file, n->source()) : file, section + "." + key,
+                      what, remedy);
+}
+
+// The dialect-specific keys: which are required and what they must look like.
+Status parse_ca_dialect(const toml::table& t, const std::string& file, const std::string& section,
+                        CaEndpointConfig& ca) {
+  if (ca.type == "digicert") {
+    if (t.get("url") != nullptr)
+      return invalid(t, file, section, "url", "is derived from fqdn for type \"digicert\"",
+                     "remove url; set fqdn = \"pki-ws.symauth.com\"");
+    CC_TRY(read_string(t, file, section, "fqdn", true, ca.fqdn));
+    if (auto problem = ca_fqdn_problem(ca.fqdn))
+      return invalid(t, file, section, "fqdn", *problem,
+                     "give the bare FQDN of the certification authority, e.g. fqdn = \"pki-ws.symauth.com\"");
+    CC_TRY(read_string(t, file, section, "ca_name", true, ca.ca_name));
+    if (ca.ca_name != "Symantec")
+      return invalid(t, file, section, "ca_name", "is \"" + ca.ca_name + "\"; the DigiCert PKI Platform takes only "
+                     "\"Symantec\"", "set ca_name = \"Symantec\" (exactly)");
+    ca.url = "https://" + ca.fqdn + "/pki-ws/";
+    return {};
+  }
+  for (const char* key : {"fqdn", "ca_name"})
+    if (t.get(key) != nullptr)
+      return invalid(t, file, section, key, "applies only to type = \"digicert\"", "remove it");
+  CC_TRY(read_string(t, file, section, "url", true, ca.url));
+  const bool http_ok = ca.type == "cmp";  // CMP messages carry their own protection (RFC 6712)
+  if (ca.url.rfind("https://", 0) != 0 && !(http_ok && ca.url.rfind("http://", 0) == 0))
+    return invalid(t, file, section, "url", http_ok ? "must start with https:// or http://" : "must start with https://",
+                   "give the CA endpoint's full URL");
+  if (ca.type == "mscep") {
+    CC_TRY(read_string(t, file, section, "policy_url", false, ca.policy_url));
+    if (!ca.policy_url.empty() && ca.policy_url.rfind("https://", 0) != 0)
+      return invalid(t, file, section, "policy_url", "must start with https://", "give the CEP endpoint's URL");
+  } else if (t.get("policy_url") != nullptr) {
+    return invalid(t, file, section, "policy_url", "applies only to type = \"mscep\"", "remove it");
+  }
+  return {};
+}
+
+Status parse_ca(const toml::table& t, const std::string& file, const std::string& section, CaEndpointConfig& ca) {
+  CC_TRY(reject_unknown(t, file, section,
+                        {"type", "url", "fqdn", "ca_name", "policy_url", "trust_anchor", "connect_timeout_ms",
+                         "timeout_ms", "retries", "retry_base_ms", "retry_max_ms", "breaker_failures",
+                         "breaker_open_ms"}));
+  CC_TRY(read_string(t, file, section, "type", false, ca.type));
+  if (!ca.type.empty() && ca.type != "digicert" && ca.type != "mscep" && ca.type != "cmp")
+    return invalid(t, file, section, "type", "\"" + ca.type + "\" is not a CA type",
+                   "use \"digicert\" (DigiCert PKI Platform), \"mscep\" (Microsoft CA web services) or \"cmp\"");
+  CC_TRY(parse_ca_dialect(t, file, section, ca));
+  CC_TRY(read_string(t, file, section, "trust_anchor", true, ca.trust_anchor));
+  ca.trust_anchor = resolve_relative(file, ca.trust_anchor);
+  CC_TRY(read_timeout(t, file, section, "connect_timeout_ms", ca.connect_timeout_ms));
+  CC_TRY(read_timeout(t, file, section, "timeout_ms", ca.timeout_ms));
+  CC_TRY(read_count(t, file, section, "retries", 10, ca.retries));
+  CC_TRY(read_timeout(t, file, section, "retry_base_ms", ca.retry_base_ms));
+  CC_TRY(read_timeout(t, file, section, "retry_max_ms", ca.retry_max_ms));
+  CC_TRY(read_count(t, file, section, "breaker_failures", 1000, ca.breaker_failures));
+  CC_TRY(read_timeout(t, file, section, "breaker_open_ms", ca.breaker_open_ms));
+  return {};
+}
+
 Status parse_cas(const toml::table& root, const std::string& file, std::vector<CaEndpointConfig>& out) {
   const toml::node* n = root.get("ca");
   if (n == nullptr) return {};
@@ -81,23 +159,37 @@ Status parse_cas(const toml::table& root, const std::string& file, std::vector<C
     const toml::table* t = node.as_table();
     if (t == nullptr)
       return config_error("config.wrong_type", where(file, node.source()), section, "must be a table");
-    CC_TRY(reject_unknown(*t, file, section, {"url", "trust_anchor", "connect_timeout_ms", "timeout_ms"}));
     CaEndpointConfig ca;
     ca.name = std::string(name.str());
-    CC_TRY(read_string(*t, file, section, "url", true, ca.url));
-    if (ca.url.rfind("https://", 0) != 0)
-      return config_error("config.invalid_value", where(file, t->get("url")->source()), section + ".url",
-                          "must start with https://");
-    CC_TRY(read_string(*t, file, section, "trust_anchor", true, ca.trust_anchor));
-    ca.trust_anchor = resolve_relative(file, ca.trust_anchor);
-    CC_TRY(read_timeout(*t, file, section, "connect_timeout_ms", ca.connect_timeout_ms));
-    CC_TRY(read_timeout(*t, file, section, "timeout_ms", ca.timeout_ms));
+    CC_TRY(parse_ca(*t, file, section, ca));
     out.push_back(std::move(ca));
   }
   return {};
 }
 
 }  // namespace
+
+std::optional<std::string> ca_fqdn_problem(const std::string& fqdn) {
+  if (fqdn.empty()) return "is empty";
+  if (fqdn.find("://") != std::string::npos) return "has a scheme; give the host name only";
+  if (fqdn.back() == '/') return "ends with a slash";
+  if (fqdn.find('/') != std::string::npos) return "has a path; the service paths (/pki-ws/...) are added by the connector";
+  const auto colon = fqdn.find(':');
+  const std::string host = fqdn.substr(0, colon);
+  if (host.empty() || host.size() > 253 || host.front() == '.' || host.front() == '-' || host.back() == '.' ||
+      host.find("..") != std::string::npos)
+    return "is not a host name";
+  for (char c : host)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-')
+      return std::string("has the character '") + c + "', which a host name cannot have";
+  if (colon != std::string::npos) {
+    const std::string port = fqdn.substr(colon + 1);
+    int value = 0;
+    for (char c : port) value = std::isdigit(static_cast<unsigned char>(c)) && value < 100000 ? value * 10 + (c - '0') : -1;
+    if (port.empty() || value < 1 || value > 65535) return "has an invalid port";
+  }
+  return std::nullopt;
+}
 
 Result<const CaEndpointConfig*> Config::ca(const std::string& name) const {
   for (const auto& c : cas)

@@ -31,11 +31,23 @@ struct RaConfig {
 // One CA endpoint reached over mutual TLS ([ca.<name>]).
 struct CaEndpointConfig {
   std::string name;
-  std::string url;           // https://…
+  std::string type;          // "digicert", "mscep", "cmp"; empty: only `ca ping` can use it
+  std::string url;           // https://… (digicert: https://<fqdn>/pki-ws/, derived); cmp may be http://
+  std::string fqdn;          // digicert: the "certification authority", e.g. pki-ws.symauth.com
+  std::string ca_name;       // digicert: "Symantec"
+  std::string policy_url;    // mscep: the CEP (MS-XCEP) endpoint; url is the CES (MS-WSTEP) endpoint
   std::string trust_anchor;  // PEM file: the roots that issued the CA server's certificate
   unsigned connect_timeout_ms = 10000;  // the reference's CloudCAConnTimeoutInMilliseconds
   unsigned timeout_ms = 60000;
+  unsigned retries = 3;                 // extra attempts after a transient failure
+  unsigned retry_base_ms = 500;         // first backoff; doubles each attempt, with full jitter
+  unsigned retry_max_ms = 30000;        // backoff ceiling
+  unsigned breaker_failures = 5;        // consecutive transient failures that open the circuit
+  unsigned breaker_open_ms = 30000;     // how long an open circuit refuses calls before one trial
 };
+
+// Why `fqdn` is not a bare host[:port] (a scheme, a path, a trailing slash...).
+std::optional<std::string> ca_fqdn_problem(const std::string& fqdn);
 
 struct Config {
   std::string path;  // the file it came from

@@ -148,6 +148,47 @@ TEST(Config, CaEndpointsAndRaKey) {
   EXPECT_NE(zero.error().what.find("key ca.x.timeout_ms"), std::string::npos) << zero.error().what;
 }
 
+TEST(Config, CaTypesAndTheirKeys) {
+  const std::string base = std::string(kGood);
+  auto ok = parse_config(base +
+                             "[ca.d]\ntype = \"digicert\"\nfqdn = \"pki-ws.symauth.com\"\nca_name = \"Symantec\"\n"
+                             "trust_anchor = \"r.pem\"\nretries = 0\nbreaker_failures = 2\n"
+                             "[ca.m]\ntype = \"mscep\"\nurl = \"https://ces/CES\"\npolicy_url = \"https://cep/CEP\"\n"
+                             "trust_anchor = \"r.pem\"\n"
+                             "[ca.c]\ntype = \"cmp\"\nurl = \"http://127.0.0.1:1/pkix/\"\ntrust_anchor = \"r.pem\"\n",
+                         "/etc/cc/cc.toml");
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  const CaEndpointConfig* d = *ok->ca("d");
+  EXPECT_EQ(d->url, "https://pki-ws.symauth.com/pki-ws/");
+  EXPECT_EQ(d->retries, 0u);
+  EXPECT_EQ(d->breaker_failures, 2u);
+  EXPECT_EQ((*ok->ca("m"))->policy_url, "https://cep/CEP");
+  EXPECT_EQ((*ok->ca("c"))->url, "http://127.0.0.1:1/pkix/");
+
+  struct Bad {
+    std::string section;
+    std::string key;
+  };
+  const Bad bad[] = {
+      {"type = \"digicert\"\nfqdn = \"https://pki-ws.symauth.com\"\nca_name = \"Symantec\"\n", "ca.x.fqdn"},
+      {"type = \"digicert\"\nfqdn = \"pki-ws.symauth.com/\"\nca_name = \"Symantec\"\n", "ca.x.fqdn"},
+      {"type = \"digicert\"\nfqdn = \"pki-ws.symauth.com/pki-ws\"\nca_name = \"Symantec\"\n", "ca.x.fqdn"},
+      {"type = \"digicert\"\nfqdn = \"pki-ws.symauth.com\"\nca_name = \"symantec\"\n", "ca.x.ca_name"},
+      {"type = \"digicert\"\nurl = \"https://x/\"\nfqdn = \"a\"\nca_name = \"Symantec\"\n", "ca.x.url"},
+      {"type = \"mscep\"\nurl = \"http://ces/\"\n", "ca.x.url"},
+      {"type = \"mscep\"\nurl = \"https://ces/\"\nfqdn = \"a\"\n", "ca.x.fqdn"},
+      {"type = \"cmp\"\nurl = \"https://c/\"\npolicy_url = \"https://p/\"\n", "ca.x.policy_url"},
+      {"type = \"scep\"\nurl = \"https://c/\"\n", "ca.x.type"},
+      {"type = \"cmp\"\nurl = \"ftp://c/\"\n", "ca.x.url"},
+      {"type = \"cmp\"\nurl = \"http://c/\"\nretries = 11\n", "ca.x.retries"},
+  };
+  for (const Bad& b : bad) {
+    auto r = parse_config(base + "[ca.x]\n" + b.section + "trust_anchor = \"r\"\n", "cc.toml");
+    ASSERT_FALSE(r) << b.section;
+    EXPECT_NE(r.error().what.find("key " + b.key), std::string::npos) << b.section << " -> " << r.error().what;
+  }
+}
+
 TEST(Config, TheShippedExampleParses) {
   auto c = load_config(std::string(CERTCUSTODY_SOURCE_DIR) + "/hsm-config/certcustody.toml.example");
   ASSERT_TRUE(c) << c.error().to_string();

@@ -262,6 +262,15 @@ INSTANTIATE_TEST_SUITE_P(
                tp.fixed = {"san.upn"};
              },
              "CN = IWUser0", "othername:UPN:IWUser0@contoso.example", ""},
+        Case{"othername_wildcard_of_a_microsoft_template",
+             [](Profile& p, RequestAttributes&, TemplatePolicy& tp) {
+               p.san.push_back(guid(ValueEncoding::hex));
+               tp.supported = {"subject.cn", "subject.email", "san.email", "san.upn", "san.othername:*"};
+             },
+             "CN = IWUser0", "othername:1.3.6.1.4.1.311.25.1::0410B8BA112233445566778899AABBCCDDEE", ""},
+        Case{"subject_built_from_directory",
+             [](Profile&, RequestAttributes&, TemplatePolicy& tp) { tp.supported = {"subject.from_directory"}; }, "",
+             "", "policy.attribute_not_supported"},
         Case{"key_type_mismatch", [](Profile&, RequestAttributes&, TemplatePolicy& tp) { tp.key_algorithm = "EC"; }, "",
              "", "policy.key_type_mismatch"},
         Case{"upn_newline_injection",

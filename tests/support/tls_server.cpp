@@ -11,12 +11,90 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 
 namespace certcustody::testing {
+namespace {
 
-TlsTestServer::TlsTestServer(const Options& options) : options_(options) {
+constexpr std::size_t kMaxHead = 64u << 10;
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+  }
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// The request line and headers (without the blank line); nullopt when malformed.
+std::optional<HttpRequest> parse_head(const std::string& head) {
+  HttpRequest r;
+  auto line_end = head.find("\r\n");
+  std::string line = head.substr(0, line_end);
+  auto sp1 = line.find(' '), sp2 = line.rfind(' ');
+  if (sp1 == std::string::npos || sp2 == sp1) return std::nullopt;
+  r.method = line.substr(0, sp1);
+  r.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (std::size_t pos = line_end; pos != std::string::npos && pos < head.size();) {
+    std::size_t next = head.find("\r\n", pos + 2);
+    std::string h = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+    pos = next;
+    auto colon = h.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    r.headers[lower(trim(h.substr(0, colon)))] = trim(h.substr(colon + 1));
+  }
+  return r;
+}
+
+bool write_all(SSL* ssl, const std::string& data) {
+  return data.empty() || SSL_write(ssl, data.data(), static_cast<int>(data.size())) > 0;
+}
+
+bool send_reply(SSL* ssl, const HttpReply& reply, bool close) {
+  std::string resp = "HTTP/1.1 " + std::to_string(reply.status) + " " + reason_phrase(reply.status) +
+                     "\r\nContent-Type: " + reply.content_type +
+                     "\r\nContent-Length: " + std::to_string(reply.body.size()) +
+                     (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + reply.body;
+  return write_all(ssl, resp);
+}
+
+}  // namespace
+
+std::string HttpRequest::header(const std::string& lower_case_name) const {
+  auto it = headers.find(lower_case_name);
+  return it == headers.end() ? std::string{} : it->second;
+}
+
+TlsTestServer::TlsTestServer(const Options& options) : TlsTestServer(options, nullptr, 0) {}
+
+TlsTestServer::TlsTestServer(const Options& options, HttpHandler handler, int port)
+    : options_(options), handler_(std::move(handler)) {
   ::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the test process
   ctx_ = SSL_CTX_new(TLS_server_method());
   if (ctx_ == nullptr || SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) != 1 ||
@@ -34,6 +112,7 @@ TlsTestServer::TlsTestServer(const Options& options) : options_(options) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
   socklen_t len = sizeof a;
   if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 64) != 0 ||
       ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
@@ -51,7 +130,7 @@ TlsTestServer::~TlsTestServer() {
     std::lock_guard l(mu_);
     for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
   }
-  for (auto& t : workers_) t.join();
+  for (auto& w : workers_) w.thread.join();
   SSL_CTX_free(ctx_);
 }
 
@@ -72,12 +151,17 @@ void TlsTestServer::accept_loop() {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::lock_guard l(mu_);
+    workers_.remove_if([](Worker& w) {
+      if (w.done) w.thread.join();  // it has only to return: it no longer needs mu_
+      return w.done;
+    });
     open_fds_.push_back(fd);
-    workers_.emplace_back([this, fd] { serve(fd); });
+    Worker& w = workers_.emplace_back();
+    w.thread = std::thread([this, fd, self = &w] { serve(fd, self); });
   }
 }
 
-void TlsTestServer::serve(int fd) {
+void TlsTestServer::serve(int fd, Worker* self) {
   if (options_.silent) {  // hold the connection, say nothing
     pollfd p{fd, POLLIN, 0};
     while (!stop_ && ::poll(&p, 1, 100) >= 0 && !(p.revents & (POLLHUP | POLLERR))) {
@@ -99,35 +183,7 @@ void TlsTestServer::serve(int fd) {
         std::lock_guard l(mu_);
         subjects_.push_back(subject);
       }
-      std::string in;
-      char buf[4096];
-      for (;;) {  // HTTP/1.1 keep-alive: one reply per request head (+ body)
-        auto end = in.find("\r\n\r\n");
-        if (end == std::string::npos) {
-          int n = SSL_read(ssl, buf, sizeof buf);
-          if (n <= 0) break;
-          in.append(buf, static_cast<std::size_t>(n));
-          continue;
-        }
-        std::size_t body = 0;
-        std::string head = in.substr(0, end);
-        std::string lower = head;
-        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-        if (auto cl = lower.find("content-length:"); cl != std::string::npos)
-          body = std::strtoul(head.c_str() + cl + 15, nullptr, 10);
-        if (in.size() < end + 4 + body) {
-          int n = SSL_read(ssl, buf, sizeof buf);
-          if (n <= 0) break;
-          in.append(buf, static_cast<std::size_t>(n));
-          continue;
-        }
-        in.erase(0, end + 4 + body);
-        ++requests_;
-        std::string reply = "client " + subject + "\n";
-        std::string resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
-                           std::to_string(reply.size()) + "\r\n\r\n" + reply;
-        if (SSL_write(ssl, resp.data(), static_cast<int>(resp.size())) <= 0) break;
-      }
+      serve_http(ssl, subject);
       SSL_shutdown(ssl);
     }
     SSL_free(ssl);
@@ -136,6 +192,61 @@ void TlsTestServer::serve(int fd) {
   ::close(fd);
   std::lock_guard l(mu_);
   std::erase(open_fds_, fd);
+  self->done = true;
+}
+
+HttpReply TlsTestServer::answer(const HttpRequest& request) const {
+  if (!handler_) return HttpReply{200, "text/plain", "client " + request.client_subject + "\n"};
+  try {
+    return handler_(request);
+  } catch (const std::exception& e) {  // a handler bug must not take the test process down
+    return HttpReply{500, "text/plain", std::string("handler failed: ") + e.what()};
+  }
+}
+
+// HTTP/1.1 keep-alive: one reply per request head + Content-Length body.
+void TlsTestServer::serve_http(SSL* ssl, const std::string& subject) {
+  std::string in;
+  char buf[4096];
+  auto read_more = [&] {
+    int n = SSL_read(ssl, buf, sizeof buf);
+    if (n <= 0) return false;
+    in.append(buf, static_cast<std::size_t>(n));
+    return true;
+  };
+  for (;;) {
+    auto end = in.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      if (in.size() > kMaxHead) {
+        send_reply(ssl, {431, "text/plain", "request head too large\n"}, true);
+        return;
+      }
+      if (!read_more()) return;
+      continue;
+    }
+    std::optional<HttpRequest> req = parse_head(in.substr(0, end));
+    if (!req || !req->header("transfer-encoding").empty()) {
+      send_reply(ssl, {req ? 501 : 400, "text/plain", "only Content-Length bodies are supported\n"}, true);
+      return;
+    }
+    std::size_t length = std::strtoull(req->header("content-length").c_str(), nullptr, 10);
+    if (length > kMaxRequestBody) {
+      send_reply(ssl, {413, "text/plain", "request body over " + std::to_string(kMaxRequestBody) + " bytes\n"}, true);
+      return;
+    }
+    // curl asks before sending a large body; answering saves it a one-second wait.
+    if (in.size() < end + 4 + length && lower(req->header("expect")) == "100-continue" &&
+        !write_all(ssl, "HTTP/1.1 100 Continue\r\n\r\n"))
+      return;
+    while (in.size() < end + 4 + length)
+      if (!read_more()) return;
+    req->body = in.substr(end + 4, length);
+    req->client_subject = subject;
+    in.erase(0, end + 4 + length);
+    ++requests_;
+    bool close = lower(req->header("connection")) == "close";
+    if (!send_reply(ssl, answer(*req), close) || close) return;
+  }
 }
 
 }  // namespace certcustody::testing

@@ -1,0 +1,411 @@
+// The DigiCert and Microsoft CA clients, with their retries and breaker, over
+// mutual TLS with the RA key in SoftHSM, against the CA simulator.
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "ca/ca_factory.h"
+#include "ca/digicert_client.h"
+#include "ca/resilience.h"
+#include "custody/pkcs11_custody.h"
+#include "provider.h"
+#include "provider_context.h"
+#include "ra_fixture.h"
+#include "support/ca_simulator.h"
+
+namespace certcustody::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using ca::Enrollment;
+
+constexpr const char* kRaUri = "pkcs11:token=certcustody-test;object=ra";  // key and certificate
+constexpr const char* kProfileOid = "2.16.840.1.113733.1.16.1.2.3.1.1.61904612";
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+X509Ptr parse(const Bytes& der) {
+  const unsigned char* p = der.data();
+  return X509Ptr(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+}
+
+std::string subject_of(const Bytes& der) {
+  X509Ptr x = parse(der);
+  if (!x) return "<bad>";
+  char buf[512];
+  X509_NAME_oneline(X509_get_subject_name(x.get()), buf, sizeof buf);
+  return buf;
+}
+
+class CaClients : public RaFixture {
+ protected:
+  void SetUp() override {
+    RaFixture::SetUp();
+    make_ra("ra", "ec-p256");
+    share_custody_with_provider();
+    sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{path("sim"), path("ca.pem")});
+  }
+  void TearDown() override {
+    sim_.reset();
+    unshare_custody();
+    RaFixture::TearDown();
+  }
+
+  CaEndpointConfig endpoint(const std::string& type) const {
+    CaEndpointConfig e;
+    e.name = "sim-" + type;
+    e.type = type;
+    e.trust_anchor = sim_->trust_anchor();
+    e.connect_timeout_ms = 2000;
+    e.timeout_ms = 5000;
+    e.retries = 2;
+    e.retry_base_ms = 20;
+    e.retry_max_ms = 100;
+    if (type == "digicert") {
+      e.fqdn = sim_->digicert_fqdn();
+      e.ca_name = "Symantec";
+    } else {
+      e.url = sim_->ces_url();
+      e.policy_url = sim_->cep_url();
+    }
+    return e;
+  }
+  std::unique_ptr<ca::CaClient> client(const CaEndpointConfig& e) {
+    auto id = load_token_identity(kRaUri);
+    EXPECT_TRUE(id) << id.error().to_string();
+    if (!id) return nullptr;
+    auto c = ca::make_ca_client(e, std::move(id.value()));
+    EXPECT_TRUE(c) << c.error().to_string();
+    return c ? std::move(c.value()) : nullptr;
+  }
+  std::unique_ptr<ca::CaClient> client(const std::string& type) { return client(endpoint(type)); }
+
+  // A user key (software: user keys in the token are the pipeline's) and its CSR.
+  Bytes csr(const std::string& name, const std::string& subject = "/CN=IWUser0") {
+    auto r = openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                      path(name + ".key"), "-subj", subject, "-addext", "subjectAltName=email:iw@contoso.example",
+                      "-outform", "DER", "-out", path(name + ".csr")});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const std::string der = slurp(path(name + ".csr"));
+    return Bytes(der.begin(), der.end());
+  }
+  // The MS simulator counts per SHA-256 of the CSR's public key.
+  std::string key_of(const Bytes& csr_der) {
+    const unsigned char* p = csr_der.data();
+    X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr_der.size())));
+    EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+    return spki_sha256_hex(public_key_der(key));
+  }
+
+  std::unique_ptr<CaSimulator> sim_;
+};
+
+TEST_F(CaClients, MicrosoftIssueCarriesSubjectAndChainOverTheTokensTls) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  const Bytes req = csr("u1");
+  auto e = c->submit(ca::SubmitRequest{"PfxUser", req, "req-1", {}});
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_EQ(e->status, Enrollment::Status::issued);
+  EXPECT_EQ(subject_of(e->certificate), "/CN=IWUser0");
+  ASSERT_FALSE(e->chain.empty());
+  EXPECT_EQ(subject_of(e->chain.front()), subject_of([&] {
+              const std::string pem = slurp(sim_->issuing_ca());
+              BioPtr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+              X509Ptr x(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+              unsigned char* der = nullptr;
+              int n = i2d_X509(x.get(), &der);
+              Bytes out(der, der + n);
+              OPENSSL_free(der);
+              return out;
+            }()));
+  EXPECT_EQ(sim_->issued_for(key_of(req)), 1);
+  ASSERT_FALSE(sim_->client_subjects().empty());
+  EXPECT_NE(sim_->client_subjects().front().find("RA ra"), std::string::npos);  // the token's RA, by mutual TLS
+}
+
+TEST_F(CaClients, MicrosoftTemplatePolicyFeedsThePolicyLayer) {
+  SimTemplate t;
+  t.min_key_bits = 3072;
+  t.key_algorithm = "RSA";
+  sim_->add_template("PfxUser", t);
+  SimTemplate from_directory;
+  from_directory.subject_name_flags = 0;
+  sim_->add_template("DirectoryUser", from_directory);
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto p = c->fetch_policy("PfxUser");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->min_key_bits, 3072u);
+  EXPECT_EQ(p->key_algorithm, "RSA");
+  EXPECT_TRUE(p->supported.contains("subject.cn"));
+  EXPECT_TRUE(p->supported.contains("san.upn"));
+  auto d = c->fetch_policy("DirectoryUser");
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->supported, (std::set<std::string>{"subject.from_directory"}));
+  auto missing = c->fetch_policy("NoSuchTemplate");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, "ca.template_not_found");
+  EXPECT_NE(missing.error().what.find("PfxUser"), std::string::npos);
+}
+
+struct HresultCase {
+  std::uint32_t hr;
+  const char* code;
+  long requests;  // what reached the simulator: transient-and-not-delivered ones are retried
+};
+
+TEST_F(CaClients, MicrosoftFaultsBecomeTheirNamedErrors) {
+  const HresultCase cases[] = {{0x800706BA, "ca.rpc_unavailable", 3}, {0x80094015, "ca.policy_server_missing", 1},
+                               {0x80070057, "ca.parameter_incorrect", 1}, {0x80094800, "ca.template_not_supported", 1},
+                               {0x80094812, "ca.subject_email_required", 1}, {0x80094012, "ca.denied_by_policy", 1},
+                               {0, "ca.outcome_unknown", 1}};  // WCF internal error: transient, but may have arrived
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  for (const HresultCase& hc : cases) {
+    const std::string tpl = "T" + std::to_string(hc.hr);
+    SimBehaviour b;
+    b.kind = SimBehaviour::Kind::fault;
+    b.hresult = hc.hr;
+    sim_->script(tpl, b);
+    const long before = sim_->requests();
+    auto e = c->submit(ca::SubmitRequest{tpl, csr("f"), "req", {}});
+    ASSERT_FALSE(e) << tpl;
+    EXPECT_EQ(e.error().code, hc.code) << e.error().to_string();
+    EXPECT_FALSE(e.error().remedy.empty());
+    EXPECT_EQ(sim_->requests() - before, hc.requests) << hc.code;
+  }
+  EXPECT_EQ(sim_->issued_total(), 0);
+}
+
+TEST_F(CaClients, MicrosoftPendingIsPolledUntilIssued) {
+  SimBehaviour b;
+  b.kind = SimBehaviour::Kind::pend_then_issue;
+  b.pending_polls = 2;
+  sim_->script("Approval", b);
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  const Bytes req = csr("p");
+  auto first = c->submit(ca::SubmitRequest{"Approval", req, "req-p", {}});
+  ASSERT_TRUE(first) << first.error().to_string();
+  ASSERT_EQ(first->status, Enrollment::Status::pending);
+  EXPECT_FALSE(first->ticket.request_id.empty());
+  EXPECT_EQ(sim_->issued_for(key_of(req)), 0);
+  int polls = 0;
+  Result<Enrollment> r = *first;
+  while (r && r->status == Enrollment::Status::pending && polls < 5) {
+    r = c->poll(r->ticket);
+    ++polls;
+  }
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, Enrollment::Status::issued);
+  EXPECT_EQ(polls, 3);
+  EXPECT_EQ(subject_of(r->certificate), "/CN=IWUser0");
+  EXPECT_EQ(sim_->issued_for(key_of(req)), 1);
+}
+
+TEST_F(CaClients, MicrosoftPendingCanEndDenied) {
+  SimBehaviour b;
+  b.kind = SimBehaviour::Kind::pend_then_deny;
+  b.pending_polls = 1;
+  sim_->script("Approval", b);
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto first = c->submit(ca::SubmitRequest{"Approval", csr("d"), "req-d", {}});
+  ASSERT_TRUE(first) << first.error().to_string();
+  ASSERT_EQ(first->status, Enrollment::Status::pending);
+  auto second = c->poll(first->ticket);
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_EQ(second->status, Enrollment::Status::pending);
+  auto third = c->poll(first->ticket);
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, "ca.denied");
+  EXPECT_EQ(sim_->issued_total(), 0);
+}
+
+TEST_F(CaClients, DigicertIssueIsIdempotentByTransactionAndRevokes) {
+  SimTemplate t;
+  t.supported = {"common_name", "mail"};
+  sim_->add_template(kProfileOid, t);
+  auto c = client("digicert");
+  ASSERT_TRUE(c);
+  auto p = c->fetch_policy(kProfileOid);
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->supported, (std::set<std::string>{"subject.cn", "san.email"}));
+  const ca::SubmitRequest req{kProfileOid, csr("dc"), "tx-0001", {{"common_name", "IWUser0"}, {"mail", "iw@contoso.example"}}};
+  auto a = c->submit(req);
+  ASSERT_TRUE(a) << a.error().to_string();
+  ASSERT_EQ(a->status, Enrollment::Status::issued);
+  auto b = c->submit(req);  // the same transaction again: the same certificate
+  ASSERT_TRUE(b) << b.error().to_string();
+  EXPECT_EQ(a->certificate, b->certificate);
+  EXPECT_EQ(sim_->issued_for("tx-0001"), 1);
+  ASSERT_TRUE(c->revoke(ca::RevokeRequest{a->certificate, ca::RevocationReason::superseded, "rev-0001"}));
+  const std::string serial = *ca::serial_hex(a->certificate);
+  ASSERT_EQ(sim_->revoked().size(), 1u);
+  EXPECT_EQ(sim_->revoked().front(), serial + ":Superseded");
+}
+
+TEST_F(CaClients, DigicertUnknownProfileIsNamed) {
+  sim_->add_template(kProfileOid, SimTemplate{});
+  auto c = client("digicert");
+  ASSERT_TRUE(c);
+  auto p = c->fetch_policy("2.16.840.1.113733.1.16.1.9.9.9");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, "ca.template_not_found");
+  auto bad = c->submit(ca::SubmitRequest{"Symantec", csr("x"), "tx-x", {}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, "ca.template_invalid");
+}
+
+TEST_F(CaClients, DigicertTimeoutIsRetriedUnderTheSameTransactionAndIssuesOnce) {
+  sim_->add_template(kProfileOid, SimTemplate{});
+  SimBehaviour slow;
+  slow.delay = 1500ms;
+  slow.times = 1;
+  sim_->script("tx-slow", slow);
+  CaEndpointConfig e = endpoint("digicert");
+  e.timeout_ms = 500;
+  auto c = client(e);
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{kProfileOid, csr("s"), "tx-slow", {}});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, Enrollment::Status::issued);
+  std::this_thread::sleep_for(1500ms);  // let the abandoned first answer finish on the simulator
+  EXPECT_EQ(sim_->issued_for("tx-slow"), 1);
+}
+
+TEST_F(CaClients, MicrosoftTimeoutIsHonouredAndNotResent) {
+  SimBehaviour slow;
+  slow.delay = 3000ms;
+  sim_->script("Slow", slow);
+  CaEndpointConfig e = endpoint("mscep");
+  e.timeout_ms = 500;
+  auto c = client(e);
+  ASSERT_TRUE(c);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = c->submit(ca::SubmitRequest{"Slow", csr("t"), "req-t", {}});
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "ca.outcome_unknown");
+  EXPECT_NE(r.error().what.find("net.ca_timeout"), std::string::npos);
+  EXPECT_LT(took, 1500ms);
+  EXPECT_EQ(sim_->requests(), 1);
+}
+
+TEST_F(CaClients, ServiceUnavailableIsRetriedUntilItAnswers) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  SimBehaviour b;
+  b.kind = SimBehaviour::Kind::http_error;
+  b.http_status = 503;
+  b.times = 2;
+  sim_->script("PfxUser", b);
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("r"), "req-r", {}});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(sim_->requests(), 3);
+  EXPECT_EQ(sim_->issued_total(), 1);
+}
+
+TEST_F(CaClients, BrokenAndHostileXmlIsRefusedByName) {
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  SimBehaviour m;
+  m.kind = SimBehaviour::Kind::malformed_xml;
+  sim_->script("Broken", m);
+  SimBehaviour h;
+  h.kind = SimBehaviour::Kind::hostile_xml;
+  sim_->script("Hostile", h);
+  auto broken = c->submit(ca::SubmitRequest{"Broken", csr("b"), "req-b", {}});
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.error().code, "ca.xml_malformed");
+  auto hostile = c->submit(ca::SubmitRequest{"Hostile", csr("h"), "req-h", {}});
+  ASSERT_FALSE(hostile);
+  EXPECT_EQ(hostile.error().code, "ca.xml_hostile");
+  EXPECT_EQ(sim_->requests(), 2);  // definitive: neither was re-sent
+}
+
+TEST_F(CaClients, ClientWithoutAnRaCertificateOfTheCaIsRefused) {
+  // A simulator that accepts RA certificates of another CA only.
+  ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                     path("other.key"), "-out", path("other.pem"), "-subj", "/CN=Other RA CA", "-days", "2"})
+                .exit_code,
+            0);
+  CaSimulator other(CaSimulator::Options{path("sim-other"), path("other.pem")});
+  other.add_template("PfxUser", SimTemplate{});
+  CaEndpointConfig e = endpoint("mscep");
+  e.trust_anchor = other.trust_anchor();
+  e.url = other.ces_url();
+  auto c = client(e);
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("o"), "req-o", {}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "net.tls_channel_failed") << r.error().to_string();
+  EXPECT_EQ(other.issued_total(), 0);
+  EXPECT_EQ(other.requests(), 0);
+}
+
+TEST_F(CaClients, DeadCaOpensTheCircuit) {
+  CaEndpointConfig e = endpoint("mscep");
+  const int dead_port = free_loopback_port();
+  e.url = "https://127.0.0.1:" + std::to_string(dead_port) + "/CES";
+  e.retries = 0;
+  e.breaker_failures = 3;
+  e.breaker_open_ms = 60000;
+  auto c = client(e);
+  ASSERT_TRUE(c);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c->submit(ca::SubmitRequest{"T", csr("z"), "z", {}}).error().code, "net.ca_unreachable");
+  auto open = c->submit(ca::SubmitRequest{"T", csr("z"), "z", {}});
+  ASSERT_FALSE(open);
+  EXPECT_EQ(open.error().code, "ca.circuit_open");
+  EXPECT_NE(open.error().remedy.find("ca ping --ca sim-mscep"), std::string::npos);
+}
+
+TEST_F(CaClients, DigicertCaNameAndFqdnAreChecked) {
+  auto http = HttpsClient::create(HttpsOptions{sim_->trust_anchor()}, load_token_identity(kRaUri).value());
+  ASSERT_TRUE(http);
+  std::shared_ptr<HttpsClient> shared(std::move(http.value()));
+  auto name = ca::make_digicert_client(ca::DigicertOptions{sim_->digicert_fqdn(), "symantec"}, shared);
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().code, "ca.ca_name_invalid");
+  auto fqdn = ca::make_digicert_client(ca::DigicertOptions{"https://" + sim_->digicert_fqdn() + "/", "Symantec"}, shared);
+  ASSERT_FALSE(fqdn);
+  EXPECT_EQ(fqdn.error().code, "ca.fqdn_invalid");
+}
+
+TEST_F(CaClients, CliEnrollsPollsAndRevokes) {
+  sim_->add_template(kProfileOid, SimTemplate{});
+  std::ofstream cfg(path("certcustody.toml"), std::ios::app);
+  cfg << "\n[ra]\nkey = \"" << kRaUri << "\"\n[ca.dc]\ntype = \"digicert\"\nfqdn = \"" << sim_->digicert_fqdn()
+      << "\"\nca_name = \"Symantec\"\ntrust_anchor = \"" << sim_->trust_anchor() << "\"\n";
+  cfg.close();
+  csr("cli", "/CN=CliUser");
+  auto pol = cc({"ca", "policy", "--ca", "dc", "--template", kProfileOid});
+  EXPECT_EQ(pol.exit_code, 0) << pol.output;
+  auto enroll = cc({"ca", "enroll", "--ca", "dc", "--template", kProfileOid, "--csr", path("cli.csr"), "--id", "tx-cli",
+                    "--attribute", "common_name=CliUser", "--out", path("cli.pem")});
+  ASSERT_EQ(enroll.exit_code, 0) << enroll.output;
+  EXPECT_NE(enroll.output.find("issued: serial"), std::string::npos) << enroll.output;
+  auto x = openssl({"x509", "-in", path("cli.pem"), "-noout", "-subject"});
+  EXPECT_NE(x.output.find("CN = CliUser"), std::string::npos) << x.output;
+  auto rev = cc({"ca", "revoke", "--ca", "dc", "--cert", path("cli.pem"), "--reason", "keyCompromise", "--id", "r1"});
+  EXPECT_EQ(rev.exit_code, 0) << rev.output;
+  EXPECT_EQ(sim_->revoked().size(), 1u);
+  auto bad = cc({"ca", "revoke", "--ca", "dc", "--cert", path("cli.pem"), "--reason", "boredom"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("error ca.reason_invalid"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace certcustody::testing

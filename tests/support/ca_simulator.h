@@ -1,0 +1,109 @@
+// A CA for the tests (and the README demo): an HTTPS server on a loopback
+// port that speaks both SOAP dialects of docs/ca-protocols.md —
+//   Microsoft CA: MS-XCEP GetPolicies (CEP), MS-WSTEP RequestSecurityToken
+//                 Issue / QueryTokenStatus (CES), SOAP 1.2 + WS-Addressing;
+//   DigiCert pki-ws: policyService, enrollmentService,
+//                 certificateManagementService, SOAP 1.1 —
+// requires a TLS client certificate issued by a given RA CA, and issues
+// certificates from the CSRs with a throwaway CA it makes itself.
+//
+// Built from the MS-XCEP / MS-WSTEP message descriptions and the vectors in
+// ../shared/reference/wstep-vectors/; docs/ca-simulator.md says how it reads
+// them and what it answers. Behaviours (faults, pending, broken XML, slow or
+// failing HTTP) are scripted per template / profile OID / transaction id.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+
+namespace certcustody::testing {
+
+class TlsTestServer;
+
+// One template (MS: its name; DigiCert: its certificate profile OID).
+struct SimTemplate {
+  // DigiCert: wire attribute names (common_name, mail, mail_email, upn,
+  // mail_firstName, mail_lastName, othername:<oid>); when either list is
+  // non-empty, a nameValuePair outside both (seat_id aside) is refused.
+  // MS: not used, see subject_name_flags.
+  std::vector<std::string> supported{}, fixed{};  // {} everywhere: designated initialisers stay warning-free
+  unsigned min_key_bits = 2048;
+  std::string key_algorithm{};  // "" (any), "RSA" or "EC"
+  // MS-XCEP subjectNameFlags: CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT (0x1) |
+  // CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT_ALT_NAME (0x00010000). Advertised only.
+  std::uint32_t subject_name_flags = 0x00010001;
+};
+
+struct SimBehaviour {
+  enum class Kind { issue, pend_then_issue, pend_then_deny, fault, malformed_xml, hostile_xml, http_error };
+  Kind kind = Kind::issue;
+  // fault (MS): the HRESULT of CertificateEnrollmentWSDetail/ErrorCode (sent
+  // as a signed decimal); 0: a WCF InternalServiceFault without detail.
+  // pend_then_deny (MS): the denial's HRESULT, 0: CERTSRV_E_ADMIN_DENIED_REQUEST.
+  std::uint32_t hresult = 0;
+  std::string reason{};                // the fault's Reason / faultstring (DigiCert: also detail/message)
+  std::string digicert_errorcode{};    // fault (DigiCert): detail/errorcode
+  int pending_polls = 1;               // pend_*: polls answered "pending" before the decision
+  std::chrono::milliseconds delay{0};  // answer this late, whatever the kind (polls of a pended request too)
+  int http_status = 503;               // http_error
+  int times = -1;                      // apply to the first N matching requests, then behave as `issue` (-1: always)
+};
+
+// Script keys beyond template names, profile OIDs and DigiCert transaction ids.
+inline constexpr std::string_view kScriptPolicy = "@policy";  // MS GetPolicies and DigiCert getPolicies
+inline constexpr std::string_view kScriptRevoke = "@revoke";  // DigiCert updateCertificateStatus
+inline constexpr std::string_view kScriptAny = "*";           // any request nothing more specific matched
+
+class CaSimulator {
+ public:
+  struct Options {
+    std::string dir;             // where it writes tls-ca.pem, issuing-ca.pem (and its TLS key)
+    std::string client_ca_file;  // issuer of acceptable RA (client) certificates
+  };
+  // Listens on 127.0.0.1:port (0: a free port). Throws std::runtime_error
+  // when it cannot make its CAs or listen (a test set-up failure).
+  explicit CaSimulator(Options options, int port = 0);
+  ~CaSimulator();
+  CaSimulator(const CaSimulator&) = delete;
+  CaSimulator& operator=(const CaSimulator&) = delete;
+
+  int port() const;
+  std::string trust_anchor() const;   // PEM CA of the TLS certificate (SAN IP:127.0.0.1, DNS:localhost)
+  std::string issuing_ca() const;     // PEM of the throwaway issuing CA
+  std::string cep_url() const;        // https://127.0.0.1:P/ADPolicyProvider_CEP_Certificate/service.svc/CEP
+  std::string ces_url() const;        // https://127.0.0.1:P/CA_CES_Certificate/service.svc/CES
+  std::string digicert_fqdn() const;  // "127.0.0.1:P" (the client builds https://<fqdn>/pki-ws/...)
+
+  // Thread-safe; may be called while clients are talking to it.
+  void add_template(const std::string& name_or_oid, SimTemplate t);
+  // key: a template name / profile OID, a DigiCert clientTransactionID (wins
+  // over the template), or one of the kScript* keys. Replaces an earlier script.
+  void script(const std::string& key, SimBehaviour b);
+  // Templates and behaviours from JSON (docs/ca-simulator.md, "Script file").
+  Status load_script(std::string_view json);
+
+  // Certificates issued per DigiCert clientTransactionID, or (MS) per
+  // lower-case hex SHA-256 of the CSR's DER SubjectPublicKeyInfo.
+  long issued_for(const std::string& key) const;
+  long issued_total() const;
+  std::vector<std::string> revoked() const;          // "SERIALHEX:reason", reason as sent
+  long requests() const;                             // HTTP requests answered
+  std::vector<std::string> client_subjects() const;  // one per TLS connection, "/CN=..."
+
+  struct State;  // behind the server's handler; defined in ca_simulator.cpp
+
+ private:
+  std::unique_ptr<State> state_;
+  std::unique_ptr<TlsTestServer> server_;
+};
+
+// Lower-case hex SHA-256 of a DER SubjectPublicKeyInfo: the MS issued_for key.
+std::string spki_sha256_hex(const std::vector<unsigned char>& spki_der);
+
+}  // namespace certcustody::testing

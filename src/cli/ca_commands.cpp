@@ -1,71 +1,19 @@
 #include <openssl/pem.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "ca/ca_factory.h"
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "net/https_client.h"
-#include "provider.h"
-#include "provider_context.h"
 #include "ra/distinguished_name.h"
 
 namespace certcustody::cli {
 namespace {
 
-// The connector's TLS uses the same session pool as everything else in this
-// process: the built-in provider borrows it for the duration of the command.
-class SharedCustody {
- public:
-  explicit SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token) {
-    provider::set_shared_custody(std::move(c), token);
-  }
-  ~SharedCustody() { provider::set_shared_custody(nullptr, {}); }
-  SharedCustody(const SharedCustody&) = delete;
-  SharedCustody& operator=(const SharedCustody&) = delete;
-};
-
-// Custody, the provider's borrowed pool and the RA identity, torn down in
-// reverse order (the client before the pool it signs with).
-struct RaSession {
-  Config cfg;
-  std::shared_ptr<Pkcs11Custody> custody;
-  std::unique_ptr<SharedCustody> shared;
-  std::unique_ptr<ca::CaClient> client;
-};
-
-Result<TlsIdentity> open_identity(const Globals& g, RaSession& s) {
-  CC_TRY_ASSIGN(s.cfg, load(g));
-  if (s.cfg.ra.key.empty())
-    return Error{"config.missing_key", s.cfg.path + ": key ra.key is required to reach a CA",
-                 "add [ra] key = \"pkcs11:token=…;object=ra\""};
-  CC_TRY_ASSIGN(auto opened, open_custody(s.cfg));
-  s.custody = std::move(opened);
-  s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);
-  return load_token_identity(s.cfg.ra.key);
-}
-
-Status connect(const Globals& g, const std::string& ca_name, RaSession& s) {
-  CC_TRY_ASSIGN(TlsIdentity id, open_identity(g, s));
-  CC_TRY_ASSIGN(const CaEndpointConfig* ca, s.cfg.ca(ca_name));
-  CC_TRY_ASSIGN(s.client, ca::make_ca_client(*ca, std::move(id)));
-  return {};
-}
-
-Result<std::string> read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return Error{"cli.file_unreadable", std::string(what) + " " + path + " cannot be read", "check the path"};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // PEM or DER input of a CSR or certificate, as DER.
 Result<Bytes> read_der(const std::string& path, bool csr) {
-  CC_TRY_ASSIGN(std::string text, read_file(path, csr ? "CSR" : "certificate"));
+  CC_TRY_ASSIGN(std::string text, read_text(path, csr ? "CSR" : "certificate"));
   BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   unsigned char* der = nullptr;
   int len = -1;
@@ -117,8 +65,8 @@ struct CaOptions {
 };
 
 Status ca_ping(const Globals& g, const CaOptions& o) {
-  RaSession s;
-  CC_TRY_ASSIGN(TlsIdentity id, open_identity(g, s));
+  CaSession s;
+  CC_TRY_ASSIGN(TlsIdentity id, open_ra_identity(g, s));
   CC_TRY_ASSIGN(const CaEndpointConfig* ca, s.cfg.ca(o.ca));
   const std::string subject = name_to_string(X509_get_subject_name(id.certificate.get()));
   HttpsOptions options{ca->trust_anchor, std::chrono::milliseconds(ca->connect_timeout_ms),
@@ -133,8 +81,8 @@ Status ca_ping(const Globals& g, const CaOptions& o) {
 }
 
 Status ca_policy(const Globals& g, const CaOptions& o) {
-  RaSession s;
-  CC_TRY(connect(g, o.ca, s));
+  CaSession s;
+  CC_TRY(connect_ca(g, o.ca, s));
   CC_TRY_ASSIGN(policy::TemplatePolicy t, s.client->fetch_policy(o.template_id));
   auto list = [](const std::set<std::string>& v) {
     std::string out;
@@ -159,15 +107,15 @@ Status ca_enroll(const Globals& g, const CaOptions& o) {
       return Error{"cli.invalid_argument", "--attribute \"" + a + "\" is not name=value", "write e.g. common_name=IWUser0"};
     req.attributes.emplace_back(a.substr(0, eq), a.substr(eq + 1));
   }
-  RaSession s;
-  CC_TRY(connect(g, o.ca, s));
+  CaSession s;
+  CC_TRY(connect_ca(g, o.ca, s));
   CC_TRY_ASSIGN(ca::Enrollment e, s.client->submit(req));
   return report(e, o.out);
 }
 
 Status ca_poll(const Globals& g, const CaOptions& o) {
-  RaSession s;
-  CC_TRY(connect(g, o.ca, s));
+  CaSession s;
+  CC_TRY(connect_ca(g, o.ca, s));
   CC_TRY_ASSIGN(ca::Enrollment e, s.client->poll(ca::PendingTicket{o.request_id, o.poll_uri, {}, o.id}));
   return report(e, o.out);
 }
@@ -177,8 +125,8 @@ Status ca_revoke(const Globals& g, const CaOptions& o) {
   CC_TRY_ASSIGN(req.reason, ca::parse_revocation_reason(o.reason));
   CC_TRY_ASSIGN(req.certificate, read_der(o.cert, false));
   req.transaction_id = o.id;
-  RaSession s;
-  CC_TRY(connect(g, o.ca, s));
+  CaSession s;
+  CC_TRY(connect_ca(g, o.ca, s));
   CC_TRY(s.client->revoke(req));
   CC_TRY_ASSIGN(std::string serial, ca::serial_hex(req.certificate));
   std::printf("revoked: serial %s, reason %s\n", serial.c_str(), std::string(ca::reason_name(req.reason)).c_str());

@@ -4,6 +4,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "ca/ca_factory.h"
+#include "provider_context.h"
 
 namespace certcustody::cli {
 
@@ -14,6 +19,39 @@ Result<Config> load(const Globals& g) {
 
 Result<std::unique_ptr<Pkcs11Custody>> open_custody(const Config& cfg) {
   return Pkcs11Custody::open(cfg.custody);
+}
+
+SharedCustody::SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token) {
+  provider::set_shared_custody(std::move(c), token);
+}
+SharedCustody::~SharedCustody() { provider::set_shared_custody(nullptr, {}); }
+
+Result<TlsIdentity> open_ra_identity(const Globals& g, CaSession& s) {
+  CC_TRY_ASSIGN(s.cfg, load(g));
+  if (s.cfg.ra.key.empty())
+    return Error{"config.missing_key", s.cfg.path + ": key ra.key is required to reach a CA",
+                 "add [ra] key = \"pkcs11:token=…;object=ra\""};
+  CC_TRY_ASSIGN(auto opened, open_custody(s.cfg));
+  s.custody = std::move(opened);
+  s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);
+  return load_token_identity(s.cfg.ra.key);
+}
+
+Status connect_ca(const Globals& g, const std::string& ca_name, CaSession& s) {
+  CC_TRY_ASSIGN(TlsIdentity id, open_ra_identity(g, s));
+  CC_TRY_ASSIGN(const CaEndpointConfig* ca, s.cfg.ca(ca_name));
+  CC_TRY_ASSIGN(s.client, ca::make_ca_client(*ca, std::move(id)));
+  return {};
+}
+
+Result<std::string> read_text(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Error{"cli.input_unreadable", std::string("cannot read the ") + what + " file " + path,
+                 "check the path and permissions"};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode) {

@@ -3,14 +3,41 @@
 
 #include <memory>
 
+#include "ca/ca_client.h"
 #include "cli/commands.h"
 #include "config/config.h"
 #include "custody/pkcs11_custody.h"
+#include "net/token_identity.h"
 
 namespace certcustody::cli {
 
 Result<Config> load(const Globals& g);
 Result<std::unique_ptr<Pkcs11Custody>> open_custody(const Config& cfg);
+
+// The custody lent to the built-in provider for the life of a command, so
+// that TLS and CMP sign with the RA key in this process's session pool.
+class SharedCustody {
+ public:
+  SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token);
+  ~SharedCustody();
+  SharedCustody(const SharedCustody&) = delete;
+  SharedCustody& operator=(const SharedCustody&) = delete;
+};
+
+// Config, custody, the provider's borrowed pool and a CA client, torn down in
+// reverse order (the client before the pool it signs with).
+struct CaSession {
+  Config cfg;
+  std::shared_ptr<Pkcs11Custody> custody;
+  std::unique_ptr<SharedCustody> shared;
+  std::unique_ptr<ca::CaClient> client;
+};
+// Loads the config and the RA identity ([ra] key) into `s`.
+Result<TlsIdentity> open_ra_identity(const Globals& g, CaSession& s);
+// ... and a client for [ca.<ca_name>].
+Status connect_ca(const Globals& g, const std::string& ca_name, CaSession& s);
+
+Result<std::string> read_text(const std::string& path, const char* what);
 
 // Writes `data` to `path` atomically (temp file + rename) with `mode`.
 Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode);

@@ -1,6 +1,4 @@
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/context.h"
@@ -14,17 +12,8 @@ struct CheckOptions {
   std::string profile;
   std::string request;
   std::string template_policy;
+  bool from_ca = false;
 };
-
-Result<std::string> read_text(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return Error{"cli.input_unreadable", std::string("cannot read the ") + what + " file " + path,
-                 "check the path and permissions"};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Status policy_check(const Globals& g, const CheckOptions& o) {
   CC_TRY_ASSIGN(std::string path, resolve_config_path(g.config));
@@ -38,9 +27,17 @@ Status policy_check(const Globals& g, const CheckOptions& o) {
   CC_TRY_ASSIGN(std::string request_text, read_text(o.request, "request"));
   CC_TRY_ASSIGN(policy::RequestAttributes request, policy::parse_request_json(request_text));
   policy::TemplatePolicy tpl;
+  if (o.from_ca && !o.template_policy.empty())
+    return Error{"cli.invalid_argument", "--from-ca and --template-policy both give the template's policy",
+                 "use one of them"};
   if (!o.template_policy.empty()) {
     CC_TRY_ASSIGN(std::string tpl_text, read_text(o.template_policy, "template policy"));
     CC_TRY_ASSIGN(tpl, policy::parse_template_policy_json(tpl_text));
+  }
+  if (o.from_ca) {  // the CA's own word on the template, over the RA's mutual TLS
+    CaSession s;
+    CC_TRY(connect_ca(g, profile->ca, s));
+    CC_TRY_ASSIGN(tpl, s.client->fetch_policy(profile->template_id));
   }
   CC_TRY_ASSIGN(policy::RequestSpec spec, policy::evaluate(*profile, request, tpl));
   std::printf("profile: %s (CA %s, template %s)\n", profile->name.c_str(), profile->ca.c_str(),
@@ -64,6 +61,7 @@ void add_policy_commands(CLI::App& app, const Globals& g, Action& action) {
   check->add_option("--profile", o.profile, "name of a [profile.<name>] section")->required();
   check->add_option("--request", o.request, "request JSON (docs/request-schema.md)")->required();
   check->add_option("--template-policy", o.template_policy, "the CA template's policy as JSON (supported/fixed)");
+  check->add_flag("--from-ca", o.from_ca, "fetch the template's policy from the profile's CA");
   check->callback([&g, &action] { action = [&g] { return policy_check(g, o); }; });
 }
 

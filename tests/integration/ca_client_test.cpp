@@ -407,5 +407,29 @@ TEST_F(CaClients, CliEnrollsPollsAndRevokes) {
   EXPECT_NE(bad.output.find("error ca.reason_invalid"), std::string::npos) << bad.output;
 }
 
+// The reference's "attribute is not in the list of supported attributes of
+// the certificate template", decided with the CA's own template policy.
+TEST_F(CaClients, PolicyCheckUsesTheTemplatePolicyFetchedFromTheCa) {
+  SimTemplate from_request;
+  sim_->add_template("PfxUser", from_request);
+  SimTemplate from_directory;
+  from_directory.subject_name_flags = 0;
+  sim_->add_template("DirectoryUser", from_directory);
+  std::ofstream cfg(path("certcustody.toml"), std::ios::app);
+  cfg << "\n[ra]\nkey = \"" << kRaUri << "\"\n[ca.ms]\ntype = \"mscep\"\nurl = \"" << sim_->ces_url()
+      << "\"\npolicy_url = \"" << sim_->cep_url() << "\"\ntrust_anchor = \"" << sim_->trust_anchor() << "\"\n"
+      << "[profile.ok]\nca = \"ms\"\ntemplate = \"PfxUser\"\nsubject = \"cn\"\nsan = [\"upn\"]\n"
+      << "[profile.dir]\nca = \"ms\"\ntemplate = \"DirectoryUser\"\nsubject = \"cn\"\nsan = [\"upn\"]\n";
+  cfg.close();
+  std::ofstream(path("r.json")) << R"({"version":1,"attributes":{"upn":"IWUser0@contoso.example","common_name":"IWUser0"}})";
+  auto ok = cc({"policy", "check", "--profile", "ok", "--request", path("r.json"), "--from-ca"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("subject=CN = IWUser0"), std::string::npos) << ok.output;
+  auto dir = cc({"policy", "check", "--profile", "dir", "--request", path("r.json"), "--from-ca"});
+  EXPECT_EQ(dir.exit_code, 1) << dir.output;
+  EXPECT_NE(dir.output.find("error policy.attribute_not_supported"), std::string::npos) << dir.output;
+  EXPECT_EQ(sim_->issued_total(), 0);
+}
+
 }  // namespace
 }  // namespace certcustody::testing

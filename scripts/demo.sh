@@ -3,7 +3,8 @@
 # walks the HSM officer's path end to end on a private SoftHSM token:
 #   token -> RA key (in the token) -> CSR signed by the token -> a local
 #   stand-in CA issues the RA certificate -> import (thumbprints) -> PFX
-#   encryption key -> token inventory.
+#   encryption key -> token inventory -> mutual TLS signed in the token ->
+#   a CA (the test CA simulator, DigiCert dialect) enrols a user CSR.
 # Everything lives under build/demo (re-created on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ root=$PWD
 
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target certcustody certcustody-provider >/dev/null
+cmake --build build -j2 --target certcustody certcustody-provider certcustody-ca-simulator >/dev/null
 bin=$root/build/certcustody
 
 demo=$root/build/demo
@@ -80,10 +81,41 @@ echo Q | OPENSSL_MODULES="$root/build/providers" openssl s_client -provider cert
 wait "$server" || true
 grep -E 'depth=0' "$demo/s_server.log" | sed 's/^/server saw client certificate: /'
 
+step "A CA over its web services (the CA simulator speaking DigiCert pki-ws), RA authenticated by the token"
+profile=2.16.840.1.113733.1.16.1.2.3.1.1.61904612
+cat >"$demo/sim-script.json" <<JSON
+{"templates": {"$profile": {"supported": ["common_name", "mail"], "key_algorithm": "EC", "min_key_bits": 256}}}
+JSON
+"$root/build/tests/support/certcustody-ca-simulator" --dir "$demo/sim" --client-ca "$demo/ca.pem" \
+  --script "$demo/sim-script.json" >"$demo/sim.log" 2>&1 &
+sim=$!
+trap 'kill $server $sim 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^listening on' "$demo/sim.log" && break; sleep 0.1; done
+fqdn=$(sed -n 's/^listening on //p' "$demo/sim.log")
+cat >>"$CERTCUSTODY_CONFIG" <<TOML
+
+[ca.digicert]
+type = "digicert"
+fqdn = "$fqdn"
+ca_name = "Symantec"
+trust_anchor = "$demo/sim/tls-ca.pem"
+TOML
+"$bin" ca policy --ca digicert --template "$profile"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$demo/user.key" -out "$demo/user.csr" \
+  -subj "/CN=IWUser0" -addext "subjectAltName=email:IWUser0@contoso.example" 2>/dev/null
+"$bin" ca enroll --ca digicert --template "$profile" --csr "$demo/user.csr" --id demo-0001 \
+  --attribute common_name=IWUser0 --attribute mail=IWUser0@contoso.example --out "$demo/user.pem"
+echo "The same transaction id again: the CA answers with the same certificate (no second issuance)"
+"$bin" ca enroll --ca digicert --template "$profile" --csr "$demo/user.csr" --id demo-0001 --out "$demo/user-again.pem"
+cmp -s "$demo/user.pem" "$demo/user-again.pem" && echo "same certificate: yes"
+openssl x509 -in "$demo/user.pem" -noout -subject -ext subjectAltName
+kill "$sim" && wait "$sim" 2>/dev/null || true
+tail -n 1 "$demo/sim.log"
+
 cat <<TXT
 
 Demo complete. The RA key and the PFX encryption key were generated inside the
-token and are marked sensitive and never extractable; the CSR and both TLS
-handshakes were signed there.
+token and are marked sensitive and never extractable; the CSR, both TLS
+handshakes and the CA enrolment's TLS handshakes were signed there.
 Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
 TXT

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <memory>
 
 namespace certcustody::ca::digicert {
 namespace {
@@ -57,9 +58,9 @@ Status check_profile_oid(const std::string& oid) {
     i = j + 1;
     if (j == oid.size() - 1) ok = false;  // trailing dot
   }
-  if (ok && arcs >= 2 && OBJ_txt2obj(oid.c_str(), 1) != nullptr) {
-    ASN1_OBJECT_free(OBJ_txt2obj(oid.c_str(), 1));
-    return {};
+  if (ok && arcs >= 2) {
+    std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>> obj(OBJ_txt2obj(oid.c_str(), 1));
+    if (obj) return {};
   }
   return Error{"ca.template_invalid",
                "template \"" + oid + "\" is not a certificate profile OID (dotted decimal such as "

@@ -61,8 +61,10 @@ TEST_P(Rules, Evaluate) {
   EXPECT_EQ(san_text(spec->san.get()), c.san);
 }
 
-auto san = [](std::initializer_list<SanKind> kinds) {
-  return [kinds](Profile& p, RequestAttributes&, TemplatePolicy&) {
+// A vector, not the initializer_list: the list's array dies with the
+// expression that built the Case, long before the test runs.
+auto san = [](std::initializer_list<SanKind> list) {
+  return [kinds = std::vector<SanKind>(list)](Profile& p, RequestAttributes&, TemplatePolicy&) {
     for (SanKind k : kinds) p.san.push_back({k, {}, {}, {}});
   };
 };

@@ -65,6 +65,7 @@
 #include <vector>
 
 #include "common/ossl.h"
+#include "bench_pki.h"
 #include "bench_support.h"
 #include "custody/pkcs11_custody.h"
 #include "net/https_client.h"
@@ -80,6 +81,7 @@ namespace {
 using namespace certcustody;
 using certcustody::testing::SoftHsmToken;
 using certcustody::testing::TlsTestServer;
+using namespace certcustody::bench;  // value_or_throw, openssl_or_throw, the test PKI
 
 constexpr const char* kTokenLabel = "certcustody-bench";
 constexpr const char* kEnginePath = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so";
@@ -107,78 +109,6 @@ std::atomic<bool> g_benchmark_error{false};
 void skip(benchmark::State& state, const std::string& why) {
   g_benchmark_error = true;
   state.SkipWithError(why.c_str());
-}
-
-template <class T>
-T value_or_throw(Result<T> r, const std::string& what) {
-  if (!r) throw std::runtime_error(what + ": " + r.error().to_string());
-  return std::move(r).value();
-}
-
-void openssl_or_throw(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error(what + " failed " + drain_openssl_errors());
-}
-
-// --- certificates -----------------------------------------------------------
-
-struct Extension {
-  int nid;
-  const char* value;
-};
-
-X509NamePtr common_name(const std::string& cn) {
-  X509NamePtr name(X509_NAME_new());
-  openssl_or_throw(name && X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8,
-                                                      reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                                                      0) == 1,
-                   "X509_NAME_add_entry_by_txt");
-  return name;
-}
-
-// A certificate for `pub` named `subject`, signed by `issuer_key` (self-signed
-// when `issuer` is null), with `extensions` and a copy of `requested` (a CSR's
-// extension request, as `openssl x509 -req -copy_extensions copy` does).
-X509Ptr issue_certificate(EVP_PKEY* pub, const X509_NAME* subject, X509* issuer, EVP_PKEY* issuer_key,
-                          std::initializer_list<Extension> extensions,
-                          const STACK_OF(X509_EXTENSION)* requested = nullptr) {
-  static long serial = 1000;
-  X509Ptr c(X509_new());
-  openssl_or_throw(c && X509_set_version(c.get(), X509_VERSION_3) == 1 &&
-                       ASN1_INTEGER_set(X509_get_serialNumber(c.get()), ++serial) == 1 &&
-                       X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600) != nullptr &&
-                       X509_gmtime_adj(X509_getm_notAfter(c.get()), 2L * 24 * 3600) != nullptr &&
-                       X509_set_subject_name(c.get(), subject) == 1 &&
-                       X509_set_issuer_name(c.get(), issuer ? X509_get_subject_name(issuer) : subject) == 1 &&
-                       X509_set_pubkey(c.get(), pub) == 1,
-                   "assembling a certificate");
-  X509V3_CTX v3;
-  X509V3_set_ctx(&v3, issuer ? issuer : c.get(), c.get(), nullptr, nullptr, 0);
-  for (const Extension& e : extensions) {
-    X509_EXTENSION* ext = X509V3_EXT_nconf_nid(nullptr, &v3, e.nid, e.value);
-    const bool added = ext != nullptr && X509_add_ext(c.get(), ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-    openssl_or_throw(added, std::string("adding extension ") + OBJ_nid2sn(e.nid));
-  }
-  for (int i = 0; requested != nullptr && i < sk_X509_EXTENSION_num(requested); ++i)
-    openssl_or_throw(X509_add_ext(c.get(), sk_X509_EXTENSION_value(requested, i), -1) == 1,
-                     "copying a requested extension");
-  openssl_or_throw(X509_sign(c.get(), issuer_key, EVP_sha256()) > 0, "X509_sign");
-  return c;
-}
-
-EvpPkeyPtr software_key(KeyType type) {
-  EVP_PKEY* k = type == KeyType::rsa2048 ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<std::size_t>(2048))
-                                         : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
-  openssl_or_throw(k != nullptr, "software key generation");
-  return EvpPkeyPtr(k);
-}
-
-void write_pem(const std::string& path, X509* cert, EVP_PKEY* key) {
-  BioPtr bio(BIO_new_file(path.c_str(), "w"));
-  openssl_or_throw(bio && (cert == nullptr || PEM_write_bio_X509(bio.get(), cert) == 1) &&
-                       (key == nullptr ||
-                        PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) == 1),
-                   "writing " + path);
 }
 
 // A client identity: key handle (token via provider or engine, or software)
@@ -299,56 +229,24 @@ class TlsBench {
     sharing_ = true;
 
     // The test CA and the server credential, as PEM files for TlsTestServer.
-    ca_key_ = software_key(KeyType::ec_p256);
-    ca_cert_ = issue_certificate(ca_key_.get(), common_name("Bench RA CA").get(), nullptr, ca_key_.get(),
-                                 {{NID_basic_constraints, "critical,CA:TRUE"},
-                                  {NID_key_usage, "critical,keyCertSign,cRLSign"}});
+    ca_ = make_test_ca("Bench RA CA");
     EvpPkeyPtr server_key = software_key(KeyType::ec_p256);
-    X509Ptr server_cert = issue_certificate(server_key.get(), common_name("localhost").get(), ca_cert_.get(),
-                                            ca_key_.get(),
+    X509Ptr server_cert = issue_certificate(server_key.get(), common_name("localhost").get(), ca_.certificate.get(),
+                                            ca_.key.get(),
                                             {{NID_basic_constraints, "critical,CA:FALSE"},
                                              {NID_key_usage, "critical,digitalSignature"},
                                              {NID_ext_key_usage, "serverAuth"},
                                              {NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"}});
-    write_pem(ca_file(), ca_cert_.get(), nullptr);
+    write_pem(ca_file(), ca_.certificate.get(), nullptr);
     write_pem(path("srv.pem"), server_cert.get(), nullptr);
     write_pem(path("srv.key"), nullptr, server_key.get());
 
     for (std::size_t i = 0; i < kKinds.size(); ++i) {
       const KeyKind& k = kKinds[i];
-      // The RA credential in the token, made as `certcustody ra keygen/csr/import` make it.
-      (void)value_or_throw(custody_->generate_key_pair(k.label, k.type, KeyPurpose::sign),
-                           std::string("generating ") + k.label);
-      X509ReqPtr csr = value_or_throw(make_ra_csr(*custody_, k.label, std::string("CN=RA ") + k.label),
-                                      std::string("CSR for ") + k.label);
-      STACK_OF(X509_EXTENSION)* requested = X509_REQ_get_extensions(csr.get());
-      X509Ptr cert;
-      try {
-        cert = issue_certificate(X509_REQ_get0_pubkey(csr.get()), X509_REQ_get_subject_name(csr.get()),
-                                 ca_cert_.get(), ca_key_.get(), {{NID_basic_constraints, "critical,CA:FALSE"}},
-                                 requested);
-      } catch (...) {
-        sk_X509_EXTENSION_pop_free(requested, X509_EXTENSION_free);
-        throw;
-      }
-      sk_X509_EXTENSION_pop_free(requested, X509_EXTENSION_free);
-      (void)value_or_throw(import_ra_certificate(*custody_, k.label, cert.get(), false),
-                           std::string("importing the certificate of ") + k.label);
-
-      TlsIdentity id = value_or_throw(load_token_identity(std::string("pkcs11:token=") + kTokenLabel +
-                                                          ";object=" + k.label),
-                                      std::string("load_token_identity ") + k.label);
+      TlsIdentity id = make_token_ra(*custody_, kTokenLabel, k.label, k.type, ca_);
       token_ids_[i] = ClientIdentity{std::move(id.key), std::move(id.certificate)};
-
-      EvpPkeyPtr sw = software_key(k.type);
-      X509Ptr sw_cert = issue_certificate(sw.get(), common_name(std::string("software ") + k.name).get(),
-                                          ca_cert_.get(), ca_key_.get(),
-                                          {{NID_basic_constraints, "critical,CA:FALSE"},
-                                           {NID_key_usage, k.type == KeyType::rsa2048
-                                                               ? "critical,digitalSignature,keyEncipherment"
-                                                               : "critical,digitalSignature"},
-                                           {NID_ext_key_usage, "clientAuth"}});
-      software_ids_[i] = ClientIdentity{std::move(sw), std::move(sw_cert)};
+      TlsIdentity sw = make_software_ra(k.type, std::string("software ") + k.name, ca_);
+      software_ids_[i] = ClientIdentity{std::move(sw.key), std::move(sw.certificate)};
     }
 
     server_ = std::make_unique<TlsTestServer>(
@@ -369,8 +267,7 @@ class TlsBench {
   SoftHsmToken token_;
   std::shared_ptr<Pkcs11Custody> custody_;
   bool sharing_ = false;
-  EvpPkeyPtr ca_key_;
-  X509Ptr ca_cert_;
+  TestCa ca_;
   std::array<ClientIdentity, kKinds.size()> token_ids_;
   std::array<ClientIdentity, kKinds.size()> software_ids_;
   std::unique_ptr<TlsTestServer> server_;

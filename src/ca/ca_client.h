@@ -80,10 +80,12 @@ class CaClient {
 // Serial number of a DER certificate as upper-case hex (no separators).
 Result<std::string> serial_hex(const Bytes& certificate_der);
 
-// The certificates of a DER PKCS#7 SignedData (certs-only, or a CMC response).
-Result<std::vector<Bytes>> pkcs7_certificates(const Bytes& der, const std::string& what);
+// The certificates of a DER PKCS#7 SignedData (certs-only, or a CMC response),
+// decoded once: OpenSSL 3.0's certificate decoding dominates an enrolment's
+// client CPU (docs/performance.md), so they are passed on as objects.
+Result<std::vector<X509Ptr>> pkcs7_certificates(const Bytes& der, const std::string& what);
 // Splits a set of certificates into the one end-entity certificate (not a CA)
-// and the others; ca.response_invalid unless there is exactly one.
-Result<Enrollment> issued_from_certificates(std::vector<Bytes> certs, const std::string& what);
+// and the others, as DER; ca.response_invalid unless there is exactly one.
+Result<Enrollment> issued_from_certificates(const std::vector<X509Ptr>& certs, const std::string& what);
 
 }  // namespace certcustody::ca

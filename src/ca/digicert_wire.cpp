@@ -169,8 +169,8 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
   const xmlNode* token = xml::path(resp, {{kEnroll, "requestedVSSecurityToken"}, {kEnroll, "binarySecurityToken"}});
   if (token != nullptr) {
     CC_TRY_ASSIGN(Bytes p7, xml::base64_decode(xml::text(token), what + " binarySecurityToken"));
-    CC_TRY_ASSIGN(std::vector<Bytes> certs, pkcs7_certificates(p7, what + " binarySecurityToken"));
-    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(std::move(certs), what));
+    CC_TRY_ASSIGN(std::vector<X509Ptr> certs, pkcs7_certificates(p7, what + " binarySecurityToken"));
+    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(certs, what));
     e.ticket = PendingTicket{request_id, {}, disposition, transaction_id};
     return e;
   }

@@ -136,15 +136,28 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
   const xmlNode* rst = xml::child(rstr, kTrust, "RequestedSecurityToken");
   if (const xmlNode* token = xml::child(rst, kWsse, "BinarySecurityToken"); token != nullptr) {
     CC_TRY_ASSIGN(Bytes cert, xml::base64_decode(xml::text(token), what + " RequestedSecurityToken"));
-    std::vector<Bytes> all{cert};
-    // The sibling token is a CMC response / PKCS#7 carrying the chain.
+    // The sibling token is a CMC response / PKCS#7 carrying the chain; it
+    // usually holds the issued certificate too, already decoded.
+    std::vector<X509Ptr> all;
+    bool have_issued = false;
     if (const xmlNode* p7 = xml::child(rstr, kWsse, "BinarySecurityToken"); p7 != nullptr) {
       CC_TRY_ASSIGN(Bytes p7der, xml::base64_decode(xml::text(p7), what + " PKCS#7 token"));
-      CC_TRY_ASSIGN(std::vector<Bytes> certs, pkcs7_certificates(p7der, what + " PKCS#7 token"));
-      for (Bytes& c : certs)
-        if (c != cert) all.push_back(std::move(c));
+      CC_TRY_ASSIGN(all, pkcs7_certificates(p7der, what + " PKCS#7 token"));
+      for (const X509Ptr& c : all) {
+        unsigned char* der = nullptr;
+        const int len = i2d_X509(c.get(), &der);
+        have_issued = have_issued || (len > 0 && Bytes(der, der + len) == cert);
+        OPENSSL_free(der);
+      }
     }
-    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(std::move(all), what));
+    if (!have_issued) {
+      const unsigned char* p = cert.data();
+      X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(cert.size())));
+      if (!x || p != cert.data() + cert.size())
+        return invalid(what, "the RequestedSecurityToken is not a DER certificate");
+      all.push_back(std::move(x));
+    }
+    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(all, what));
     if (e.certificate != cert) return invalid(what, "the RequestedSecurityToken is a CA certificate");
     e.ticket.request_id = request_id;
     e.ticket.message = disposition;

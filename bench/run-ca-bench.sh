@@ -25,59 +25,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/build-and-run.sh"
 bench_build_and_run ca_bench "$@"
 
 PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" python3 - "$json" <<'PY' || status=1
-import statistics
 import sys
 
-from gbench_json import load, variant_of
+from gbench_json import Rows, load, ratio
 
 path = sys.argv[1]
 data = load(path)
 
 COUNTERS = ("issued", "requests", "connections", "p11_calls", "answer_bytes")
-rows = {}      # (benchmark, dialect, variant) -> {"ips": [...], "cpu_us": [...], counter: [...], "error": str}
-order = []
-medians = {}   # items/s from --benchmark_repetitions aggregates, preferred when present
-for b in data.get("benchmarks", []):
-    parts = b.get("run_name", b["name"]).split("/")
-    if len(parts) < 2:
-        continue
-    key = (parts[0], parts[1], variant_of(parts[2:]))
-    if key not in rows:
-        rows[key] = {"ips": [], "cpu_us": [], "error": None, **{c: [] for c in COUNTERS}}
-        order.append(key)
-    r = rows[key]
-    if b.get("error_occurred"):
-        r["error"] = b.get("error_message", "error")
-        continue
-    if b.get("run_type") == "aggregate":
-        if b.get("aggregate_name") == "median" and "items_per_second" in b:
-            medians[key] = b["items_per_second"]
-        continue
-    if "items_per_second" in b:
-        r["ips"].append(b["items_per_second"])
-    if "cpu_time" in b:  # of the benchmark thread(s): the client side, its TLS and parsing included
-        unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}.get(b.get("time_unit", "ns"), 1.0)
-        r["cpu_us"].append(b["cpu_time"] * unit)
-    for c in COUNTERS:
-        if c in b:
-            r[c].append(b[c])
-
-def ips(key):
-    if key in medians:
-        return medians[key]
-    v = rows.get(key, {}).get("ips")
-    return statistics.median(v) if v else None
-
-def counter(key, name, fmt="%.2f"):
-    v = rows.get(key, {}).get(name)
-    return fmt % statistics.median(v) if v else ""
-
-def ratio(a, b):
-    return "%.2f" % (a / b) if a and b else "-"
-
-def failed(key):
-    r = rows.get(key)
-    return r is not None and r["error"] and not r["ips"] and key not in medians
+run = Rows(data, COUNTERS, min_parts=2)
+rows, order = run.rows, run.order
+ips, counter, failed = run.ips, run.counter, run.failed
 
 def dialects(bench):
     """The dialects measured by `bench`, DigiCert first (the run order may be shuffled)."""

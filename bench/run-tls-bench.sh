@@ -22,55 +22,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/build-and-run.sh"
 bench_build_and_run tls_bench "$@"
 
 PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" python3 - "$json" <<'PY' || status=1
-import statistics
 import sys
 
-from gbench_json import load, variant_of
+from gbench_json import Rows, load, ratio
 
 path = sys.argv[1]
 data = load(path)
 
 COUNTERS = ("server_full_hs", "server_resumed", "p11_calls", "connections")
-rows = {}      # (group, key type, variant) -> {"ips": [...], counter: [...], "error": str}
-order = []
-medians = {}   # from --benchmark_repetitions aggregates, preferred when present
-for b in data.get("benchmarks", []):
-    parts = b.get("run_name", b["name"]).split("/")
-    if len(parts) < 3:
-        continue
-    key = (parts[0], parts[1], variant_of(parts[2:]))
-    if key not in rows:
-        rows[key] = {"ips": [], "cpu_us": [], "error": None, **{c: [] for c in COUNTERS}}
-        order.append(key)
-    r = rows[key]
-    if b.get("error_occurred"):
-        r["error"] = b.get("error_message", "error")
-        continue
-    if b.get("run_type") == "aggregate":
-        if b.get("aggregate_name") == "median" and "items_per_second" in b:
-            medians[key] = b["items_per_second"]
-        continue
-    if "items_per_second" in b:
-        r["ips"].append(b["items_per_second"])
-    if "cpu_time" in b:  # of the benchmark thread: the client, the token's signing included
-        unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}.get(b.get("time_unit", "ns"), 1.0)
-        r["cpu_us"].append(b["cpu_time"] * unit)
-    for c in COUNTERS:
-        if c in b:
-            r[c].append(b[c])
-
-def ips(key):
-    if key in medians:
-        return medians[key]
-    v = rows.get(key, {}).get("ips")
-    return statistics.median(v) if v else None
-
-def counter(key, name, fmt="%.2f"):
-    v = rows.get(key, {}).get(name)
-    return fmt % statistics.median(v) if v else ""
-
-def ratio(a, b):
-    return "%.2f" % (a / b) if a and b else "-"
+run = Rows(data, COUNTERS, min_parts=3)
+rows, order = run.rows, run.order
+ips, counter, failed = run.ips, run.counter, run.failed
 
 def kinds(group):
     seen = []
@@ -79,9 +41,6 @@ def kinds(group):
             seen.append(k)
     return seen
 
-def failed(key):
-    r = rows.get(key)
-    return r is not None and r["error"] and not r["ips"] and key not in medians
 
 ctx = data.get("context", {})
 load = ctx.get("load_avg")

@@ -45,14 +45,14 @@ Status parse_custody(const toml::table& c, const std::string& file, CustodyConfi
   if (out.module.find('/') != std::string::npos) out.module = resolve_relative(file, out.module);
   if (out.pin_file.find('/') != std::string::npos) out.pin_file = resolve_relative(file, out.pin_file);
   if (const toml::node* n = c.get("sessions")) {
-    auto v = n->value<int64_t>();
+    auto v = integer_of(*n);
     if (!v || *v < 1 || *v > 256)
       return config_error("config.invalid_value", where(file, n->source()), "custody.sessions",
                           "must be an integer from 1 to 256");
     out.sessions = static_cast<unsigned>(*v);
   }
   if (const toml::node* n = c.get("reconnect_interval_ms")) {
-    auto v = n->value<int64_t>();
+    auto v = integer_of(*n);
     if (!v || *v < 0 || *v > 600000)
       return config_error("config.invalid_value", where(file, n->source()), "custody.reconnect_interval_ms",
                           "must be an integer from 0 to 600000 (milliseconds)");
@@ -65,7 +65,7 @@ Status read_timeout(const toml::table& t, const std::string& file, const std::st
                     unsigned& out) {
   const toml::node* n = t.get(key);
   if (n == nullptr) return {};
-  auto v = n->value<int64_t>();
+  auto v = integer_of(*n);
   if (!v || *v < 1 || *v > 3600000)
     return config_error("config.invalid_value", where(file, n->source()), section + "." + key,
                         "must be an integer from 1 to 3600000 (milliseconds)");
@@ -77,7 +77,7 @@ Status read_count(const toml::table& t, const std::string& file, const std::stri
                   unsigned max, unsigned& out) {
   const toml::node* n = t.get(key);
   if (n == nullptr) return {};
-  auto v = n->value<int64_t>();
+  auto v = integer_of(*n);
   if (!v || *v < 0 || *v > max)
     return config_error("config.invalid_value", where(file, n->source()), section + "." + key,
                         "must be an integer from 0 to " + std::to_string(max));

@@ -86,7 +86,7 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
   CC_TRY(read_string(t, file, section, "key_type", false, key_type));
   CC_TRY_ASSIGN(p.key_type, parse_key_type(key_type));
   if (const toml::node* n = t.get("validity_days")) {
-    auto v = n->value<int64_t>();
+    auto v = integer_of(*n);
     if (!v || *v < 1 || *v > 3650)
       return config_error("config.invalid_value", where(file, n->source()), section + ".validity_days",
                           "must be an integer from 1 to 3650");

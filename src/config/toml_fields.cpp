@@ -68,4 +68,9 @@ Result<toml::table> parse_toml(const std::string& text, const std::string& sourc
   }
 }
 
+std::optional<std::int64_t> integer_of(const toml::node& n) {
+  if (const auto* i = n.as_integer()) return i->get();
+  return std::nullopt;
+}
+
 }  // namespace certcustody::config_detail

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <set>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <toml++/toml.h>
 
@@ -20,6 +22,11 @@ Status read_string(const toml::table& tbl, const std::string& file, const std::s
                    bool required, std::string& out);
 // The file's text, or config.unreadable naming it.
 Result<std::string> read_config_file(const std::string& path);
+
+// The node's value if it is a TOML integer; nullopt for any other type.
+// (toml++'s value<int64_t>() also converts floats, with undefined behaviour
+// for out-of-range ones such as 1e300: never use it on user input.)
+std::optional<std::int64_t> integer_of(const toml::node& n);
 // Parsed TOML, or config.syntax with file:line:column.
 Result<toml::table> parse_toml(const std::string& text, const std::string& source_name);
 

@@ -93,6 +93,23 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// Found by the config fuzzer: toml++ converts floats to integers on request,
+// with undefined behaviour for huge ones. Numbers must be TOML integers.
+TEST(Config, FloatsAreNotIntegers) {
+  for (const char* v : {"1e300", "-1e300", "8.0", "nan", "inf"}) {
+    std::string text = kGood;
+    text.insert(text.find("[state]"), std::string("sessions = ") + v + "\n");
+    auto c = parse_config(text, "cc.toml");
+    ASSERT_FALSE(c) << v;
+    EXPECT_EQ(c.error().code, "config.invalid_value") << v;
+    auto t = parse_config(std::string(kGood) + "[ca.x]\ntype = \"cmp\"\nurl = \"http://c/\"\ntrust_anchor = \"r\"\n" +
+                              "timeout_ms = " + v + "\n",
+                          "cc.toml");
+    ASSERT_FALSE(t) << v;
+    EXPECT_EQ(t.error().code, "config.invalid_value") << v;
+  }
+}
+
 TEST(Config, SessionsOutOfRange) {
   std::string text = kGood;
   text.insert(text.find("[state]"), "sessions = 0\n");

@@ -33,6 +33,14 @@ class Stmt {
     sqlite3_bind_text(s_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  Stmt& blob(int i, std::string_view v) {
+    sqlite3_bind_blob(s_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  std::string blob_at(int col) const {
+    const auto* b = static_cast<const char*>(sqlite3_column_blob(s_, col));
+    return b == nullptr ? std::string{} : std::string(b, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
+  }
   Stmt& bind(int i, std::int64_t v) {
     sqlite3_bind_int64(s_, i, v);
     return *this;
@@ -43,6 +51,7 @@ class Stmt {
     return t == nullptr ? std::string{} : std::string(reinterpret_cast<const char*>(t));
   }
   std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 
  private:
   sqlite3_stmt* s_ = nullptr;
@@ -51,7 +60,7 @@ class Stmt {
 
 constexpr const char* kColumns =
     "id, profile, body_sha256, state, received_at_ms, updated_at_ms, attempts, error_code, error_what, "
-    "error_remedy, ca_request_id, ca_poll_uri";
+    "error_remedy, ca_request_id, ca_poll_uri, not_before_ms";
 
 RequestRecord read_record(const Stmt& s) {
   RequestRecord r;
@@ -67,6 +76,7 @@ RequestRecord read_record(const Stmt& s) {
   r.error_remedy = s.text(9);
   r.ca_request_id = s.text(10);
   r.ca_poll_uri = s.text(11);
+  r.not_before_ms = s.integer(12);
   return r;
 }
 
@@ -105,9 +115,10 @@ bool transition_allowed(State from, State to) {
   switch (from) {
     case State::received: return to == State::processing || to == State::failed;
     case State::processing:
-      return to == State::pending_ca || to == State::issued || to == State::failed || to == State::received;
+      return to == State::pending_ca || to == State::issued || to == State::delivered || to == State::failed ||
+             to == State::received;
     case State::pending_ca: return to == State::processing || to == State::issued || to == State::failed;
-    case State::issued: return to == State::delivered || to == State::failed;
+    case State::issued: return to == State::processing || to == State::delivered || to == State::failed;
     case State::delivered: return to == State::issued;  // redelivery
     case State::failed: return false;
   }
@@ -169,9 +180,11 @@ Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path
       " received_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
       " error_code TEXT NOT NULL DEFAULT '', error_what TEXT NOT NULL DEFAULT '',"
       " error_remedy TEXT NOT NULL DEFAULT '', ca_request_id TEXT NOT NULL DEFAULT '',"
-      " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL);"
+      " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, not_before_ms INTEGER NOT NULL DEFAULT 0);"
       "CREATE INDEX IF NOT EXISTS requests_by_state ON requests(state, seq);"
-      "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');"));
+      "CREATE TABLE IF NOT EXISTS artifacts (id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+      " PRIMARY KEY (id, name));"
+      "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2');"));
   Stmt v(db, "SELECT value FROM meta WHERE key = 'schema_version'");
   if (!v.ok() || v.step() != SQLITE_ROW) return store->db_error("reading the schema version", v.prepare_rc());
   if (std::stoll(v.text(0)) > kSchemaVersion)
@@ -179,13 +192,43 @@ Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path
                  path + " has schema version " + v.text(0) + "; this certcustody knows up to " +
                      std::to_string(kSchemaVersion),
                  "run the certcustody version that wrote it (or newer); never an older one"};
+  if (std::stoll(v.text(0)) < kSchemaVersion) CC_TRY(store->migrate());
   return store;
 }
 
 RequestStore::~RequestStore() { sqlite3_close_v2(db_); }
 
+// Version 1 (issue-7 groundwork) lacked the due time; artifacts is created above.
+Status RequestStore::migrate() {
+  Transaction tx(db_);
+  if (tx.begin_rc() != SQLITE_OK) return db_error("beginning the schema upgrade", tx.begin_rc());
+  CC_TRY(exec("ALTER TABLE requests ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;"
+              "UPDATE meta SET value = '2' WHERE key = 'schema_version';"));
+  if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing the schema upgrade", rc);
+  return {};
+}
+
+Status RequestStore::write_artifacts(const std::string& id, const Artifacts& artifacts) {
+  for (const auto& [name, value] : artifacts) {
+    Stmt ins(db_, "INSERT OR REPLACE INTO artifacts(id, name, value) VALUES (?, ?, ?)");
+    ins.bind(1, id).bind(2, name).blob(3, value);
+    if (const int rc = ins.step(); rc != SQLITE_DONE) return db_error("storing " + name + " of request " + id, rc);
+  }
+  return {};
+}
+
 Result<RequestRecord> RequestStore::receive(const std::string& id, const std::string& profile,
-                                            const std::string& body_sha256) {
+                                            const std::string& body_sha256, std::string_view body) {
+  return insert(id, profile, body_sha256, body, nullptr);
+}
+
+Result<RequestRecord> RequestStore::refuse(const std::string& id, const std::string& body_sha256, const Error& why) {
+  return insert(id, "", body_sha256, {}, &why);
+}
+
+Result<RequestRecord> RequestStore::insert(const std::string& id, const std::string& profile,
+                                           const std::string& body_sha256, std::string_view body,
+                                           const Error* refused) {
   std::lock_guard l(mu_);
   Transaction tx(db_);
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
@@ -203,17 +246,28 @@ Result<RequestRecord> RequestStore::receive(const std::string& id, const std::st
     }
   }
   const std::int64_t now = now_ms();
+  const Error none{};
+  const Error& e = refused != nullptr ? *refused : none;
   Stmt ins(db_,
-           "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq) "
-           "VALUES (?, ?, ?, 'received', ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests))");
-  ins.bind(1, id).bind(2, profile).bind(3, body_sha256).bind(4, now).bind(5, now);
+           "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq,"
+           " error_code, error_what, error_remedy) "
+           "VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), ?, ?, ?)");
+  ins.bind(1, id).bind(2, profile).bind(3, body_sha256).bind(4, std::string(refused ? "failed" : "received"));
+  ins.bind(5, now).bind(6, now).bind(7, e.code).bind(8, e.what).bind(9, e.remedy);
   if (const int rc = ins.step(); rc != SQLITE_DONE) return db_error("recording request " + id, rc);
+  if (!body.empty()) CC_TRY(write_artifacts(id, {{"request", std::string(body)}}));
   if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing request " + id, rc);
   RequestRecord r;
   r.id = id;
   r.profile = profile;
   r.body_sha256 = body_sha256;
   r.received_at_ms = r.updated_at_ms = now;
+  if (refused != nullptr) {
+    r.state = State::failed;
+    r.error_code = e.code;
+    r.error_what = e.what;
+    r.error_remedy = e.remedy;
+  }
   return r;
 }
 
@@ -224,29 +278,88 @@ Status RequestStore::transition(const std::string& id, State from, State to, con
                      std::string(state_name(to)),
                  "this is a bug in the pipeline: report it"};
   std::lock_guard l(mu_);
+  Transaction tx(db_);
+  if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
   Stmt up(db_,
           "UPDATE requests SET state = ?1, updated_at_ms = ?2,"
-          " attempts = attempts + (?1 = 'processing'),"
+          " attempts = attempts + (?1 = 'processing' AND ?3 = 'received'),"
           " error_code = CASE WHEN ?4 THEN ?5 ELSE error_code END,"
           " error_what = CASE WHEN ?4 THEN ?6 ELSE error_what END,"
           " error_remedy = CASE WHEN ?4 THEN ?7 ELSE error_remedy END,"
-          " ca_request_id = COALESCE(?8, ca_request_id), ca_poll_uri = COALESCE(?9, ca_poll_uri)"
+          " ca_request_id = COALESCE(?8, ca_request_id), ca_poll_uri = COALESCE(?9, ca_poll_uri),"
+          " not_before_ms = COALESCE(?11, not_before_ms)"
           " WHERE id = ?10 AND state = ?3");
   up.bind(1, state_name(to)).bind(2, now_ms()).bind(3, state_name(from)).bind(4, std::int64_t{u.error.has_value()});
   if (u.error) up.bind(5, u.error->code).bind(6, u.error->what).bind(7, u.error->remedy);
   if (u.ca_request_id) up.bind(8, *u.ca_request_id);
   if (u.ca_poll_uri) up.bind(9, *u.ca_poll_uri);
   up.bind(10, id);
+  if (u.not_before_ms) up.bind(11, *u.not_before_ms);
   if (const int rc = up.step(); rc != SQLITE_DONE) return db_error("updating request " + id, rc);
-  if (sqlite3_changes(db_) == 1) return {};
+  if (sqlite3_changes(db_) == 1) {
+    CC_TRY(write_artifacts(id, u.artifacts));
+    if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing request " + id, rc);
+    return {};
+  }
+  return state_mismatch(id, from);
+}
+
+Error RequestStore::state_mismatch(const std::string& id, State expected) {
   Stmt find(db_, "SELECT state FROM requests WHERE id = ?");
   find.bind(1, id);
   if (find.step() != SQLITE_ROW)
     return Error{"store.not_found", "no request \"" + id + "\" in " + path_, "check the request id"};
   return Error{"store.state_conflict",
-               "request " + id + " is " + find.text(0) + ", not " + std::string(state_name(from)) +
+               "request " + id + " is " + find.text(0) + ", not " + std::string(state_name(expected)) +
                    ": another worker moved it on",
                "none: the other worker owns it now"};
+}
+
+Status RequestStore::put(const std::string& id, State state, const Artifacts& artifacts) {
+  std::lock_guard l(mu_);
+  Transaction tx(db_);
+  if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
+  Stmt check(db_, "SELECT 1 FROM requests WHERE id = ? AND state = ?");
+  check.bind(1, id).bind(2, state_name(state));
+  if (const int rc = check.step(); rc == SQLITE_DONE) {
+    return state_mismatch(id, state);
+  } else if (rc != SQLITE_ROW) {
+    return db_error("reading request " + id, rc);
+  }
+  CC_TRY(write_artifacts(id, artifacts));
+  if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing request " + id, rc);
+  return {};
+}
+
+Result<Artifacts> RequestStore::artifacts(const std::string& id) {
+  std::lock_guard l(mu_);
+  Stmt all(db_, "SELECT name, value FROM artifacts WHERE id = ?");
+  all.bind(1, id);
+  Artifacts out;
+  int rc;
+  while ((rc = all.step()) == SQLITE_ROW) out.emplace(all.text(0), all.blob_at(1));
+  if (rc != SQLITE_DONE) return db_error("reading the artifacts of request " + id, rc);
+  return out;
+}
+
+Result<std::optional<std::int64_t>> RequestStore::next_due(State state) {
+  std::lock_guard l(mu_);
+  Stmt q(db_, "SELECT MIN(not_before_ms) FROM requests WHERE state = ?");
+  q.bind(1, state_name(state));
+  if (const int rc = q.step(); rc != SQLITE_ROW) return db_error("reading due times", rc);
+  if (q.is_null(0)) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>{q.integer(0)};
+}
+
+Result<std::map<State, std::int64_t>> RequestStore::counts() {
+  std::lock_guard l(mu_);
+  Stmt q(db_, "SELECT state, COUNT(*) FROM requests GROUP BY state");
+  std::map<State, std::int64_t> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    if (auto st = parse_state(q.text(0))) out[*st] = q.integer(1);
+  if (rc != SQLITE_DONE) return db_error("counting requests", rc);
+  return out;
 }
 
 Result<std::optional<RequestRecord>> RequestStore::claim_next(State from, State to) {
@@ -259,8 +372,10 @@ Result<std::optional<RequestRecord>> RequestStore::claim_next(State from, State 
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
   std::optional<RequestRecord> r;
   {
-    Stmt next(db_, (std::string("SELECT ") + kColumns + " FROM requests WHERE state = ? ORDER BY seq LIMIT 1").c_str());
-    next.bind(1, state_name(from));
+    Stmt next(db_, (std::string("SELECT ") + kColumns +
+                    " FROM requests WHERE state = ? AND not_before_ms <= ? ORDER BY seq LIMIT 1")
+                       .c_str());
+    next.bind(1, state_name(from)).bind(2, now_ms());
     const int rc = next.step();
     if (rc == SQLITE_DONE) return std::optional<RequestRecord>{};
     if (rc != SQLITE_ROW) return db_error("finding the next request", rc);
@@ -268,7 +383,7 @@ Result<std::optional<RequestRecord>> RequestStore::claim_next(State from, State 
   }
   r->state = to;
   r->updated_at_ms = now_ms();
-  if (to == State::processing) ++r->attempts;
+  if (to == State::processing && from == State::received) ++r->attempts;
   Stmt up(db_, "UPDATE requests SET state = ?, updated_at_ms = ?, attempts = ? WHERE id = ?");
   up.bind(1, state_name(to)).bind(2, r->updated_at_ms).bind(3, std::int64_t{r->attempts}).bind(4, r->id);
   if (const int rc = up.step(); rc != SQLITE_DONE) return db_error("claiming request " + r->id, rc);

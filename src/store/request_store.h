@@ -6,12 +6,14 @@
 //
 //   received -> processing -> pending_ca -> issued -> delivered
 //   any of the first four -> failed (with the named error)
-//   processing -> received  (a checkpoint: work handed back on shutdown)
-//   pending_ca -> processing (the CA's answer is being handled)
+//   processing is "a worker owns it": it is entered from received (a new
+//   request), pending_ca (a poll) and issued (a delivery), and left for the
+//   next resting state (received or pending_ca again after a transient failure)
 //   delivered -> issued      (redelivery)
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,17 +39,25 @@ struct RequestRecord {
   State state = State::received;
   std::int64_t received_at_ms = 0;  // Unix epoch, UTC
   std::int64_t updated_at_ms = 0;
-  int attempts = 0;         // times the request was claimed for processing
+  int attempts = 0;         // times the request was taken from received for processing (CA submissions)
   // The named error of a failed request (or the last transient one).
   std::string error_code, error_what, error_remedy;
   // The CA's handle on a pending request.
   std::string ca_request_id, ca_poll_uri;
+  std::int64_t not_before_ms = 0;  // not claimed before this time (backoff, next poll)
 };
+
+// Named blobs kept with a request (the request body, the CSR, the sealed
+// user key, the certificate...). Values are opaque to the store.
+using Artifacts = std::map<std::string, std::string>;
 
 // What a transition also records; unset fields keep their value.
 struct Update {
-  std::optional<Error> error;  // recorded (failed, or a transient error noted on the way)
-  std::optional<std::string> ca_request_id, ca_poll_uri;
+  // (Default member initialisers: callers name only the fields they set.)
+  std::optional<Error> error{};  // recorded (failed, or a transient error noted on the way)
+  std::optional<std::string> ca_request_id{}, ca_poll_uri{};
+  std::optional<std::int64_t> not_before_ms{};
+  Artifacts artifacts{};         // written (replaced) in the same transaction
 };
 
 class RequestStore {
@@ -61,27 +71,49 @@ class RequestStore {
   // A new request in state received. The same id with the same body is the
   // same request (a re-delivered spool file): its record is returned, not a
   // second one made. The same id with another body: store.request_conflict.
-  Result<RequestRecord> receive(const std::string& id, const std::string& profile, const std::string& body_sha256);
+  // `body` (the request as received) is kept as the artifact "request".
+  Result<RequestRecord> receive(const std::string& id, const std::string& profile, const std::string& body_sha256,
+                                std::string_view body = {});
+  // A request refused at intake: recorded straight in state failed with
+  // `why`, in one step, so no worker ever sees it received. Same id and body
+  // again: the existing record; another body: store.request_conflict.
+  Result<RequestRecord> refuse(const std::string& id, const std::string& body_sha256, const Error& why);
 
   // Moves `id` from `from` to `to` if, and only if, it is in `from` now
   // (store.state_conflict otherwise; store.transition_invalid for a move the
   // state machine does not have).
   Status transition(const std::string& id, State from, State to, const Update& update = {});
 
-  // The oldest request in `from`, moved to `to` in the same transaction
-  // (attempts + 1 when `to` is processing); nullopt when there is none.
+  // Writes artifacts of `id` if, and only if, it is in `state` now: what a
+  // worker persists before its next side effect, without a state change.
+  Status put(const std::string& id, State state, const Artifacts& artifacts);
+  // All artifacts of `id` (empty when none).
+  Result<Artifacts> artifacts(const std::string& id);
+
+  // The oldest request in `from` that is due (not_before_ms <= now), moved to
+  // `to` in the same transaction (attempts + 1 from received to processing);
+  // nullopt when there is none.
   Result<std::optional<RequestRecord>> claim_next(State from, State to);
+  // When the next request in `state` becomes due (nullopt: none waits).
+  Result<std::optional<std::int64_t>> next_due(State state);
+  // How many requests are in each state.
+  Result<std::map<State, std::int64_t>> counts();
 
   Result<RequestRecord> get(const std::string& id);
   // All requests, or those in `state`, oldest first.
   Result<std::vector<RequestRecord>> list(std::optional<State> state = std::nullopt);
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
  private:
   explicit RequestStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status exec(const char* sql);
   Error db_error(const std::string& doing, int rc) const;
+  Error state_mismatch(const std::string& id, State expected);
+  Status write_artifacts(const std::string& id, const Artifacts& artifacts);
+  Status migrate();
+  Result<RequestRecord> insert(const std::string& id, const std::string& profile, const std::string& body_sha256,
+                               std::string_view body, const Error* refused);
 
   sqlite3* db_;
   std::string path_;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <set>
@@ -54,11 +55,12 @@ TEST(RequestStore, TransitionsAreCompareAndSetAlongTheStateMachine) {
   auto lost = s->transition("r1", State::received, State::processing);  // a second worker, too late
   ASSERT_FALSE(lost);
   EXPECT_EQ(lost.error().code, "store.state_conflict");
-  auto jump = s->transition("r1", State::processing, State::delivered);
+  ASSERT_TRUE(s->receive("r2", "users", "h2"));
+  auto jump = s->transition("r2", State::received, State::delivered);  // skips the CA
   ASSERT_FALSE(jump);
   EXPECT_EQ(jump.error().code, "store.transition_invalid");
   ASSERT_TRUE(s->transition("r1", State::processing, State::pending_ca,
-                            Update{std::nullopt, std::string("65"), std::string("https://ces/CES")}));
+                            Update{.ca_request_id = std::string("65"), .ca_poll_uri = std::string("https://ces/CES")}));
   auto r = s->get("r1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->state, State::pending_ca);
@@ -66,7 +68,7 @@ TEST(RequestStore, TransitionsAreCompareAndSetAlongTheStateMachine) {
   EXPECT_EQ(r->ca_poll_uri, "https://ces/CES");
   EXPECT_EQ(r->attempts, 1);
   ASSERT_TRUE(s->transition("r1", State::pending_ca, State::failed,
-                            Update{Error{"ca.denied", "denied by a CA manager", "ask the CA", 0}, {}, {}}));
+                            Update{.error = Error{"ca.denied", "denied by a CA manager", "ask the CA", 0}}));
   r = s->get("r1");
   EXPECT_EQ(r->state, State::failed);
   EXPECT_EQ(r->error_code, "ca.denied");
@@ -113,6 +115,85 @@ TEST(RequestStore, ClaimsInArrivalOrderAndCountsAttempts) {
   EXPECT_EQ((*s->claim_next(State::received, State::processing))->id, "b");
   EXPECT_EQ(s->get("b")->attempts, 2);
   EXPECT_EQ((*s->claim_next(State::received, State::processing))->id, "a");
+}
+
+TEST(RequestStore, ARefusedRequestIsRecordedFailedInOneStep) {
+  TempDir d;
+  auto s = open_or_die(d / "requests.db");
+  const Error why{"request.too_large", "10 MB", "send less", 0};
+  auto r = s->refuse("big", "h", why);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->state, State::failed);
+  EXPECT_EQ(s->get("big")->error_code, "request.too_large");
+  EXPECT_EQ(s->get("big")->error_remedy, "send less");
+  EXPECT_FALSE(*s->claim_next(State::received, State::processing));  // never visible to a worker
+  EXPECT_TRUE(s->refuse("big", "h", why));                           // the same file again
+  EXPECT_EQ(s->refuse("big", "other", why).error().code, "store.request_conflict");
+}
+
+TEST(RequestStore, ArtifactsArePutOnlyInTheExpectedState) {
+  TempDir d;
+  auto s = open_or_die(d / "requests.db");
+  ASSERT_TRUE(s->receive("r1", "users", "h", "{\"version\":2}"));
+  EXPECT_EQ(s->artifacts("r1")->at("request"), "{\"version\":2}");
+  ASSERT_TRUE(s->transition("r1", State::received, State::processing));
+  const std::string binary("\0\x01\xff", 3);
+  ASSERT_TRUE(s->put("r1", State::processing, {{"csr", binary}, {"submitted", "1"}}));
+  EXPECT_EQ(s->put("r1", State::received, {{"x", "y"}}).error().code, "store.state_conflict");
+  ASSERT_TRUE(s->transition("r1", State::processing, State::issued, Update{.artifacts = {{"certificate", "C"}}}));
+  auto a = *s->artifacts("r1");
+  EXPECT_EQ(a["csr"], binary);
+  EXPECT_EQ(a["submitted"], "1");
+  EXPECT_EQ(a["certificate"], "C");
+  EXPECT_EQ(a.count("x"), 0u);
+}
+
+TEST(RequestStore, OnlyDueRequestsAreClaimed) {
+  TempDir d;
+  auto s = open_or_die(d / "requests.db");
+  ASSERT_TRUE(s->receive("later", "users", "h"));
+  ASSERT_TRUE(s->receive("now", "users", "h"));
+  ASSERT_TRUE(s->transition("later", State::received, State::processing));
+  const std::int64_t in_an_hour = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count() +
+                                  3'600'000;
+  ASSERT_TRUE(s->transition("later", State::processing, State::received, Update{.not_before_ms = in_an_hour}));
+  EXPECT_EQ((*s->claim_next(State::received, State::processing))->id, "now");
+  EXPECT_FALSE(*s->claim_next(State::received, State::processing));
+  EXPECT_EQ(**s->next_due(State::received), in_an_hour);
+  auto counts = *s->counts();
+  EXPECT_EQ(counts[State::received], 1);
+  EXPECT_EQ(counts[State::processing], 1);
+}
+
+// A store written by the first schema (no due time, no artifacts) opens and
+// is upgraded in place with its requests kept.
+TEST(RequestStore, UpgradesASchemaVersion1Store) {
+  TempDir d;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((d / "requests.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                         "CREATE TABLE requests (id TEXT PRIMARY KEY, profile TEXT NOT NULL,"
+                         " body_sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at_ms INTEGER NOT NULL,"
+                         " updated_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+                         " error_code TEXT NOT NULL DEFAULT '', error_what TEXT NOT NULL DEFAULT '',"
+                         " error_remedy TEXT NOT NULL DEFAULT '', ca_request_id TEXT NOT NULL DEFAULT '',"
+                         " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL);"
+                         "INSERT INTO meta VALUES ('schema_version', '1');"
+                         "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq)"
+                         " VALUES ('old', 'users', 'h', 'received', 1, 1, 1);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto s = open_or_die(d / "requests.db");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->get("old")->state, State::received);
+  EXPECT_EQ((*s->claim_next(State::received, State::processing))->id, "old");
+  EXPECT_TRUE(s->put("old", State::processing, {{"csr", "c"}}));
+  s.reset();
+  EXPECT_TRUE(open_or_die(d / "requests.db"));  // and opens again as version 2
 }
 
 // Killed in the middle of a stream of committed changes: on reopen every

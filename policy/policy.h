@@ -44,6 +44,7 @@ struct Profile {
   std::vector<std::string> ekus;  // names or OIDs, e.g. clientAuth
   std::vector<std::string> allowed_email_domains;  // empty: any
   std::vector<std::string> allowed_upn_domains;
+  std::string pfx_format = "aes256-sha256";  // PKCS#12 protection; "3des-sha1" for older devices
 };
 
 // The user/device attributes a PFX request carries.
@@ -88,8 +89,15 @@ Status validate_profile(const Profile& profile);
 std::string subject_text(const X509_NAME* name);
 std::string san_text(const GENERAL_NAMES* names);
 
-// Request JSON, schema version 1 (docs/request-schema.md).
-Result<RequestAttributes> parse_request_json(const std::string& text);
+// Request JSON (docs/request-schema.md): version 1 (attributes), version 2
+// adds the recipient the issued PFX is enveloped for.
+struct RequestDocument {
+  int version = 1;
+  std::optional<std::string> id, profile, recipient;
+  RequestAttributes attributes;
+};
+Result<RequestDocument> parse_request_document(const std::string& text);
+Result<RequestAttributes> parse_request_json(const std::string& text);  // the attributes alone
 Result<TemplatePolicy> parse_template_policy_json(const std::string& text);
 
 }  // namespace certcustody::policy

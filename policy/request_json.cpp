@@ -13,22 +13,18 @@ Error jerr(const std::string& what, const std::string& remedy = "see docs/reques
   return Error{"policy.request_invalid", what, remedy};
 }
 
-}  // namespace
+Result<std::optional<std::string>> optional_string(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::optional<std::string>{};
+  if (!it->is_string()) return jerr(std::string("\"") + key + "\" must be a string");
+  const auto& s = it->get_ref<const std::string&>();
+  if (s.size() > kMaxValue) return jerr(std::string("\"") + key + "\" is longer than 4096 bytes");
+  return std::optional<std::string>{s};
+}
 
-Result<RequestAttributes> parse_request_json(const std::string& text) {
-  if (text.size() > kMaxJson) return jerr("the request is larger than 64 KiB");
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return jerr("the request is not a JSON object");
-  auto version = j.find("version");
-  if (version == j.end() || !version->is_number_integer() || version->get<int>() != 1)
-    return jerr("the request has no \"version\": 1", "write version 1 requests");
-  auto attrs = j.find("attributes");
-  if (attrs == j.end() || !attrs->is_object()) return jerr("the request has no \"attributes\" object");
-  for (const auto& [k, v] : j.items())
-    if (k != "version" && k != "attributes" && k != "id" && k != "profile")
-      return jerr("unknown top-level key \"" + k + "\"");
+Result<RequestAttributes> parse_attributes(const nlohmann::json& attrs) {
   RequestAttributes r;
-  for (const auto& [k, v] : attrs->items()) {
+  for (const auto& [k, v] : attrs.items()) {
     auto* slot = r.find(k);
     if (slot == nullptr)
       return jerr("unknown attribute \"" + k + "\"", "use upn, email, common_name, object_guid, device_id");
@@ -40,6 +36,37 @@ Result<RequestAttributes> parse_request_json(const std::string& text) {
     *slot = s;
   }
   return r;
+}
+
+}  // namespace
+
+Result<RequestDocument> parse_request_document(const std::string& text) {
+  if (text.size() > kMaxJson) return jerr("the request is larger than 64 KiB");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return jerr("the request is not a JSON object");
+  auto version = j.find("version");
+  if (version == j.end() || !version->is_number_integer() || version->get<std::int64_t>() < 1 ||
+      version->get<std::int64_t>() > 2)
+    return jerr("the request has no \"version\": 1 or 2", "write version 2 requests");
+  RequestDocument d;
+  d.version = version->get<int>();
+  auto attrs = j.find("attributes");
+  if (attrs == j.end() || !attrs->is_object()) return jerr("the request has no \"attributes\" object");
+  for (const auto& [k, v] : j.items()) {
+    const bool known = k == "version" || k == "attributes" || k == "id" || k == "profile" ||
+                       (k == "recipient" && d.version >= 2);
+    if (!known) return jerr("unknown top-level key \"" + k + "\" in a version " + std::to_string(d.version) + " request");
+  }
+  CC_TRY_ASSIGN(d.id, optional_string(j, "id"));
+  CC_TRY_ASSIGN(d.profile, optional_string(j, "profile"));
+  CC_TRY_ASSIGN(d.recipient, optional_string(j, "recipient"));
+  CC_TRY_ASSIGN(d.attributes, parse_attributes(*attrs));
+  return d;
+}
+
+Result<RequestAttributes> parse_request_json(const std::string& text) {
+  CC_TRY_ASSIGN(RequestDocument d, parse_request_document(text));
+  return std::move(d.attributes);
 }
 
 Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {

@@ -167,6 +167,26 @@ Status parse_cas(const toml::table& root, const std::string& file, std::vector<C
   return {};
 }
 
+Status parse_pipeline(const toml::table& t, const std::string& file, PipelineConfig& p) {
+  const std::string section = "pipeline";
+  CC_TRY(reject_unknown(t, file, section,
+                        {"kek", "recipients", "workers", "scan_interval_ms", "poll_interval_ms",
+                         "retry_interval_ms", "max_attempts", "max_request_bytes"}));
+  CC_TRY(read_string(t, file, section, "kek", true, p.kek));
+  CC_TRY_ASSIGN(p.recipients, read_strings(t, file, "recipients", section));
+  for (auto& r : p.recipients) r = resolve_relative(file, r);
+  CC_TRY(read_count(t, file, section, "workers", 256, p.workers));
+  CC_TRY(read_timeout(t, file, section, "scan_interval_ms", p.scan_interval_ms));
+  CC_TRY(read_timeout(t, file, section, "poll_interval_ms", p.poll_interval_ms));
+  CC_TRY(read_timeout(t, file, section, "retry_interval_ms", p.retry_interval_ms));
+  CC_TRY(read_count(t, file, section, "max_attempts", 1000, p.max_attempts));
+  if (p.max_attempts == 0) return invalid(t, file, section, "max_attempts", "is 0", "use 1 or more");
+  CC_TRY(read_count(t, file, section, "max_request_bytes", 64u << 10, p.max_request_bytes));  // the JSON parser's ceiling
+  if (p.max_request_bytes < 1024)
+    return invalid(t, file, section, "max_request_bytes", "is below 1024", "use at least 1024 (the default is 65536)");
+  return {};
+}
+
 }  // namespace
 
 std::optional<std::string> ca_fqdn_problem(const std::string& fqdn) {
@@ -221,6 +241,12 @@ Result<Config> parse_config(const std::string& text, const std::string& source_n
     CC_TRY(read_string(*ra->as_table(), source_name, "ra", "key", false, cfg.ra.key));
   }
   CC_TRY(parse_cas(root, source_name, cfg.cas));
+  if (const toml::node* pl = root.get("pipeline")) {
+    if (!pl->is_table())
+      return config_error("config.wrong_type", where(source_name, pl->source()), "pipeline", "must be a table");
+    cfg.pipeline.emplace();
+    CC_TRY(parse_pipeline(*pl->as_table(), source_name, *cfg.pipeline));
+  }
   return cfg;
 }
 

@@ -24,6 +24,18 @@ struct StateConfig {
   std::string dir;
 };
 
+// The issuance pipeline ([pipeline]): what `serve` and `submit` use.
+struct PipelineConfig {
+  std::string kek;                      // label of the PFX encryption key in the token (`kek create`)
+  std::vector<std::string> recipients;  // PEM certificates a PFX may be enveloped for
+  unsigned workers = 0;                 // 0: one per core, at most custody.sessions
+  unsigned scan_interval_ms = 500;      // how often the spool directory is looked at
+  unsigned poll_interval_ms = 60000;    // how often a request pending at the CA is polled
+  unsigned retry_interval_ms = 30000;   // a request that met a transient CA failure waits this long
+  unsigned max_attempts = 20;           // ... and fails after this many attempts
+  unsigned max_request_bytes = 65536;   // a bigger spool file is refused unread
+};
+
 struct RaConfig {
   std::string key;  // pkcs11: URI of the RA key; its certificate is stored beside it
 };
@@ -54,6 +66,7 @@ struct Config {
   CustodyConfig custody;
   StateConfig state;
   RaConfig ra;                         // optional [ra]
+  std::optional<PipelineConfig> pipeline;  // optional [pipeline]
   std::vector<CaEndpointConfig> cas;   // optional [ca.<name>] tables
 
   Result<const CaEndpointConfig*> ca(const std::string& name) const;

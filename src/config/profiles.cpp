@@ -7,23 +7,6 @@ namespace certcustody {
 using namespace config_detail;
 namespace {
 
-Result<std::vector<std::string>> read_strings(const toml::table& t, const std::string& file, const std::string& key,
-                                              const std::string& section) {
-  std::vector<std::string> out;
-  const toml::node* n = t.get(key);
-  if (n == nullptr) return out;
-  const toml::array* a = n->as_array();
-  if (a == nullptr)
-    return config_error("config.wrong_type", where(file, n->source()), section + "." + key, "must be an array of strings");
-  for (const toml::node& e : *a) {
-    auto s = e.value<std::string>();
-    if (!s)
-      return config_error("config.wrong_type", where(file, e.source()), section + "." + key, "must hold strings only");
-    out.push_back(*s);
-  }
-  return out;
-}
-
 Status parse_subject(const toml::table& t, const std::string& file, const std::string& section, policy::Profile& p) {
   std::string subject = "cn";
   CC_TRY(read_string(t, file, section, "subject", false, subject));
@@ -75,7 +58,7 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
   const std::string section = "profile." + name;
   CC_TRY(reject_unknown(t, file, section,
                         {"ca", "template", "subject", "cn_from", "san", "othername", "key_type", "validity_days",
-                         "ekus", "allowed_email_domains", "allowed_upn_domains"}));
+                         "ekus", "allowed_email_domains", "allowed_upn_domains", "pfx_format"}));
   policy::Profile p;
   p.name = name;
   CC_TRY(read_string(t, file, section, "ca", true, p.ca));
@@ -95,6 +78,10 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
   CC_TRY_ASSIGN(p.ekus, read_strings(t, file, "ekus", section));
   CC_TRY_ASSIGN(p.allowed_email_domains, read_strings(t, file, "allowed_email_domains", section));
   CC_TRY_ASSIGN(p.allowed_upn_domains, read_strings(t, file, "allowed_upn_domains", section));
+  CC_TRY(read_string(t, file, section, "pfx_format", false, p.pfx_format));
+  if (p.pfx_format != "aes256-sha256" && p.pfx_format != "3des-sha1")
+    return config_error("config.invalid_value", where(file, t.get("pfx_format")->source()), section + ".pfx_format",
+                        "must be \"aes256-sha256\" (the default) or \"3des-sha1\" (older devices); RC2-40 is never offered");
   if (Status s = policy::validate_profile(p); !s)
     return Error{s.error().code, where(file, t.source()) + ": " + s.error().what, s.error().remedy};
   return p;

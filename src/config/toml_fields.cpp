@@ -73,4 +73,21 @@ std::optional<std::int64_t> integer_of(const toml::node& n) {
   return std::nullopt;
 }
 
+Result<std::vector<std::string>> read_strings(const toml::table& t, const std::string& file, const std::string& key,
+                                              const std::string& section) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return out;
+  const toml::array* a = n->as_array();
+  if (a == nullptr)
+    return config_error("config.wrong_type", where(file, n->source()), section + "." + key, "must be an array of strings");
+  for (const toml::node& e : *a) {
+    auto s = e.value<std::string>();
+    if (!s)
+      return config_error("config.wrong_type", where(file, e.source()), section + "." + key, "must hold strings only");
+    out.push_back(*s);
+  }
+  return out;
+}
+
 }  // namespace certcustody::config_detail

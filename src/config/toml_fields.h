@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <toml++/toml.h>
 
 #include "common/error.h"
@@ -29,6 +30,10 @@ Result<std::string> read_config_file(const std::string& path);
 std::optional<std::int64_t> integer_of(const toml::node& n);
 // Parsed TOML, or config.syntax with file:line:column.
 Result<toml::table> parse_toml(const std::string& text, const std::string& source_name);
+
+// An array of strings (empty when absent).
+Result<std::vector<std::string>> read_strings(const toml::table& t, const std::string& file, const std::string& key,
+                                              const std::string& section);
 
 Status reject_unknown(const toml::table& tbl, const std::string& file, const std::string& section,
                       const std::set<std::string>& known);

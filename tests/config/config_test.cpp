@@ -211,6 +211,28 @@ TEST(Config, TheShippedExampleParses) {
   ASSERT_TRUE(c) << c.error().to_string();
   EXPECT_EQ(c->custody.token, "pkcs11:token=certcustody");
   EXPECT_TRUE(c->ca("digicert"));
+  ASSERT_TRUE(c->pipeline);
+  EXPECT_EQ(c->pipeline->kek, "pfx-kek");
+  EXPECT_EQ(c->pipeline->recipients.size(), 1u);
+}
+
+TEST(Config, PipelineDefaultsAndLimits) {
+  auto c = parse_config(std::string(kGood) + "\n[pipeline]\nkek = \"k\"\nrecipients = [\"r.pem\"]\n", "/etc/cc/cc.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->pipeline->recipients[0], "/etc/cc/r.pem");  // relative to the file
+  EXPECT_EQ(c->pipeline->workers, 0u);
+  EXPECT_EQ(c->pipeline->max_request_bytes, 65536u);
+  EXPECT_EQ(c->pipeline->max_attempts, 20u);
+  EXPECT_FALSE(parse_config(kGood, "cc.toml")->pipeline);
+  for (const char* bad : {"max_attempts = 0", "max_request_bytes = 100", "max_request_bytes = 1000000",
+                          "workers = -1", "scan_interval_ms = 1.5", "spool = \"x\""}) {
+    auto r = parse_config(std::string(kGood) + "\n[pipeline]\nkek = \"k\"\n" + bad + "\n", "cc.toml");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().what.find("pipeline."), std::string::npos) << r.error().to_string();
+  }
+  auto nokek = parse_config(std::string(kGood) + "\n[pipeline]\n", "cc.toml");
+  ASSERT_FALSE(nokek);
+  EXPECT_EQ(nokek.error().code, "config.missing_key");
 }
 
 TEST(Config, LoadsFromFile) {

@@ -382,7 +382,8 @@ TEST(RequestJson, RefusesOverlongValues) {
 }
 
 TEST(RequestJson, RefusesMalformed) {
-  for (const char* bad : {"[]", "{", R"({"attributes":{}})", R"({"version":2,"attributes":{}})",
+  for (const char* bad : {"[]", "{", R"({"attributes":{}})", R"({"version":3,"attributes":{}})",
+                          R"({"version":1,"recipient":"sha256:00","attributes":{}})",
                           R"({"version":1,"attributes":{"shoe_size":"42"}})", R"({"version":1,"attributes":{"upn":7}})",
                           R"({"version":1,"attributes":{},"extra":1})"}) {
     auto r = parse_request_json(bad);
@@ -433,6 +434,29 @@ encoding = "base64"
                             "cc.toml");
   ASSERT_FALSE(oid);
   EXPECT_EQ(oid.error().code, "policy.profile_invalid");
+
+  EXPECT_EQ((*ps)[0].pfx_format, "aes256-sha256");  // the default
+  auto legacy = parse_profiles("[profile.x]\nca = \"c\"\ntemplate = \"t\"\npfx_format = \"3des-sha1\"\n", "cc.toml");
+  ASSERT_TRUE(legacy) << legacy.error().to_string();
+  EXPECT_EQ((*legacy)[0].pfx_format, "3des-sha1");
+  auto rc2 = parse_profiles("[profile.x]\nca = \"c\"\ntemplate = \"t\"\npfx_format = \"rc2-40\"\n", "cc.toml");
+  ASSERT_FALSE(rc2);
+  EXPECT_NE(rc2.error().what.find("key profile.x.pfx_format"), std::string::npos) << rc2.error().what;
+}
+
+TEST(RequestJson, Version2NamesIdProfileAndRecipient) {
+  auto d = parse_request_document(
+      R"({"version":2,"id":"r-7","profile":"users","recipient":"sha256:ab","attributes":{"upn":"a@b.example"}})");
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->version, 2);
+  EXPECT_EQ(d->id, "r-7");
+  EXPECT_EQ(d->profile, "users");
+  EXPECT_EQ(d->recipient, "sha256:ab");
+  EXPECT_EQ(d->attributes.upn, "a@b.example");
+  auto v1 = parse_request_document(R"({"version":1,"attributes":{}})");
+  ASSERT_TRUE(v1);
+  EXPECT_FALSE(v1->recipient);
+  EXPECT_FALSE(parse_request_document(R"({"version":2,"recipient":7,"attributes":{}})"));
 }
 
 }  // namespace

@@ -50,6 +50,15 @@ struct GcmCiphertext {
   Bytes ciphertext_and_tag;
 };
 
+// Content encrypted under a one-time AES-256 key that the token generates,
+// uses and wraps for a recipient's RSA public key: the content key is never
+// in host memory in clear. The parts of a CMS EnvelopedData (RFC 5652 §6).
+struct SealedContent {
+  Bytes iv;           // 16 bytes
+  Bytes ciphertext;   // AES-256-CBC, PKCS#7 padding (CKM_AES_CBC_PAD)
+  Bytes wrapped_key;  // RSAES-OAEP with SHA-1 / MGF1-SHA-1, no label (CKM_RSA_PKCS_OAEP)
+};
+
 class KeyCustody {
  public:
   virtual ~KeyCustody() = default;
@@ -81,6 +90,12 @@ class KeyCustody {
                                                 std::span<const std::uint8_t> aad) = 0;
   virtual Result<SecureBytes> aes_gcm_decrypt(const std::string& label, const GcmCiphertext& in,
                                               std::span<const std::uint8_t> aad) = 0;
+
+  // Seals `plaintext` for the holder of `recipient_rsa_public` (RSA, 2048 bits
+  // or more; else pfx.recipient_unsupported). The content key exists only as
+  // a session object in the token and is destroyed before this returns.
+  virtual Result<SealedContent> seal_for_recipient(const EVP_PKEY* recipient_rsa_public,
+                                                   std::span<const std::uint8_t> plaintext) = 0;
 
   // Stores a certificate (DER) beside the key pair `label` (same CKA_ID and
   // label). The caller has checked that the certificate matches the key.

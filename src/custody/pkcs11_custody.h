@@ -35,6 +35,8 @@ class Pkcs11Custody final : public KeyCustody {
                                         std::span<const std::uint8_t> aad) override;
   Result<SecureBytes> aes_gcm_decrypt(const std::string& label, const GcmCiphertext& in,
                                       std::span<const std::uint8_t> aad) override;
+  Result<SealedContent> seal_for_recipient(const EVP_PKEY* recipient_rsa_public,
+                                           std::span<const std::uint8_t> plaintext) override;
   Status store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) override;
   Result<std::optional<Bytes>> find_certificate(const std::string& label) override;
 

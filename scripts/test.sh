@@ -10,7 +10,7 @@ bash scripts/install-deps.sh
 jobs=2
 
 echo "== release build (-Werror) with benchmarks compiled =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_WERROR=ON -DCERTCUSTODY_BENCHMARKS=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_WERROR=ON -DCERTCUSTODY_BENCHMARKS=ON -DCERTCUSTODY_FAULT_POINTS=ON >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
 
@@ -18,7 +18,7 @@ echo "== fuzz targets, ${FUZZ_SECONDS:-20}s each =="
 bash scripts/fuzz.sh
 
 echo "== ASan + UBSan build =="
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCERTCUSTODY_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCERTCUSTODY_SANITIZE=ON -DCERTCUSTODY_FAULT_POINTS=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"

@@ -24,5 +24,6 @@ void add_ra_commands(CLI::App& app, const Globals& g, Action& action);
 void add_kek_commands(CLI::App& app, const Globals& g, Action& action);
 void add_ca_commands(CLI::App& app, const Globals& g, Action& action);
 void add_policy_commands(CLI::App& app, const Globals& g, Action& action);
+void add_pipeline_commands(CLI::App& app, const Globals& g, Action& action);
 
 }  // namespace certcustody::cli

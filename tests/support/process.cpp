@@ -42,6 +42,10 @@ Process::~Process() {
   }
 }
 
+void Process::signal(int sig) const {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
 bool Process::running() const { return pid_ > 0 && ::kill(pid_, 0) == 0 && exit_code_ == -1; }
 
 int Process::wait(int timeout_ms) {

@@ -18,6 +18,7 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   bool running() const;
+  void signal(int sig) const;
   // Waits for the process to end by itself (up to timeout_ms); -1 on timeout.
   int wait(int timeout_ms);
   std::string log() const;

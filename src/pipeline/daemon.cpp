@@ -1,0 +1,144 @@
+#include "pipeline/daemon.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace certcustody::pipeline {
+namespace {
+
+void log_daemon(const std::string& text) { std::fprintf(stderr, "certcustody serve: %s\n", text.c_str()); }
+
+struct Shared {
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy{0};
+  std::mutex mu;
+  std::condition_variable wake;
+};
+
+sigset_t daemon_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+void worker(Pipeline& p, Shared& sh, unsigned scan_ms) {
+  while (!sh.stop) {
+    ++sh.busy;
+    auto did = p.work_once();
+    --sh.busy;
+    if (!did) log_daemon("worker: " + did.error().to_string());
+    if (did && *did) continue;
+    std::unique_lock l(sh.mu);
+    sh.wake.wait_for(l, std::chrono::milliseconds(did ? scan_ms : 1000), [&] { return sh.stop.load(); });
+  }
+}
+
+// Nothing left to do soon: no request owned by a worker, none due within a
+// minute (a request waiting longer, e.g. at the CA, is left for the next run).
+Result<bool> idle(store::RequestStore& store, const Shared& sh) {
+  if (sh.busy != 0) return false;
+  CC_TRY_ASSIGN(auto counts, store.counts());
+  if (counts[store::State::processing] != 0) return false;
+  const std::int64_t soon =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() +
+      60000;
+  for (store::State s : {store::State::received, store::State::issued, store::State::pending_ca}) {
+    CC_TRY_ASSIGN(auto due, store.next_due(s));
+    if (due && *due <= soon) return false;
+  }
+  return sh.busy == 0;
+}
+
+void reload(Pipeline& p, const DaemonOptions& o) {
+  if (!o.reload) return;
+  auto rt = o.reload();
+  if (!rt) {
+    log_daemon("reload refused, the previous configuration stays: " + rt.error().to_string());
+    return;
+  }
+  p.set_runtime(std::move(rt).value());
+  log_daemon("configuration reloaded");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DaemonLock>> DaemonLock::acquire(const std::string& state_dir) {
+  const std::string path = state_dir + "/serve.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return Error{"spool.unwritable", "cannot open " + path + ": " + std::strerror(errno),
+                 "let the service user write the state directory"};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return Error{"pipeline.already_running", "another `certcustody serve` holds " + path,
+                 "run one daemon per state directory (systemctl status certcustody)"};
+  }
+  return std::unique_ptr<DaemonLock>(new DaemonLock(fd));
+}
+
+DaemonLock::~DaemonLock() { ::close(fd_); }
+
+void block_daemon_signals() {
+  sigset_t set = daemon_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOptions& o) {
+  CC_TRY(pipeline.recover());
+  Shared sh;
+  const unsigned scan_ms = pipeline.runtime()->pcfg.scan_interval_ms;
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < std::max(1u, o.workers); ++i)
+    workers.emplace_back(worker, std::ref(pipeline), std::ref(sh), scan_ms);
+  log_daemon("started with " + std::to_string(workers.size()) + " workers");
+  const sigset_t set = daemon_signals();
+  auto next_scan = std::chrono::steady_clock::now();
+  while (!sh.stop) {
+    if (std::chrono::steady_clock::now() >= next_scan) {
+      auto taken = pipeline.intake();
+      if (!taken) log_daemon("intake: " + taken.error().to_string());
+      if (taken && *taken > 0) sh.wake.notify_all();
+      next_scan = std::chrono::steady_clock::now() + std::chrono::milliseconds(scan_ms);
+      if (o.until_idle && taken && *taken == 0) {
+        auto is_idle = idle(store, sh);
+        if (is_idle && *is_idle) break;
+      }
+    }
+    timespec wait{0, 50 * 1000 * 1000};
+    const int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig == SIGHUP) {
+      reload(pipeline, o);
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      log_daemon(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                 ": finishing the requests in hand");
+      break;
+    }
+  }
+  sh.stop = true;
+  sh.wake.notify_all();
+  for (auto& t : workers) t.join();
+  auto counts = store.counts();
+  if (counts) {
+    std::string line = "stopped;";
+    for (const auto& [state, n] : *counts) line += " " + std::string(store::state_name(state)) + " " + std::to_string(n);
+    log_daemon(line);
+  }
+  return {};
+}
+
+}  // namespace certcustody::pipeline

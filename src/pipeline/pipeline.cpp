@@ -1,0 +1,519 @@
+#include "pipeline/pipeline.h"
+
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "ca/ca_factory.h"
+#include "ca/resilience.h"
+#include "config/profiles.h"
+#include "pfx/enveloped_data.h"
+#include "pfx/pkcs12_builder.h"
+#include "pipeline/fault.h"
+#include "pipeline/sealed.h"
+#include "pipeline/user_key.h"
+
+namespace certcustody::pipeline {
+namespace {
+
+using store::State;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void log_line(const std::string& id, const std::string& text) {
+  std::fprintf(stderr, "certcustody: request %s: %s\n", id.c_str(), text.c_str());
+}
+
+std::string bytes_text(std::span<const std::uint8_t> b) { return std::string(b.begin(), b.end()); }
+Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+std::span<const std::uint8_t> as_span(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::string get(const store::Artifacts& a, const std::string& name) {
+  auto it = a.find(name);
+  return it == a.end() ? std::string{} : it->second;
+}
+
+std::string random_transaction_id() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) return {};
+  return "cc-" + to_hex_lower(b);
+}
+
+Result<X509Ptr> certificate_of(const std::string& der, const std::string& what) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  X509Ptr c(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!c) return openssl_error("pipeline.certificate_invalid", "the stored " + what + " does not decode",
+                               "the request store is damaged: restore it from backup");
+  return c;
+}
+
+// The chain is kept as the CA's certificates, DER, one after another.
+Result<std::vector<X509Ptr>> chain_of(const std::string& der) {
+  std::vector<X509Ptr> out;
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  const unsigned char* end = p + der.size();
+  while (p < end) {
+    X509Ptr c(d2i_X509(nullptr, &p, static_cast<long>(end - p)));
+    if (!c) return openssl_error("pipeline.certificate_invalid", "the stored chain does not decode",
+                                 "the request store is damaged: restore it from backup");
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string joined(const std::vector<Bytes>& certs) {
+  std::string out;
+  for (const Bytes& c : certs) out.append(c.begin(), c.end());
+  return out;
+}
+
+Error outcome_unknown(const std::string& id, const std::string& ca, const std::string& txid) {
+  return Error{"ca.outcome_unknown",
+               "request " + id + " was sent to CA " + ca + " (transaction " + txid +
+                   ") and its answer was never recorded; this CA cannot tell a re-sent request from a new one",
+               "look the request up at the CA (its CSR public key is in `certcustody status " + id +
+                   " --json`), revoke a certificate issued for it, then submit the request again under a new id"};
+}
+
+}  // namespace
+
+bool retryable(const Error& e) {
+  static const char* const kMore[] = {"ca.circuit_open",      "custody.token_not_present", "custody.session_lost",
+                                      "custody.device_error", "custody.too_many_sessions", "custody.host_memory",
+                                      "store.busy",           "spool.unwritable",          "custody.token_error"};
+  if (ca::is_transient(e)) return true;
+  for (const char* c : kMore)
+    if (e.code == c) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------- Runtime
+
+const policy::Profile* Runtime::profile(const std::string& name) const {
+  for (const auto& p : profiles)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+Result<ca::CaClient*> Runtime::ca(const std::string& name) const {
+  auto it = cas.find(name);
+  if (it == cas.end())
+    return Error{"config.ca_unknown", cfg.path + " has no usable [ca." + name + "] (type and url)",
+                 "configure the CA the profile names, then reload (SIGHUP)"};
+  return it->second.get();
+}
+
+Result<policy::TemplatePolicy> Runtime::template_policy(const policy::Profile& p) const {
+  const std::string key = p.ca + "\n" + p.template_id;
+  {
+    std::lock_guard l(tpl_mu_);
+    if (auto it = tpl_cache_.find(key); it != tpl_cache_.end()) return it->second;
+  }
+  CC_TRY_ASSIGN(ca::CaClient * client, ca(p.ca));
+  CC_TRY_ASSIGN(policy::TemplatePolicy t, client->fetch_policy(p.template_id));
+  std::lock_guard l(tpl_mu_);
+  tpl_cache_[key] = t;
+  return t;
+}
+
+Result<std::shared_ptr<Runtime>> make_runtime(const Config& cfg, const std::function<Result<TlsIdentity>()>& ra) {
+  if (!cfg.pipeline)
+    return Error{"config.missing_key", cfg.path + " has no [pipeline] section",
+                 "add [pipeline] with kek and recipients (see hsm-config/certcustody.toml.example)"};
+  auto rt = std::make_shared<Runtime>();
+  rt->cfg = cfg;
+  rt->pcfg = *cfg.pipeline;
+  CC_TRY_ASSIGN(rt->profiles, load_profiles(cfg.path));
+  CC_TRY_ASSIGN(rt->recipients, RecipientSet::load(rt->pcfg.recipients));
+  std::optional<TlsIdentity> identity;
+  for (const auto& p : rt->profiles) {
+    if (rt->cas.count(p.ca) != 0) continue;
+    CC_TRY_ASSIGN(const CaEndpointConfig* ca_cfg, cfg.ca(p.ca));
+    if (!identity) {
+      CC_TRY_ASSIGN(TlsIdentity loaded, ra());
+      identity = std::move(loaded);
+    }
+    TlsIdentity copy;
+    EVP_PKEY_up_ref(identity->key.get());
+    copy.key.reset(identity->key.get());
+    if (identity->certificate) {
+      X509_up_ref(identity->certificate.get());
+      copy.certificate.reset(identity->certificate.get());
+    }
+    CC_TRY_ASSIGN(rt->cas[p.ca], ca::make_ca_client(*ca_cfg, std::move(copy)));
+  }
+  return rt;
+}
+
+std::string status_json(const store::RequestRecord& r, const store::Artifacts& a) {
+  nlohmann::json j = {{"version", 1},
+                      {"id", r.id},
+                      {"profile", r.profile},
+                      {"state", std::string(store::state_name(r.state))},
+                      {"received_at_ms", r.received_at_ms},
+                      {"updated_at_ms", r.updated_at_ms},
+                      {"attempts", r.attempts}};
+  if (!r.error_code.empty())
+    j["error"] = {{"code", r.error_code}, {"what", r.error_what}, {"remedy", r.error_remedy}};
+  if (!r.ca_request_id.empty()) j["ca_request_id"] = r.ca_request_id;
+  if (auto tx = get(a, "transaction_id"); !tx.empty()) j["transaction_id"] = tx;
+  // How to find the request at a CA that knows no transaction id (MS CA, CMP).
+  if (auto csr = get(a, "csr"); !csr.empty()) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(csr.data());
+    X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr.size())));
+    if (req) {
+      auto spki = digest("SHA256", public_key_der(X509_REQ_get0_pubkey(req.get())));
+      if (spki) j["csr_public_key_sha256"] = to_hex_lower(*spki);
+    }
+  }
+  if (auto cert = get(a, "certificate"); !cert.empty()) {
+    if (auto c = certificate_of(cert, "certificate")) {
+      auto serial = ca::serial_hex(text_bytes(cert));
+      auto sha256 = RecipientSet::thumbprint(c->get());
+      j["certificate"] = {{"serial", serial ? *serial : ""},
+                          {"subject", policy::subject_text(X509_get_subject_name(c->get()))},
+                          {"sha256", sha256 ? *sha256 : ""}};
+    }
+  }
+  if (auto rev = get(a, "revocation"); !rev.empty()) {
+    auto parsed = nlohmann::json::parse(rev, nullptr, false);
+    if (!parsed.is_discarded()) j["revocation"] = parsed;
+  }
+  return j.dump(2) + "\n";
+}
+
+// ---------------------------------------------------------------- Pipeline
+
+Pipeline::Pipeline(store::RequestStore& store, KeyCustody& custody, SpoolPaths spool, std::shared_ptr<const Runtime> rt)
+    : store_(store), custody_(custody), spool_(std::move(spool)), rt_(std::move(rt)) {}
+
+void Pipeline::set_runtime(std::shared_ptr<const Runtime> rt) {
+  std::lock_guard l(rt_mu_);
+  rt_ = std::move(rt);
+}
+
+std::shared_ptr<const Runtime> Pipeline::runtime() const {
+  std::lock_guard l(rt_mu_);
+  return rt_;
+}
+
+Status Pipeline::write_status(const std::string& id) {
+  CC_TRY_ASSIGN(store::RequestRecord r, store_.get(id));
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
+  return write_atomic(spool_, spool_.outgoing, id + ".status.json", status_json(r, a));
+}
+
+Status Pipeline::fail(const std::string& id, State from, const Error& e) {
+  log_line(id, "failed: " + e.to_string());
+  CC_TRY(store_.transition(id, from, State::failed, {.error = e}));
+  return write_status(id);
+}
+
+// ---------------------------------------------------------------- intake
+
+Status Pipeline::record_bad_file(const std::string& path, const std::string& text, const Error& e) {
+  std::string name = path.substr(path.rfind('/') + 1);
+  const std::string id = name.substr(0, name.size() - 5);  // without ".json"
+  if (valid_request_id(id)) {
+    CC_TRY_ASSIGN(Bytes sha, digest("SHA256", as_span(text)));
+    if (store_.refuse(id, to_hex_lower(sha), e)) {  // recorded now, or by a run that stopped before the unlink
+      log_line(id, "failed: " + e.to_string());
+      CC_TRY(write_status(id));
+      ::unlink(path.c_str());
+      return {};
+    }
+  }
+  // No record can hold it (an id already taken, or not an id): kept aside with the reason.
+  log_line(id, "rejected file " + name + ": " + e.to_string());
+  CC_TRY(write_atomic(spool_, spool_.rejected, name + ".error.txt", e.to_string() + "\n"));
+  if (std::rename(path.c_str(), (spool_.rejected + "/" + name).c_str()) != 0)
+    return Error{"spool.unwritable", "cannot move " + path + " to " + spool_.rejected,
+                 "let the service user write the state directory"};
+  return {};
+}
+
+Result<int> Pipeline::intake() {
+  auto rt = runtime();
+  CC_TRY_ASSIGN(std::vector<std::string> files, spool_claim(spool_));
+  int taken = 0;
+  for (const std::string& path : files) {
+    ++taken;
+    auto text = read_spool_file(path, rt->pcfg.max_request_bytes);
+    if (!text) {  // too large, or unreadable (e.g. dropped with mode 0): failed, never retried forever
+      CC_TRY(record_bad_file(path, "", text.error()));
+      continue;
+    }
+    auto checked = [&]() -> Result<std::pair<std::string, std::string>> {
+      CC_TRY_ASSIGN(policy::RequestDocument d, policy::parse_request_document(*text));
+      const std::string name = path.substr(path.rfind('/') + 1);
+      const std::string id = d.id.value_or(name.substr(0, name.size() - 5));
+      if (!valid_request_id(id))
+        return Error{"request.id_invalid", "request id \"" + id + "\" is not 1-128 characters of A-Z a-z 0-9 . _ @ -",
+                     "give the request a valid id"};
+      if (!d.profile)
+        return Error{"request.profile_missing", "the request names no \"profile\"",
+                     "add \"profile\": the [profile.<name>] to issue under"};
+      if (rt->profile(*d.profile) == nullptr)
+        return Error{"request.profile_unknown", "no [profile." + *d.profile + "] is configured",
+                     "use one of the configured profiles (certcustody policy profiles)"};
+      if (!d.recipient)
+        return Error{"request.recipient_missing", "the request names no \"recipient\" (version 2 requests do)",
+                     "add \"recipient\": \"sha256:<thumbprint of a [pipeline] recipients certificate>\""};
+      CC_TRY(rt->recipients.find(*d.recipient));
+      return std::pair{id, *d.profile};
+    }();
+    if (!checked) {
+      CC_TRY(record_bad_file(path, *text, checked.error()));
+      continue;
+    }
+    CC_TRY_ASSIGN(Bytes sha, digest("SHA256", as_span(*text)));
+    auto rec = store_.receive(checked->first, checked->second, to_hex_lower(sha), *text);
+    if (!rec) {
+      if (rec.error().code != "store.request_conflict") return rec.error();
+      CC_TRY(record_bad_file(path, *text, rec.error()));
+      continue;
+    }
+    fault_point("after_intake");
+    ::unlink(path.c_str());
+  }
+  return taken;
+}
+
+// ---------------------------------------------------------------- recovery
+
+Status Pipeline::recover() {
+  auto rt = runtime();
+  CC_TRY_ASSIGN(std::vector<store::RequestRecord> stuck, store_.list(State::processing));
+  for (const auto& r : stuck) {
+    CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
+    if (a.count("certificate") != 0) {
+      CC_TRY(store_.transition(r.id, State::processing, State::issued));
+    } else if (get(a, "submitted") != "1") {
+      CC_TRY(store_.transition(r.id, State::processing, State::received));
+    } else if (!r.ca_request_id.empty()) {
+      CC_TRY(store_.transition(r.id, State::processing, State::pending_ca));
+    } else {
+      const policy::Profile* p = rt->profile(r.profile);
+      bool idempotent = false;
+      if (p != nullptr)
+        if (auto client = rt->ca(p->ca)) idempotent = (*client)->submit_is_idempotent();
+      if (idempotent) {
+        CC_TRY(store_.transition(r.id, State::processing, State::received));  // same transaction id again
+      } else {
+        CC_TRY(fail(r.id, State::processing,
+                    outcome_unknown(r.id, p != nullptr ? p->ca : r.profile, get(a, "transaction_id"))));
+        continue;
+      }
+    }
+    log_line(r.id, "resumed after an interrupted run");
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------- work
+
+Result<bool> Pipeline::work_once() {
+  auto rt = runtime();
+  for (State from : {State::issued, State::pending_ca, State::received}) {
+    CC_TRY_ASSIGN(auto claimed, store_.claim_next(from, State::processing));
+    if (!claimed) continue;
+    fault_point("after_claim");
+    if (Status s = process(*claimed, *rt); !s) log_line(claimed->id, "left for a later attempt: " + s.error().to_string());
+    return true;
+  }
+  return false;
+}
+
+Status Pipeline::process(const store::RequestRecord& r, const Runtime& rt) {
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
+  if (a.count("certificate") != 0) return deliver(r, rt, a);
+  if (rt.profile(r.profile) == nullptr)
+    return fail(r.id, State::processing,
+                Error{"request.profile_unknown", "profile " + r.profile + " is no longer configured",
+                      "configure it again and submit the request under a new id"});
+  if (get(a, "submitted") == "1" && !r.ca_request_id.empty()) return poll(r, rt, a);
+  return enroll(r, rt, a);
+}
+
+// A failure on the way: another attempt later when it may pass, else failed.
+Status Pipeline::settle(const store::RequestRecord& r, const Runtime& rt, const Error& e) {
+  if (!retryable(e) || r.attempts >= static_cast<int>(rt.pcfg.max_attempts)) return fail(r.id, State::processing, e);
+  const State back = r.ca_request_id.empty() ? State::received : State::pending_ca;
+  log_line(r.id, "attempt " + std::to_string(r.attempts) + " met " + e.code + "; again in " +
+                     std::to_string(rt.pcfg.retry_interval_ms) + " ms");
+  return store_.transition(r.id, State::processing, back,
+                           {.error = e, .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms});
+}
+
+Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
+  const policy::Profile& profile = *rt.profile(r.profile);
+  CC_TRY_ASSIGN(ca::CaClient * client, rt.ca(profile.ca));
+  CC_TRY_ASSIGN(policy::RequestDocument doc, policy::parse_request_document(get(a, "request")));
+  if (a.count("csr") == 0) {
+    auto tpl = rt.template_policy(profile);
+    if (!tpl) return settle(r, rt, tpl.error());
+    auto spec = policy::evaluate(profile, doc.attributes, *tpl);
+    if (!spec) return fail(r.id, State::processing, spec.error());
+    CC_TRY_ASSIGN(EvpPkeyPtr key, generate_user_key(spec->key_type));
+    CC_TRY_ASSIGN(Bytes csr, build_csr(*spec, key.get()));
+    CC_TRY_ASSIGN(SecureBytes pk8, private_key_pkcs8(key.get()));
+    auto sealed = seal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", pk8);
+    if (!sealed) return settle(r, rt, sealed.error());
+    store::Artifacts made{{"csr", bytes_text(csr)}, {"key", *sealed}, {"transaction_id", random_transaction_id()}};
+    CC_TRY(store_.put(r.id, State::processing, made));
+    a.insert(made.begin(), made.end());
+    fault_point("after_csr");
+  }
+  if (get(a, "submitted") == "1" && !client->submit_is_idempotent())
+    return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
+  CC_TRY(store_.put(r.id, State::processing, {{"submitted", "1"}}));
+  fault_point("before_submit");
+  ca::SubmitRequest req{profile.template_id, text_bytes(get(a, "csr")), get(a, "transaction_id"), {}};
+  if (doc.attributes.common_name) req.attributes.emplace_back("common_name", *doc.attributes.common_name);
+  if (doc.attributes.email) req.attributes.emplace_back("mail", *doc.attributes.email);
+  auto answer = client->submit(req);
+  fault_point("after_submit");
+  if (!answer && !ca::may_have_reached_ca(answer.error()))
+    CC_TRY(store_.put(r.id, State::processing, {{"submitted", "0"}}));  // never arrived: may be sent again
+  else if (!answer && retryable(answer.error()) && !client->submit_is_idempotent())
+    return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
+  return take_answer(r, rt, std::move(answer));
+}
+
+Status Pipeline::poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
+  const policy::Profile& profile = *rt.profile(r.profile);
+  CC_TRY_ASSIGN(ca::CaClient * client, rt.ca(profile.ca));
+  ca::PendingTicket t{r.ca_request_id, r.ca_poll_uri, get(a, "ticket_message"), get(a, "transaction_id")};
+  return take_answer(r, rt, client->poll(t));
+}
+
+Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer) {
+  if (!answer) return settle(r, rt, answer.error());
+  const ca::Enrollment& e = *answer;
+  if (e.status == ca::Enrollment::Status::pending) {
+    log_line(r.id, "pending at the CA as " + e.ticket.request_id);
+    CC_TRY(store_.transition(r.id, State::processing, State::pending_ca,
+                             {.ca_request_id = e.ticket.request_id,
+                              .ca_poll_uri = e.ticket.poll_uri,
+                              .not_before_ms = now_ms() + rt.pcfg.poll_interval_ms,
+                              .artifacts = {{"ticket_message", e.ticket.message}}}));
+    return write_status(r.id);
+  }
+  CC_TRY(store_.transition(r.id, State::processing, State::issued,
+                           {.not_before_ms = 0,
+                            .artifacts = {{"certificate", bytes_text(e.certificate)}, {"chain", joined(e.chain)}}}));
+  fault_point("after_issue");
+  if (auto serial = ca::serial_hex(e.certificate)) log_line(r.id, "issued, serial " + *serial);
+  // Delivered by whoever claims it next: normally this worker, at once.
+  CC_TRY(store_.transition(r.id, State::issued, State::processing));
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
+  return deliver(r, rt, a);
+}
+
+// ---------------------------------------------------------------- delivery
+
+Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
+  auto made = [&]() -> Status {
+    const policy::Profile* profile = rt.profile(r.profile);
+    if (profile == nullptr)
+      return Error{"request.profile_unknown", "profile " + r.profile + " is no longer configured",
+                   "configure it again, then `certcustody redeliver " + r.id + "`"};
+    CC_TRY_ASSIGN(policy::RequestDocument doc, policy::parse_request_document(get(a, "request")));
+    CC_TRY_ASSIGN(X509 * recipient, rt.recipients.find(doc.recipient.value_or("")));
+    SecureBytes p12, password;
+    if (a.count("pfx") == 0) {
+      CC_TRY_ASSIGN(SecureBytes pk8, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", get(a, "key")));
+      CC_TRY_ASSIGN(EvpPkeyPtr key, private_key_from_pkcs8(pk8));
+      CC_TRY_ASSIGN(X509Ptr cert, certificate_of(get(a, "certificate"), "certificate"));
+      CC_TRY_ASSIGN(std::vector<X509Ptr> chain, chain_of(get(a, "chain")));
+      CC_TRY_ASSIGN(pfx::PfxFormat format, pfx::parse_pfx_format(profile->pfx_format));
+      password = pfx::random_password();
+      CC_TRY_ASSIGN(p12, pfx::build_pkcs12(key.get(), cert.get(), chain, r.id, password, format));
+      CC_TRY_ASSIGN(std::string sealed_pfx, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx", p12));
+      CC_TRY_ASSIGN(std::string sealed_pw, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx-password", password));
+      CC_TRY(store_.put(r.id, State::processing, {{"pfx", sealed_pfx}, {"password", sealed_pw}}));
+      fault_point("after_bundle");
+    } else {
+      CC_TRY_ASSIGN(p12, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx", get(a, "pfx")));
+      CC_TRY_ASSIGN(password, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx-password", get(a, "password")));
+    }
+    CC_TRY_ASSIGN(Bytes env_pw, pfx::envelope_for(custody_, recipient, password));
+    CC_TRY_ASSIGN(Bytes env_pfx, pfx::envelope_for(custody_, recipient, p12));
+    CC_TRY(write_atomic(spool_, spool_.outgoing, r.id + ".password.p7m", bytes_text(env_pw)));
+    CC_TRY(write_atomic(spool_, spool_.outgoing, r.id + ".pfx.p7m", bytes_text(env_pfx)));
+    fault_point("after_write");
+    return {};
+  }();
+  if (!made) {
+    // The certificate exists: an issued request never fails for want of delivery.
+    log_line(r.id, "issued, not yet delivered: " + made.error().to_string());
+    CC_TRY(store_.transition(r.id, State::processing, State::issued,
+                             {.error = made.error(), .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms}));
+    return write_status(r.id);
+  }
+  CC_TRY(store_.transition(r.id, State::processing, State::delivered,
+                           {.error = Error{"", "", ""}, .artifacts = {{"delivered_at_ms", std::to_string(now_ms())}}}));
+  log_line(r.id, "delivered to " + spool_.outgoing + "/" + r.id + ".pfx.p7m");
+  return write_status(r.id);
+}
+
+Status Pipeline::redeliver(const std::string& id) {
+  CC_TRY_ASSIGN(store::RequestRecord r, store_.get(id));
+  if (r.state == State::delivered) {
+    CC_TRY(store_.transition(id, State::delivered, State::issued));
+  } else if (r.state != State::issued) {
+    return Error{"pipeline.not_deliverable",
+                 "request " + id + " is " + std::string(store::state_name(r.state)) + "; only issued or delivered "
+                 "requests have a certificate to deliver",
+                 "see `certcustody status " + id + "`"};
+  }
+  if (Status s = store_.transition(id, State::issued, State::processing); !s) {
+    if (s.error().code == "store.state_conflict")
+      return Error{"pipeline.redelivery_taken", "the running daemon took request " + id + " first",
+                   "none: it delivers it (certcustody status " + id + ")"};
+    return s;
+  }
+  CC_TRY_ASSIGN(r, store_.get(id));
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
+  auto rt = runtime();
+  CC_TRY(deliver(r, *rt, a));
+  CC_TRY_ASSIGN(r, store_.get(id));
+  if (r.state != State::delivered)
+    return Error{r.error_code, r.error_what, r.error_remedy};
+  return {};
+}
+
+Status Pipeline::revoke(const std::string& id, ca::RevocationReason reason) {
+  CC_TRY_ASSIGN(store::RequestRecord r, store_.get(id));
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
+  if (a.count("certificate") == 0 || (r.state != State::issued && r.state != State::delivered))
+    return Error{"pipeline.not_revocable",
+                 "request " + id + " is " + std::string(store::state_name(r.state)) + " and has no certificate to revoke",
+                 "see `certcustody status " + id + "`"};
+  auto rt = runtime();
+  const policy::Profile* profile = rt->profile(r.profile);
+  if (profile == nullptr)
+    return Error{"request.profile_unknown", "profile " + r.profile + " is no longer configured",
+                 "configure it again (its CA is where the certificate is revoked)"};
+  CC_TRY_ASSIGN(ca::CaClient * client, rt->ca(profile->ca));
+  Status s = client->revoke({text_bytes(get(a, "certificate")), reason, get(a, "transaction_id") + "-revoke"});
+  nlohmann::json rec = {{"status", s ? "revoked" : "failed"},
+                        {"reason", std::string(ca::reason_name(reason))},
+                        {"at_ms", now_ms()}};
+  if (!s) rec["error"] = {{"code", s.error().code}, {"what", s.error().what}, {"remedy", s.error().remedy}};
+  CC_TRY(store_.put(id, r.state, {{"revocation", rec.dump()}}));
+  CC_TRY(write_atomic(spool_, spool_.outgoing, id + ".revocation.json", rec.dump(2) + "\n"));
+  CC_TRY(write_status(id));
+  return s;
+}
+
+}  // namespace certcustody::pipeline

@@ -1,0 +1,101 @@
+// One request's journey, and what the daemon and the CLI do with requests:
+//
+//   spool file -> intake (validated, recorded: received)
+//   received -> processing: policy -> user key -> PKCS#10 (sealed key + CSR persisted)
+//                           -> submission marked -> CA -> certificate persisted (issued)
+//                              or ticket persisted (pending_ca) or named error (failed)
+//   issued -> processing -> PKCS#12 (sealed at rest) -> CMS EnvelopedData for the
+//                           recipient -> outgoing files -> delivered
+//
+// Everything a later step needs is persisted before the next external side
+// effect (the CA, the outgoing directory), so a process killed at any point
+// resumes from the store: recover() decides, per request left in processing,
+// whether it may be sent again (never twice to a CA that cannot deduplicate).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ca/ca_client.h"
+#include "config/config.h"
+#include "custody/key_custody.h"
+#include "net/token_identity.h"
+#include "pipeline/recipients.h"
+#include "pipeline/spool.h"
+#include "policy.h"
+#include "store/request_store.h"
+
+namespace certcustody::pipeline {
+
+// One configuration generation; SIGHUP swaps it as a whole.
+struct Runtime {
+  Config cfg;
+  PipelineConfig pcfg;
+  std::vector<policy::Profile> profiles;
+  RecipientSet recipients;
+  std::map<std::string, std::unique_ptr<ca::CaClient>> cas;  // by [ca.<name>], those the profiles use
+
+  const policy::Profile* profile(const std::string& name) const;
+  Result<ca::CaClient*> ca(const std::string& name) const;
+  // The template's policy from its CA, fetched once per generation.
+  Result<policy::TemplatePolicy> template_policy(const policy::Profile& p) const;
+
+ private:
+  mutable std::mutex tpl_mu_;
+  mutable std::map<std::string, policy::TemplatePolicy> tpl_cache_;
+};
+
+// Builds a runtime from `cfg` (which must have [pipeline]): profiles from the
+// same file, recipients, one CA client per CA a profile names. `ra` loads the
+// RA identity (mutual TLS, CMP protection) through the provider.
+Result<std::shared_ptr<Runtime>> make_runtime(const Config& cfg, const std::function<Result<TlsIdentity>()>& ra);
+
+// The record the device-management service reads from outgoing/<id>.status.json.
+std::string status_json(const store::RequestRecord& r, const store::Artifacts& a);
+
+class Pipeline {
+ public:
+  Pipeline(store::RequestStore& store, KeyCustody& custody, SpoolPaths spool, std::shared_ptr<const Runtime> rt);
+
+  void set_runtime(std::shared_ptr<const Runtime> rt);
+  std::shared_ptr<const Runtime> runtime() const;
+
+  // Spool files -> store (bad ones recorded as failed with the named error).
+  Result<int> intake();
+  // After a crash: every request left in processing goes back to where it can
+  // resume safely. Only with no worker running (the daemon's lock held).
+  Status recover();
+  // Takes one due request (issued first, then pending polls, then new ones)
+  // through to its next resting state. False when nothing was due.
+  Result<bool> work_once();
+
+  // The same certificate again, newly enveloped, without a CA request.
+  Status redeliver(const std::string& id);
+  Status revoke(const std::string& id, ca::RevocationReason reason);
+
+ private:
+  Status process(const store::RequestRecord& r, const Runtime& rt);
+  Status enroll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
+  Status poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
+  Status take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer);
+  Status deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
+  Status settle(const store::RequestRecord& r, const Runtime& rt, const Error& e);
+  Status fail(const std::string& id, store::State from, const Error& e);
+  Status record_bad_file(const std::string& path, const std::string& text, const Error& e);
+  Status write_status(const std::string& id);
+
+  store::RequestStore& store_;
+  KeyCustody& custody_;
+  SpoolPaths spool_;
+  mutable std::mutex rt_mu_;
+  std::shared_ptr<const Runtime> rt_;
+};
+
+// Errors worth another attempt later (the CA, the network or the token away).
+bool retryable(const Error& e);
+
+}  // namespace certcustody::pipeline

@@ -268,7 +268,8 @@ Result<int> Pipeline::intake() {
       if (!d.recipient)
         return Error{"request.recipient_missing", "the request names no \"recipient\" (version 2 requests do)",
                      "add \"recipient\": \"sha256:<thumbprint of a [pipeline] recipients certificate>\""};
-      CC_TRY(rt->recipients.find(*d.recipient));
+      CC_TRY_ASSIGN(X509 * recipient, rt->recipients.find(*d.recipient));
+      CC_TRY(pfx::check_recipient(recipient));  // an expired recipient: failed now, not issued and stuck
       return std::pair{id, *d.profile};
     }();
     if (!checked) {

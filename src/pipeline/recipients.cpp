@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "pfx/enveloped_data.h"
+
 namespace certcustody::pipeline {
 
 Result<std::string> RecipientSet::thumbprint(X509* cert) {
@@ -26,6 +28,10 @@ Result<RecipientSet> RecipientSet::load(const std::vector<std::string>& pem_file
     int count = 0;
     while (X509* raw = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
       std::shared_ptr<X509> cert(raw, X509_free);
+      if (Status usable = pfx::check_recipient(raw);
+          !usable && usable.error().code != "pfx.recipient_expired")  // expiry is checked per request
+        return Error{usable.error().code, path + ": " + usable.error().what,
+                     usable.error().remedy + ", then list it in [pipeline] recipients"};
       CC_TRY_ASSIGN(std::string tp, thumbprint(raw));
       set.by_thumbprint_[tp] = std::move(cert);
       ++count;

@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "pfx/test_certs.h"
+#include "pipeline/recipients.h"
 #include "ra_fixture.h"
 #include "support/ca_simulator.h"
 #include "support/temp_dir.h"
@@ -307,6 +309,41 @@ TEST_F(Pipeline, SigtermFinishesTheRequestsInHandAndSighupReloads) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(status("dc-" + std::to_string(i))["state"], "delivered");
   EXPECT_EQ(status("added-1")["state"], "delivered");
   EXPECT_EQ(sim_->issued_total(), 7);
+}
+
+// A recipient that cannot receive is found before the CA is asked: an
+// expired one fails the request at intake; a key that can never be sealed
+// for (EC) stops the daemon at start with the file named.
+TEST_F(Pipeline, RecipientsAreCheckedBeforeAnythingIsIssued) {
+  EvpPkeyPtr rsa = rsa_key(2048), ec = ec_key();
+  X509Ptr expired = make_cert({.cn = "Old MDM", .key = rsa.get(), .not_before_s = -172800, .not_after_s = -86400});
+  X509Ptr ec_cert = make_cert({.cn = "EC MDM", .key = ec.get()});
+  ASSERT_TRUE(expired && ec_cert);
+  write_file(path("expired.pem"), to_pem(expired.get()));
+  write_file(path("ec.pem"), to_pem(ec_cert.get()));
+  const std::string config = read_file(config_);
+  const std::string listed = "recipients = [\"" + path("mdm.pem") + "\"]";
+  ASSERT_NE(config.find(listed), std::string::npos);
+  auto with_recipients = [&](const std::string& extra) {
+    std::string c = config;
+    c.replace(c.find(listed), listed.size(),
+              "recipients = [\"" + path("mdm.pem") + "\", \"" + path(extra) + "\"]");
+    write_file(config_, c);
+  };
+  with_recipients("expired.pem");
+  nlohmann::json req = nlohmann::json::parse(request("old-1", "users"));
+  req["recipient"] = "sha256:" + *pipeline::RecipientSet::thumbprint(expired.get());
+  write_file(path("old-1.json"), req.dump());
+  ASSERT_EQ(cc({"submit", path("old-1.json")}).exit_code, 0);
+  ASSERT_EQ(serve().exit_code, 0);
+  EXPECT_EQ(status("old-1")["error"]["code"], "pfx.recipient_expired");
+  EXPECT_EQ(sim_->issued_total(), 0);
+
+  with_recipients("ec.pem");
+  auto s = serve();
+  EXPECT_NE(s.exit_code, 0);
+  EXPECT_NE(s.output.find("pfx.recipient_unsupported"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find(path("ec.pem")), std::string::npos) << s.output;
 }
 
 // OpenSSL's CMP mock server as the CA. It answers every enrolment with one

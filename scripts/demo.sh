@@ -4,7 +4,10 @@
 #   token -> RA key (in the token) -> CSR signed by the token -> a local
 #   stand-in CA issues the RA certificate -> import (thumbprints) -> PFX
 #   encryption key -> token inventory -> mutual TLS signed in the token ->
-#   a CA (the test CA simulator, DigiCert dialect) enrols a user CSR.
+#   a CA (the test CA simulator, DigiCert dialect) enrols a user CSR ->
+#   the issuance pipeline: a PFX request submitted, `serve` issues it and
+#   writes the PKCS#12 enveloped for its recipient, which opens it with
+#   `openssl cms -decrypt` and `openssl pkcs12` -> redelivery.
 # Everything lives under build/demo (re-created on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +112,53 @@ echo "The same transaction id again: the CA answers with the same certificate (n
 "$bin" ca enroll --ca digicert --template "$profile" --csr "$demo/user.csr" --id demo-0001 --out "$demo/user-again.pem"
 cmp -s "$demo/user.pem" "$demo/user-again.pem" && echo "same certificate: yes"
 openssl x509 -in "$demo/user.pem" -noout -subject -ext subjectAltName
+
+step "The issuance pipeline: a PFX request in, a PKCS#12 enveloped for its recipient out"
+# The recipient: the device-management service's encryption certificate (its
+# key stays with the service). Requests name it by SHA-256 thumbprint.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$demo/mdm.key" -out "$demo/mdm.pem" -days 30 \
+  -subj "/CN=Demo device-management service" -addext keyUsage=keyEncipherment 2>/dev/null
+cat >>"$CERTCUSTODY_CONFIG" <<TOML
+
+[pipeline]
+kek = "pfx-kek"                 # the token's PFX encryption key (kek create above)
+recipients = ["$demo/mdm.pem"]
+scan_interval_ms = 100
+
+[profile.users]
+ca = "digicert"
+template = "$profile"
+subject = "cn"
+san = ["email"]
+key_type = "ec-p256"
+ekus = ["clientAuth"]
+TOML
+thumb=$(openssl x509 -in "$demo/mdm.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
+cat >"$demo/request.json" <<JSON
+{"version": 2, "id": "demo-pfx-0001", "profile": "users", "recipient": "sha256:$thumb",
+ "attributes": {"common_name": "IWUser0", "email": "IWUser0@contoso.example"}}
+JSON
+"$bin" submit "$demo/request.json"
+"$bin" serve --until-idle
+"$bin" status demo-pfx-0001
+out=$demo/hsm/state/requests/outgoing
+ls -l "$out"
+echo "The recipient opens the envelopes with its own key (openssl only):"
+(umask 077 && openssl cms -decrypt -inform DER -in "$out/demo-pfx-0001.password.p7m" -recip "$demo/mdm.pem" \
+  -inkey "$demo/mdm.key" -out "$demo/pfx-password")
+openssl cms -decrypt -inform DER -in "$out/demo-pfx-0001.pfx.p7m" -recip "$demo/mdm.pem" -inkey "$demo/mdm.key" \
+  -out "$demo/user.p12"
+openssl pkcs12 -in "$demo/user.p12" -passin "file:$demo/pfx-password" -info -noout 2>&1 | grep -E 'MAC|PBES2|Shrouded|Certificate bag'
+openssl pkcs12 -in "$demo/user.p12" -passin "file:$demo/pfx-password" -nokeys -clcerts |
+  openssl x509 -noout -subject -ext subjectAltName
+openssl pkcs12 -in "$demo/user.p12" -passin "file:$demo/pfx-password" -nocerts -nodes |
+  openssl pkey -noout -text | head -n 1
+
+step "Redelivery: the same certificate again, no CA request"
+"$bin" redeliver demo-pfx-0001
+openssl cms -decrypt -inform DER -in "$out/demo-pfx-0001.pfx.p7m" -recip "$demo/mdm.pem" -inkey "$demo/mdm.key" \
+  -out "$demo/user-again.p12"
+cmp -s "$demo/user.p12" "$demo/user-again.p12" && echo "same PKCS#12: yes"
 kill "$sim" && wait "$sim" 2>/dev/null || true
 tail -n 1 "$demo/sim.log"
 
@@ -116,6 +166,9 @@ cat <<TXT
 
 Demo complete. The RA key and the PFX encryption key were generated inside the
 token and are marked sensitive and never extractable; the CSR, both TLS
-handshakes and the CA enrolment's TLS handshakes were signed there.
+handshakes and the CA enrolment's TLS handshakes were signed there. The issued
+PKCS#12 was kept at rest sealed under the PFX encryption key, and each envelope's
+content key was generated, used and wrapped for the recipient inside the token.
+Outgoing: $out
 Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
 TXT

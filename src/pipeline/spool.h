@@ -36,7 +36,7 @@ Status spool_submit(const SpoolPaths& p, const std::string& id, std::string_view
 // paths, oldest first, including those a crashed run had claimed already.
 Result<std::vector<std::string>> spool_claim(const SpoolPaths& p);
 
-// Reads a claimed file of at most `max_bytes` (larger: spool.request_too_large, unread).
+// Reads a claimed file of at most `max_bytes` (larger: request.too_large, unread).
 Result<std::string> read_spool_file(const std::string& path, std::size_t max_bytes);
 
 // Writes `data` to `dir`/`name` by temp file + fsync + rename (+ directory fsync).

@@ -56,7 +56,11 @@ Result<std::string> serial_hex(const Bytes& certificate_der) {
   const unsigned char* p = certificate_der.data();
   X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(certificate_der.size())));
   if (!cert) return openssl_error("ca.certificate_invalid", "the certificate is not DER X.509", "pass the issued certificate");
-  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert.get());
+  return serial_hex(cert.get());
+}
+
+std::string serial_hex(const X509* cert) {
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
   Bytes b(static_cast<std::size_t>(ASN1_STRING_length(serial)));
   std::copy_n(ASN1_STRING_get0_data(serial), b.size(), b.begin());
   return to_hex_upper(b);

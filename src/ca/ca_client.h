@@ -79,6 +79,7 @@ class CaClient {
 
 // Serial number of a DER certificate as upper-case hex (no separators).
 Result<std::string> serial_hex(const Bytes& certificate_der);
+std::string serial_hex(const X509* cert);  // the same, of a decoded certificate
 
 // The certificates of a DER PKCS#7 SignedData (certs-only, or a CMC response),
 // decoded once: OpenSSL 3.0's certificate decoding dominates an enrolment's

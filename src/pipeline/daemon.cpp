@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -24,6 +25,7 @@ struct Shared {
   std::atomic<int> busy{0};
   std::mutex mu;
   std::condition_variable wake;
+  std::uint64_t intake_rounds = 0;  // under mu: moves on when intake recorded new requests
 };
 
 sigset_t daemon_signals() {
@@ -37,14 +39,29 @@ sigset_t daemon_signals() {
 
 void worker(Pipeline& p, Shared& sh, unsigned scan_ms) {
   while (!sh.stop) {
+    std::uint64_t seen = 0;
+    {
+      std::lock_guard l(sh.mu);
+      seen = sh.intake_rounds;
+    }
     ++sh.busy;
     auto did = p.work_once();
     --sh.busy;
     if (!did) log_daemon("worker: " + did.error().to_string());
     if (did && *did) continue;
+    // Idle: until intake brings new requests, or a retry or poll may be due.
     std::unique_lock l(sh.mu);
-    sh.wake.wait_for(l, std::chrono::milliseconds(did ? scan_ms : 1000), [&] { return sh.stop.load(); });
+    sh.wake.wait_for(l, std::chrono::milliseconds(did ? scan_ms : 1000),
+                     [&] { return sh.stop.load() || sh.intake_rounds != seen; });
   }
+}
+
+void announce_intake(Shared& sh) {
+  {
+    std::lock_guard l(sh.mu);
+    ++sh.intake_rounds;
+  }
+  sh.wake.notify_all();
 }
 
 // Nothing left to do soon: no request owned by a worker, none due within a
@@ -112,7 +129,7 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
     if (std::chrono::steady_clock::now() >= next_scan) {
       auto taken = pipeline.intake();
       if (!taken) log_daemon("intake: " + taken.error().to_string());
-      if (taken && *taken > 0) sh.wake.notify_all();
+      if (taken && *taken > 0) announce_intake(sh);
       next_scan = std::chrono::steady_clock::now() + std::chrono::milliseconds(scan_ms);
       if (o.until_idle && taken && *taken == 0) {
         auto is_idle = idle(store, sh);
@@ -129,13 +146,17 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
       break;
     }
   }
-  sh.stop = true;
+  {
+    std::lock_guard l(sh.mu);
+    sh.stop = true;
+  }
   sh.wake.notify_all();
   for (auto& t : workers) t.join();
   auto counts = store.counts();
   if (counts) {
     std::string line = "stopped;";
-    for (const auto& [state, n] : *counts) line += " " + std::string(store::state_name(state)) + " " + std::to_string(n);
+    for (const auto& [state, n] : *counts)
+      line.append(" ").append(store::state_name(state)).append(" ").append(std::to_string(n));
     log_daemon(line);
   }
   return {};

@@ -70,6 +70,15 @@ Result<std::vector<X509Ptr>> chain_of(const std::string& der) {
   return out;
 }
 
+// What the status record shows of a certificate, made once when it arrives.
+std::string certificate_summary(X509* cert) {
+  auto sha256 = RecipientSet::thumbprint(cert);
+  return nlohmann::json{{"serial", ca::serial_hex(cert)},
+                        {"subject", policy::subject_text(X509_get_subject_name(cert))},
+                        {"sha256", sha256 ? *sha256 : ""}}
+      .dump();
+}
+
 std::string joined(const std::vector<Bytes>& certs) {
   std::string out;
   for (const Bytes& c : certs) out.append(c.begin(), c.end());
@@ -167,22 +176,10 @@ std::string status_json(const store::RequestRecord& r, const store::Artifacts& a
   if (!r.ca_request_id.empty()) j["ca_request_id"] = r.ca_request_id;
   if (auto tx = get(a, "transaction_id"); !tx.empty()) j["transaction_id"] = tx;
   // How to find the request at a CA that knows no transaction id (MS CA, CMP).
-  if (auto csr = get(a, "csr"); !csr.empty()) {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(csr.data());
-    X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr.size())));
-    if (req) {
-      auto spki = digest("SHA256", public_key_der(X509_REQ_get0_pubkey(req.get())));
-      if (spki) j["csr_public_key_sha256"] = to_hex_lower(*spki);
-    }
-  }
-  if (auto cert = get(a, "certificate"); !cert.empty()) {
-    if (auto c = certificate_of(cert, "certificate")) {
-      auto serial = ca::serial_hex(text_bytes(cert));
-      auto sha256 = RecipientSet::thumbprint(c->get());
-      j["certificate"] = {{"serial", serial ? *serial : ""},
-                          {"subject", policy::subject_text(X509_get_subject_name(c->get()))},
-                          {"sha256", sha256 ? *sha256 : ""}};
-    }
+  if (auto spki = get(a, "csr_public_key_sha256"); !spki.empty()) j["csr_public_key_sha256"] = spki;
+  if (auto cert = get(a, "certificate_summary"); !cert.empty()) {
+    auto parsed = nlohmann::json::parse(cert, nullptr, false);
+    if (!parsed.is_discarded()) j["certificate"] = parsed;
   }
   if (auto rev = get(a, "revocation"); !rev.empty()) {
     auto parsed = nlohmann::json::parse(rev, nullptr, false);
@@ -297,18 +294,19 @@ Status Pipeline::recover() {
   for (const auto& r : stuck) {
     CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
     if (a.count("certificate") != 0) {
-      CC_TRY(store_.transition(r.id, State::processing, State::issued));
+      CC_TRY(store_.transition(r.id, State::processing, State::issued, {.not_before_ms = 0}));
     } else if (get(a, "submitted") != "1") {
-      CC_TRY(store_.transition(r.id, State::processing, State::received));
+      CC_TRY(store_.transition(r.id, State::processing, State::received, {.not_before_ms = 0}));
     } else if (!r.ca_request_id.empty()) {
-      CC_TRY(store_.transition(r.id, State::processing, State::pending_ca));
+      CC_TRY(store_.transition(r.id, State::processing, State::pending_ca, {.not_before_ms = 0}));
     } else {
       const policy::Profile* p = rt->profile(r.profile);
       bool idempotent = false;
       if (p != nullptr)
         if (auto client = rt->ca(p->ca)) idempotent = (*client)->submit_is_idempotent();
       if (idempotent) {
-        CC_TRY(store_.transition(r.id, State::processing, State::received));  // same transaction id again
+        CC_TRY(store_.transition(r.id, State::processing, State::received,  // same transaction id again
+                                 {.not_before_ms = 0}));
       } else {
         CC_TRY(fail(r.id, State::processing,
                     outcome_unknown(r.id, p != nullptr ? p->ca : r.profile, get(a, "transaction_id"))));
@@ -359,24 +357,33 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
   const policy::Profile& profile = *rt.profile(r.profile);
   CC_TRY_ASSIGN(ca::CaClient * client, rt.ca(profile.ca));
   CC_TRY_ASSIGN(policy::RequestDocument doc, policy::parse_request_document(get(a, "request")));
+  EvpPkeyPtr key;  // made here: handed on to delivery, not unsealed again
   if (a.count("csr") == 0) {
     auto tpl = rt.template_policy(profile);
     if (!tpl) return settle(r, rt, tpl.error());
     auto spec = policy::evaluate(profile, doc.attributes, *tpl);
     if (!spec) return fail(r.id, State::processing, spec.error());
-    CC_TRY_ASSIGN(EvpPkeyPtr key, generate_user_key(spec->key_type));
+    CC_TRY_ASSIGN(key, generate_user_key(spec->key_type));
     CC_TRY_ASSIGN(Bytes csr, build_csr(*spec, key.get()));
     CC_TRY_ASSIGN(SecureBytes pk8, private_key_pkcs8(key.get()));
     auto sealed = seal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", pk8);
     if (!sealed) return settle(r, rt, sealed.error());
-    store::Artifacts made{{"csr", bytes_text(csr)}, {"key", *sealed}, {"transaction_id", random_transaction_id()}};
+    CC_TRY_ASSIGN(Bytes spki, digest("SHA256", public_key_der(key.get())));
+    store::Artifacts made{{"csr", bytes_text(csr)},
+                          {"key", *sealed},
+                          {"transaction_id", random_transaction_id()},
+                          {"csr_public_key_sha256", to_hex_lower(spki)}};
+    // A CA that answers a repeated transaction id with the same result may
+    // be sent the request again after a crash: mark it submitted in the same
+    // commit. For the others the mark comes alone, right before the call.
+    if (client->submit_is_idempotent()) made["submitted"] = "1";
     CC_TRY(store_.put(r.id, State::processing, made));
     a.insert(made.begin(), made.end());
     fault_point("after_csr");
   }
   if (get(a, "submitted") == "1" && !client->submit_is_idempotent())
     return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
-  CC_TRY(store_.put(r.id, State::processing, {{"submitted", "1"}}));
+  if (get(a, "submitted") != "1") CC_TRY(store_.put(r.id, State::processing, {{"submitted", "1"}}));
   fault_point("before_submit");
   ca::SubmitRequest req{profile.template_id, text_bytes(get(a, "csr")), get(a, "transaction_id"), {}};
   if (doc.attributes.common_name) req.attributes.emplace_back("common_name", *doc.attributes.common_name);
@@ -387,17 +394,18 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
     CC_TRY(store_.put(r.id, State::processing, {{"submitted", "0"}}));  // never arrived: may be sent again
   else if (!answer && retryable(answer.error()) && !client->submit_is_idempotent())
     return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
-  return take_answer(r, rt, std::move(answer));
+  return take_answer(r, rt, std::move(answer), key.get());
 }
 
 Status Pipeline::poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
   const policy::Profile& profile = *rt.profile(r.profile);
   CC_TRY_ASSIGN(ca::CaClient * client, rt.ca(profile.ca));
   ca::PendingTicket t{r.ca_request_id, r.ca_poll_uri, get(a, "ticket_message"), get(a, "transaction_id")};
-  return take_answer(r, rt, client->poll(t));
+  return take_answer(r, rt, client->poll(t), nullptr);
 }
 
-Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer) {
+Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer,
+                             EVP_PKEY* key) {
   if (!answer) return settle(r, rt, answer.error());
   const ca::Enrollment& e = *answer;
   if (e.status == ca::Enrollment::Status::pending) {
@@ -409,20 +417,22 @@ Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, R
                               .artifacts = {{"ticket_message", e.ticket.message}}}));
     return write_status(r.id);
   }
-  CC_TRY(store_.transition(r.id, State::processing, State::issued,
-                           {.not_before_ms = 0,
-                            .artifacts = {{"certificate", bytes_text(e.certificate)}, {"chain", joined(e.chain)}}}));
+  CC_TRY_ASSIGN(X509Ptr cert, certificate_of(bytes_text(e.certificate), "certificate"));
+  // Kept while this worker goes on to deliver; a run killed from here on
+  // resumes it as issued (recover()).
+  const store::Artifacts issued{{"certificate", bytes_text(e.certificate)},
+                                {"chain", joined(e.chain)},
+                                {"certificate_summary", certificate_summary(cert.get())}};
+  CC_TRY(store_.put(r.id, State::processing, issued));
   fault_point("after_issue");
-  if (auto serial = ca::serial_hex(e.certificate)) log_line(r.id, "issued, serial " + *serial);
-  // Delivered by whoever claims it next: normally this worker, at once.
-  CC_TRY(store_.transition(r.id, State::issued, State::processing));
+  log_line(r.id, "issued, serial " + ca::serial_hex(cert.get()));
   CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
-  return deliver(r, rt, a);
+  return deliver(r, rt, a, {key, cert.get()});
 }
 
 // ---------------------------------------------------------------- delivery
 
-Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
+Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a, InHand in_hand) {
   auto made = [&]() -> Status {
     const policy::Profile* profile = rt.profile(r.profile);
     if (profile == nullptr)
@@ -432,13 +442,21 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
     CC_TRY_ASSIGN(X509 * recipient, rt.recipients.find(doc.recipient.value_or("")));
     SecureBytes p12, password;
     if (a.count("pfx") == 0) {
-      CC_TRY_ASSIGN(SecureBytes pk8, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", get(a, "key")));
-      CC_TRY_ASSIGN(EvpPkeyPtr key, private_key_from_pkcs8(pk8));
-      CC_TRY_ASSIGN(X509Ptr cert, certificate_of(get(a, "certificate"), "certificate"));
+      EvpPkeyPtr key_owned;
+      X509Ptr cert_owned;
+      if (in_hand.key == nullptr) {
+        CC_TRY_ASSIGN(SecureBytes pk8, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", get(a, "key")));
+        CC_TRY_ASSIGN(key_owned, private_key_from_pkcs8(pk8));
+        in_hand.key = key_owned.get();
+      }
+      if (in_hand.cert == nullptr) {
+        CC_TRY_ASSIGN(cert_owned, certificate_of(get(a, "certificate"), "certificate"));
+        in_hand.cert = cert_owned.get();
+      }
       CC_TRY_ASSIGN(std::vector<X509Ptr> chain, chain_of(get(a, "chain")));
       CC_TRY_ASSIGN(pfx::PfxFormat format, pfx::parse_pfx_format(profile->pfx_format));
       password = pfx::random_password();
-      CC_TRY_ASSIGN(p12, pfx::build_pkcs12(key.get(), cert.get(), chain, r.id, password, format));
+      CC_TRY_ASSIGN(p12, pfx::build_pkcs12(in_hand.key, in_hand.cert, chain, r.id, password, format));
       CC_TRY_ASSIGN(std::string sealed_pfx, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx", p12));
       CC_TRY_ASSIGN(std::string sealed_pw, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx-password", password));
       CC_TRY(store_.put(r.id, State::processing, {{"pfx", sealed_pfx}, {"password", sealed_pw}}));

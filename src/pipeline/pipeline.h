@@ -57,6 +57,14 @@ Result<std::shared_ptr<Runtime>> make_runtime(const Config& cfg, const std::func
 // The record the device-management service reads from outgoing/<id>.status.json.
 std::string status_json(const store::RequestRecord& r, const store::Artifacts& a);
 
+// The user key made in enroll() and the certificate decoded from the CA's
+// answer, when the same worker goes straight on to deliver: not unsealed or
+// decoded again.
+struct InHand {
+  EVP_PKEY* key = nullptr;
+  X509* cert = nullptr;
+};
+
 class Pipeline {
  public:
   Pipeline(store::RequestStore& store, KeyCustody& custody, SpoolPaths spool, std::shared_ptr<const Runtime> rt);
@@ -81,8 +89,9 @@ class Pipeline {
   Status process(const store::RequestRecord& r, const Runtime& rt);
   Status enroll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
   Status poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
-  Status take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer);
-  Status deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
+  Status take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer,
+                     EVP_PKEY* key);
+  Status deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a, InHand in_hand = {});
   Status settle(const store::RequestRecord& r, const Runtime& rt, const Error& e);
   Status fail(const std::string& id, store::State from, const Error& e);
   Status record_bad_file(const std::string& path, const std::string& text, const Error& e);

@@ -81,6 +81,19 @@ RequestRecord read_record(const Stmt& s) {
 }
 
 // BEGIN IMMEDIATE .. COMMIT, rolled back unless committed.
+// synchronous=NORMAL for one transaction, FULL again afterwards (WAL mode:
+// commits stay atomic and ordered; only their own fsync is left out).
+class RelaxedSync {
+ public:
+  explicit RelaxedSync(sqlite3* db) : db_(db) { sqlite3_exec(db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr); }
+  ~RelaxedSync() { sqlite3_exec(db_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr); }
+  RelaxedSync(const RelaxedSync&) = delete;
+  RelaxedSync& operator=(const RelaxedSync&) = delete;
+
+ private:
+  sqlite3* db_;
+};
+
 class Transaction {
  public:
   explicit Transaction(sqlite3* db) : db_(db) { rc_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr); }
@@ -368,6 +381,10 @@ Result<std::optional<RequestRecord>> RequestStore::claim_next(State from, State 
                  "no request can go from " + std::string(state_name(from)) + " to " + std::string(state_name(to)),
                  "this is a bug in the pipeline: report it"};
   std::lock_guard l(mu_);
+  // A claim need not reach the disk by itself: lost in a power cut, the
+  // request is simply claimed again. The worker's next (FULL) commit syncs the
+  // WAL, and with it this frame, before any side effect.
+  RelaxedSync relaxed(db_);
   Transaction tx(db_);
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
   std::optional<RequestRecord> r;

@@ -10,7 +10,7 @@ packages=(
   libssl-dev openssl libp11-kit-dev libtss2-dev libcurl4-openssl-dev libxml2-dev
   libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev strace linux-perf
   # real peers used by tests and the demo
   softhsm2 opensc p11-kit libengine-pkcs11-openssl swtpm swtpm-tools tpm2-tools
 )

@@ -1,0 +1,225 @@
+#include "audit/audit_log.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <nlohmann/json.hpp>
+
+#include "common/ossl.h"
+
+namespace certcustody::audit {
+namespace {
+
+constexpr std::size_t kMaxLine = 16 * 1024;  // a record; the tail is searched within this
+using Json = nlohmann::ordered_json;          // fields in the documented order
+
+Error io_error(const std::string& what) {
+  return Error{"audit.unwritable", what + ": " + std::strerror(errno),
+               "let the service user write the audit log's directory and free space on its file system; "
+               "nothing is issued while the audit log cannot be written"};
+}
+
+std::string sha256_hex(std::string_view line) {
+  auto d = digest("SHA256", {reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
+  return d ? to_hex_lower(*d) : std::string{};
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+Error broken(const std::string& name, std::size_t line, const std::string& why) {
+  return Error{"audit.chain_broken", name + ":" + std::to_string(line) + ": " + why,
+               "the log was altered after it was written: keep this copy as evidence and compare it with the "
+               "last verified copy and its checkpoints"};
+}
+
+// The seq of a record line, or nullopt when it is not a record.
+std::optional<std::uint64_t> seq_of(std::string_view line) {
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto it = j.find("seq");
+  if (it == j.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+}  // namespace
+
+Actor current_actor(const std::string& command) {
+  Actor a;
+  a.uid = static_cast<long>(::getuid());
+  a.pid = static_cast<long>(::getpid());
+  a.command = command;
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(::getuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr) a.user = found->pw_name;
+  return a;
+}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::open(Options options) {
+  const int fd = ::open(options.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io_error("cannot open the audit log " + options.path);
+  if (options.host.empty()) options.host = host_name();
+  std::unique_ptr<AuditLog> log(new AuditLog(fd, std::move(options)));
+  CC_TRY(log->recover_tail());
+  return log;
+}
+
+AuditLog::~AuditLog() { ::close(fd_); }
+
+// Finds the head in the last complete line; a last line without its newline
+// (a write cut short by a crash) is cut off, then recorded.
+Status AuditLog::recover_tail() {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return io_error("cannot stat " + options_.path);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  const std::size_t window = std::min(size, 2 * kMaxLine + 2);
+  std::string tail(window, '\0');
+  if (::pread(fd_, tail.data(), window, static_cast<off_t>(size - window)) != static_cast<ssize_t>(window))
+    return io_error("cannot read the end of " + options_.path);
+  std::string torn;
+  if (!tail.empty() && tail.back() != '\n') {
+    const auto nl = tail.rfind('\n');
+    torn = nl == std::string::npos ? tail : tail.substr(nl + 1);
+    if (nl == std::string::npos && size > window)
+      return Error{"audit.corrupt", options_.path + " ends in " + std::to_string(window) + " bytes without a line end",
+                   "this is not a certcustody audit log: move it aside and keep it as evidence"};
+    if (::ftruncate(fd_, static_cast<off_t>(size - torn.size())) != 0 || ::fdatasync(fd_) != 0)
+      return io_error("cannot cut the torn last line off " + options_.path);
+    tail.resize(tail.size() - torn.size());
+  }
+  if (!tail.empty()) {
+    tail.pop_back();  // its newline
+    const std::string last = tail.substr(tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1);
+    auto seq = seq_of(last);
+    if (!seq)
+      return Error{"audit.corrupt", "the last record of " + options_.path + " is not an audit record",
+                   "run `certcustody audit verify`, keep the file as evidence, and start a new log"};
+    seq_ = *seq;
+    head_ = sha256_hex(last);
+  }
+  if (torn.empty()) return {};
+  return append(Event{.type = "audit.torn_tail_repaired",
+                      .detail = {{"bytes", std::to_string(torn.size())}, {"sha256", sha256_hex(torn)}}});
+}
+
+Status AuditLog::write_line(const std::string& line) {
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return io_error("cannot append to " + options_.path);
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Status AuditLog::append(const Event& e) {
+  std::lock_guard l(mu_);
+  Json j;
+  j["seq"] = seq_ + 1;
+  j["ts"] = utc_now();
+  j["host"] = options_.host;
+  j["actor"] = {{"user", options_.actor.user},
+                {"uid", options_.actor.uid},
+                {"pid", options_.actor.pid},
+                {"command", options_.actor.command}};
+  j["event"] = e.type;
+  if (!e.request_id.empty()) j["request"] = e.request_id;
+  j["outcome"] = e.outcome;
+  if (!e.error_code.empty()) j["error"] = e.error_code;
+  if (!e.detail.empty()) {
+    Json d = Json::object();
+    for (const auto& [k, v] : e.detail) d[k] = v;
+    j["detail"] = std::move(d);
+  }
+  j["prev"] = head_;
+  // Invalid UTF-8 is escaped, never refused: an event is always recorded.
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (line.size() > kMaxLine)
+    return Error{"audit.record_too_large", "an audit record of event " + e.type + " has " +
+                                               std::to_string(line.size()) + " bytes",
+                 "this is a bug: events carry names and digests only; report it"};
+  const std::string hash = sha256_hex(line);
+  line.push_back('\n');
+  CC_TRY(write_line(line));
+  ++seq_;
+  head_ = hash;
+  return {};
+}
+
+Status AuditLog::sync() {
+  if (::fdatasync(fd_) != 0) return io_error("cannot sync " + options_.path);
+  return {};
+}
+
+std::uint64_t AuditLog::last_seq() const {
+  std::lock_guard l(mu_);
+  return seq_;
+}
+
+std::string AuditLog::head() const {
+  std::lock_guard l(mu_);
+  return head_;
+}
+
+Result<VerifyReport> verify_chain(const std::string& text, const std::string& name, const std::string& previous_head) {
+  VerifyReport r;
+  r.head = previous_head;
+  std::size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    ++line_no;
+    const auto nl = text.find('\n', pos);
+    if (nl == std::string::npos)
+      return Error{"audit.torn_tail", name + ":" + std::to_string(line_no) + ": the last line is incomplete",
+                   "a write was cut short; the next start of certcustody cuts it off and records that"};
+    const std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return broken(name, line_no, "not a JSON record");
+    auto seq = j.find("seq");
+    auto prev = j.find("prev");
+    if (seq == j.end() || !seq->is_number_unsigned() || prev == j.end() || !prev->is_string())
+      return broken(name, line_no, "a record without seq or prev");
+    const std::uint64_t s = seq->get<std::uint64_t>();
+    if (s == 0) return broken(name, line_no, "seq 0 (records count from 1; a wrapped counter is refused)");
+    if (r.records != 0 && s != r.last_seq + 1)
+      return broken(name, line_no,
+                    "seq " + std::to_string(s) + " follows seq " + std::to_string(r.last_seq) +
+                        (s > r.last_seq + 1 ? ": records are missing" : ": a record was inserted or moved"));
+    if (prev->get_ref<const std::string&>() != r.head)
+      return broken(name, line_no,
+                    "seq " + std::to_string(s) + " names a previous record that is not the one before it" +
+                        (r.records == 0 ? " (the chain does not start here)" : ": that record was changed"));
+    if (r.records == 0) r.first_seq = s;
+    r.last_seq = s;
+    r.head = sha256_hex(line);
+    ++r.records;
+  }
+  return r;
+}
+
+}  // namespace certcustody::audit

@@ -1,0 +1,97 @@
+// The audit log (issue 8): one JSON line per security-relevant event,
+// append-only, each record naming the SHA-256 of the line before it, so that
+// changing, removing, inserting or reordering a record breaks the chain.
+//
+//   {"seq":7,"ts":"2026-11-29T14:35:12.123Z","host":"ra1","actor":{...},
+//    "event":"request.received","request":"dev-4711","outcome":"ok",
+//    "error":"...","detail":{...},"prev":"<sha256 hex of line 6>"}
+//
+// Durability: every record is one write(2) to a file opened O_APPEND, so a
+// killed process loses nothing it appended; sync() (fdatasync) makes the
+// records survive a power cut too and is called at checkpoints. A crash in
+// the middle of a write leaves a last line without its newline: open() cuts
+// it off and records that as the event audit.torn_tail_repaired.
+//
+// Secrets never go in: events carry names, ids, codes and digests, and the
+// callers pass nothing else in `detail`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace certcustody::audit {
+
+// Who acted: the process and its user, and the certcustody command.
+struct Actor {
+  std::string user{}, command{};
+  long uid = -1, pid = -1;
+};
+Actor current_actor(const std::string& command);
+
+struct Event {
+  std::string type;                                            // e.g. "request.received", "token.login"
+  std::string request_id{};                                    // empty: none
+  std::string outcome = "ok";                                  // "ok" | "failed"
+  std::string error_code{};                                    // the named error of a failure
+  std::vector<std::pair<std::string, std::string>> detail{};  // names, ids, digests: never secrets
+};
+
+// The hash of the record before the first one of a new chain.
+inline constexpr const char* kGenesis = "0000000000000000000000000000000000000000000000000000000000000000";
+
+class AuditLog {
+ public:
+  struct Options {
+    std::string path;
+    std::string host{};  // empty: gethostname()
+    Actor actor{};
+  };
+  // Opens (creating it 0600) the log at options.path and finds the chain's
+  // head in its last record; a torn last line is cut off and recorded.
+  // audit.corrupt when the last complete line is not a record.
+  static Result<std::unique_ptr<AuditLog>> open(Options options);
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Appends one record; safe from many threads (file order = seq order).
+  Status append(const Event& event);
+  // Makes every appended record durable (fdatasync).
+  Status sync();
+
+  std::uint64_t last_seq() const;
+  std::string head() const;  // SHA-256 (hex) of the last record line
+
+ private:
+  AuditLog(int fd, Options options) : fd_(fd), options_(std::move(options)) {}
+  Status recover_tail();
+  Status write_line(const std::string& line);
+
+  int fd_;
+  Options options_;
+  mutable std::mutex mu_;
+  std::uint64_t seq_ = 0;
+  std::string head_ = kGenesis;
+};
+
+// What a verification found: records and checkpoints read, the chain's head.
+struct VerifyReport {
+  std::uint64_t records = 0, first_seq = 0, last_seq = 0;
+  std::string head = kGenesis;
+};
+
+// Checks the hash chain of the log text (`name` for the messages): every line
+// complete JSON, seq one more than the line before, prev the SHA-256 of the
+// line before (kGenesis for the first unless `previous_head` is given). The
+// first bad record is named: audit.chain_broken (what and where), or
+// audit.torn_tail for a last line without its newline.
+Result<VerifyReport> verify_chain(const std::string& text, const std::string& name,
+                                  const std::string& previous_head = kGenesis);
+
+}  // namespace certcustody::audit

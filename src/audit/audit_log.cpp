@@ -13,6 +13,9 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include "common/ossl.h"
 
 namespace certcustody::audit {
@@ -139,6 +142,10 @@ Status AuditLog::write_line(const std::string& line) {
 
 Status AuditLog::append(const Event& e) {
   std::lock_guard l(mu_);
+  return append_locked(e);
+}
+
+Status AuditLog::append_locked(const Event& e) {
   Json j;
   j["seq"] = seq_ + 1;
   j["ts"] = utc_now();
@@ -171,6 +178,29 @@ Status AuditLog::append(const Event& e) {
   return {};
 }
 
+std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head, std::uint64_t counter) {
+  return "certcustody-audit-checkpoint/1\nseq=" + std::to_string(covers_seq) + "\nhead=" + head +
+         "\ncounter=" + std::to_string(counter) + "\n";
+}
+
+Status AuditLog::checkpoint(const CheckpointSigner& signer) {
+  std::lock_guard l(mu_);
+  CC_TRY_ASSIGN(std::uint64_t counter, signer.advance_counter());
+  const std::string payload = checkpoint_payload(seq_, head_, counter);
+  CC_TRY_ASSIGN(Bytes md, digest("SHA256", {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}));
+  CC_TRY_ASSIGN(Bytes sig, signer.sign(md));
+  const Event e{.type = "audit.checkpoint",
+                .detail = {{"covers_seq", std::to_string(seq_)},
+                           {"head", head_},
+                           {"counter", std::to_string(counter)},
+                           {"key", signer.key_id},
+                           {"sig", to_hex_lower(sig)}}};
+  // Still under the lock: a record slipping in would make the checkpoint
+  // name a head that is no longer the one before it.
+  CC_TRY(append_locked(e));
+  return sync();
+}
+
 Status AuditLog::sync() {
   if (::fdatasync(fd_) != 0) return io_error("cannot sync " + options_.path);
   return {};
@@ -186,9 +216,79 @@ std::string AuditLog::head() const {
   return head_;
 }
 
+namespace {
+
+Error checkpoint_invalid(const std::string& name, std::size_t line, const std::string& why) {
+  return Error{"audit.checkpoint_invalid", name + ":" + std::to_string(line) + ": " + why,
+               "the checkpoint was forged or altered: keep this copy as evidence"};
+}
+
+std::string detail_of(const nlohmann::json& record, const char* key) {
+  auto d = record.find("detail");
+  if (d == record.end() || !d->is_object()) return {};
+  auto v = d->find(key);
+  return v != d->end() && v->is_string() ? v->get<std::string>() : std::string{};
+}
+
+std::optional<std::uint64_t> number(const std::string& s) {
+  if (s.empty() || s.size() > 20 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  try {
+    return std::stoull(s);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+bool signature_valid(EVP_PKEY* key, const std::string& payload, const std::string& sig_hex) {
+  long len = 0;
+  unsigned char* sig = OPENSSL_hexstr2buf(sig_hex.c_str(), &len);
+  auto md = digest("SHA256", {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()});
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  const bool ok = sig != nullptr && md && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+                  EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256()) == 1 &&
+                  EVP_PKEY_verify(ctx.get(), sig, static_cast<std::size_t>(len), md->data(), md->size()) == 1;
+  OPENSSL_free(sig);
+  ERR_clear_error();
+  return ok;
+}
+
+// A checkpoint record at `line`, given the chain's state before it.
+Status check_checkpoint(const nlohmann::json& j, const VerifyReport& before, const std::string& key_id,
+                        EVP_PKEY* key, const std::string& name, std::size_t line) {
+  const auto covers = number(detail_of(j, "covers_seq"));
+  const auto counter = number(detail_of(j, "counter"));
+  if (!covers || !counter) return checkpoint_invalid(name, line, "a checkpoint without covers_seq or counter");
+  if (*covers != before.last_seq || detail_of(j, "head") != before.head)
+    return checkpoint_invalid(name, line, "the checkpoint does not name the record before it");
+  if (before.checkpoints != 0 && *counter <= before.last_counter)
+    return checkpoint_invalid(name, line,
+                              "counter " + std::to_string(*counter) + " after counter " +
+                                  std::to_string(before.last_counter) + ": the counter never goes back");
+  if (detail_of(j, "key") != key_id)
+    return Error{"audit.foreign_key",
+                 name + ":" + std::to_string(line) + ": the checkpoint is signed by key " + detail_of(j, "key") +
+                     ", not by the given audit key " + key_id,
+                 "verify with the audit public key of that period (after a key rotation, the new key's), or treat "
+                 "the log as forged"};
+  if (!signature_valid(key, checkpoint_payload(*covers, before.head, *counter), detail_of(j, "sig")))
+    return checkpoint_invalid(name, line, "the signature does not verify with the audit key");
+  return {};
+}
+
+}  // namespace
+
 Result<VerifyReport> verify_chain(const std::string& text, const std::string& name, const std::string& previous_head) {
+  return verify_log(text, name, {.public_key = nullptr, .min_counter = 0, .previous_head = previous_head});
+}
+
+Result<VerifyReport> verify_log(const std::string& text, const std::string& name, const VerifyOptions& o) {
   VerifyReport r;
-  r.head = previous_head;
+  r.head = o.previous_head;
+  std::string key_id;
+  if (o.public_key != nullptr) {
+    auto id = digest("SHA256", public_key_der(o.public_key));
+    if (id) key_id = to_hex_lower(*id);
+  }
   std::size_t pos = 0, line_no = 0;
   while (pos < text.size()) {
     ++line_no;
@@ -214,11 +314,29 @@ Result<VerifyReport> verify_chain(const std::string& text, const std::string& na
       return broken(name, line_no,
                     "seq " + std::to_string(s) + " names a previous record that is not the one before it" +
                         (r.records == 0 ? " (the chain does not start here)" : ": that record was changed"));
+    auto event = j.find("event");
+    if (o.public_key != nullptr && event != j.end() && *event == "audit.checkpoint") {
+      CC_TRY(check_checkpoint(j, r, key_id, o.public_key, name, line_no));
+      ++r.checkpoints;
+      r.last_checkpoint_seq = s;
+      r.last_counter = *number(detail_of(j, "counter"));
+    }
     if (r.records == 0) r.first_seq = s;
     r.last_seq = s;
     r.head = sha256_hex(line);
     ++r.records;
   }
+  r.unsigned_tail = r.checkpoints == 0 ? r.records : r.last_seq - r.last_checkpoint_seq;
+  if (o.public_key == nullptr) return r;
+  if (r.checkpoints == 0)
+    return Error{"audit.unsigned", name + " holds " + std::to_string(r.records) + " records and no checkpoint",
+                 "a log with no signed checkpoint proves nothing: check that the daemon has its audit key"};
+  if (r.last_counter < o.min_counter)
+    return Error{"audit.rolled_back",
+                 name + ": the last checkpoint has counter " + std::to_string(r.last_counter) +
+                     ", the audit counter has reached " + std::to_string(o.min_counter) +
+                     ": the file was cut before its later checkpoints or swapped for an older copy",
+                 "keep this copy as evidence and find the current log"};
   return r;
 }
 

@@ -17,13 +17,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/error.h"
+#include "common/ossl.h"
 
 namespace certcustody::audit {
 
@@ -41,6 +44,18 @@ struct Event {
   std::string error_code{};                                    // the named error of a failure
   std::vector<std::pair<std::string, std::string>> detail{};  // names, ids, digests: never secrets
 };
+
+// What signs a checkpoint: the audit key in the token or TPM and its
+// monotonic counter. The library asks; custody does.
+struct CheckpointSigner {
+  std::function<Result<std::uint64_t>()> advance_counter;  // one more than ever before; never repeats
+  std::function<Result<Bytes>(std::span<const std::uint8_t> sha256)> sign;  // DER ECDSA or RSA PKCS#1 v1.5
+  std::string key_id;  // SHA-256 (hex) of the audit public key's SubjectPublicKeyInfo
+};
+
+// The text a checkpoint signs (its SHA-256): the records it covers, up to and
+// including `covers_seq`, whose last line hashes to `head`, and the counter.
+std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head, std::uint64_t counter);
 
 // The hash of the record before the first one of a new chain.
 inline constexpr const char* kGenesis = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -64,6 +79,9 @@ class AuditLog {
   Status append(const Event& event);
   // Makes every appended record durable (fdatasync).
   Status sync();
+  // Signs the chain's head: appends an audit.checkpoint record (covered seq,
+  // head, counter, key id, signature), then syncs.
+  Status checkpoint(const CheckpointSigner& signer);
 
   std::uint64_t last_seq() const;
   std::string head() const;  // SHA-256 (hex) of the last record line
@@ -71,6 +89,7 @@ class AuditLog {
  private:
   AuditLog(int fd, Options options) : fd_(fd), options_(std::move(options)) {}
   Status recover_tail();
+  Status append_locked(const Event& event);  // mu_ held
   Status write_line(const std::string& line);
 
   int fd_;
@@ -84,6 +103,14 @@ class AuditLog {
 struct VerifyReport {
   std::uint64_t records = 0, first_seq = 0, last_seq = 0;
   std::string head = kGenesis;
+  std::uint64_t checkpoints = 0, last_checkpoint_seq = 0, last_counter = 0;
+  std::uint64_t unsigned_tail = 0;  // records after the last checkpoint
+};
+
+struct VerifyOptions {
+  EVP_PKEY* public_key = nullptr;  // the audit key; null: the chain alone is checked
+  std::uint64_t min_counter = 0;   // the token's counter as the auditor last saw it
+  std::string previous_head = kGenesis;
 };
 
 // Checks the hash chain of the log text (`name` for the messages): every line
@@ -93,5 +120,13 @@ struct VerifyReport {
 // audit.torn_tail for a last line without its newline.
 Result<VerifyReport> verify_chain(const std::string& text, const std::string& name,
                                   const std::string& previous_head = kGenesis);
+
+// verify_chain, and with a public key every checkpoint too: it covers the
+// record before it and names that record's hash, its counter is larger than
+// the one before, it is signed by this key (audit.checkpoint_invalid, or
+// audit.foreign_key for another key's checkpoint); at least one checkpoint;
+// and the last counter is at least min_counter (audit.rolled_back: the file
+// was cut before a checkpoint or swapped for an older copy).
+Result<VerifyReport> verify_log(const std::string& text, const std::string& name, const VerifyOptions& options);
 
 }  // namespace certcustody::audit

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "audit/audit_log.h"
+#include "common/ossl.h"
 #include "support/temp_dir.h"
 
 namespace certcustody::audit {
@@ -193,6 +194,150 @@ TEST(AuditLog, ValuesThatAreNotUtf8AreEscapedNotDropped) {
   auto r = verify_chain(read_file(d / "audit.log"), "audit.log");
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->records, 1u);
+}
+
+// A software stand-in for the token's audit key and counter (the token-backed
+// signer is exercised by the integration tests).
+class SoftwareAuditKey {
+ public:
+  SoftwareAuditKey() : key_(EVP_EC_gen("P-256")) {}
+  EVP_PKEY* key() const { return key_.get(); }
+  std::uint64_t counter = 0;
+  CheckpointSigner signer() {
+    return {.advance_counter = [this]() -> Result<std::uint64_t> { return ++counter; },
+            .sign = [this](std::span<const std::uint8_t> md) -> Result<Bytes> {
+              EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr));
+              std::size_t len = 0;
+              if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1 ||
+                  EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256()) != 1 ||
+                  EVP_PKEY_sign(ctx.get(), nullptr, &len, md.data(), md.size()) != 1)
+                return Error{"test.sign", "cannot sign", ""};
+              Bytes sig(len);
+              if (EVP_PKEY_sign(ctx.get(), sig.data(), &len, md.data(), md.size()) != 1)
+                return Error{"test.sign", "cannot sign", ""};
+              sig.resize(len);
+              return sig;
+            },
+            .key_id = to_hex_lower(*digest("SHA256", public_key_der(key_.get())))};
+  }
+
+ private:
+  EvpPkeyPtr key_;
+};
+
+// 3 records, checkpoint (counter 1), 2 records, checkpoint (counter 2).
+std::string signed_log(const TempDir& d, SoftwareAuditKey& k, std::string* after_first = nullptr) {
+  auto log = open_or_die(d / "audit.log");
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(log->append({.type = "request.received"}));
+  EXPECT_TRUE(log->checkpoint(k.signer()));
+  if (after_first != nullptr) *after_first = read_file(d / "audit.log");
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(log->append({.type = "ca.submitted"}));
+  EXPECT_TRUE(log->checkpoint(k.signer()));
+  return read_file(d / "audit.log");
+}
+
+// Recomputes every prev (and a checkpoint's named head) from line `from` on,
+// as a forger who rewrote history would: the signatures are what stops him.
+std::vector<std::string> rechained(std::vector<std::string> l, std::size_t from) {
+  for (std::size_t i = from; i < l.size(); ++i) {
+    auto j = nlohmann::ordered_json::parse(l[i]);
+    const std::string prev = to_hex_lower(*digest(
+        "SHA256", {reinterpret_cast<const std::uint8_t*>(l[i - 1].data()), l[i - 1].size()}));
+    j["prev"] = prev;
+    if (j["event"] == "audit.checkpoint") j["detail"]["head"] = prev;
+    l[i] = j.dump();
+  }
+  return l;
+}
+
+TEST(AuditCheckpoints, ASignedLogVerifiesWithThePublicKeyAlone) {
+  TempDir d;
+  SoftwareAuditKey k;
+  const std::string text = signed_log(d, k);
+  auto r = verify_log(text, "audit.log", {.public_key = k.key(), .min_counter = 2});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->records, 7u);
+  EXPECT_EQ(r->checkpoints, 2u);
+  EXPECT_EQ(r->last_counter, 2u);
+  EXPECT_EQ(r->last_checkpoint_seq, 7u);
+  EXPECT_EQ(r->unsigned_tail, 0u);
+  auto cp = nlohmann::json::parse(lines_of(text)[3]);
+  EXPECT_EQ(cp["event"], "audit.checkpoint");
+  EXPECT_EQ(cp["detail"]["covers_seq"], "3");
+  EXPECT_EQ(cp["detail"]["counter"], "1");
+}
+
+TEST(AuditCheckpoints, ARewrittenHistoryFailsAtTheFirstCheckpointAfterIt) {
+  TempDir d;
+  SoftwareAuditKey k;
+  auto l = lines_of(signed_log(d, k));
+  auto j = nlohmann::ordered_json::parse(l[1]);
+  j["outcome"] = "failed";
+  l[1] = j.dump();
+  l = rechained(l, 2);
+  ASSERT_TRUE(verify_chain(joined(l), "audit.log"));  // the chain alone cannot tell
+  auto r = verify_log(joined(l), "audit.log", {.public_key = k.key()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "audit.checkpoint_invalid");
+  EXPECT_NE(r.error().what.find("audit.log:4: the signature does not verify"), std::string::npos) << r.error().what;
+}
+
+TEST(AuditCheckpoints, TruncationBeforeACheckpointAndAnOlderCopyAreRollBacks) {
+  TempDir d;
+  SoftwareAuditKey k;
+  std::string older;
+  const std::string text = signed_log(d, k, &older);
+  // Cut after the first checkpoint and one more record: a valid chain,
+  // signed up to counter 1.
+  auto l = lines_of(text);
+  l.resize(5);
+  for (const std::string& copy : {joined(l), older}) {
+    auto plain = verify_log(copy, "audit.log", {.public_key = k.key()});
+    ASSERT_TRUE(plain) << plain.error().to_string();
+    EXPECT_EQ(plain->last_counter, 1u);
+    auto r = verify_log(copy, "audit.log", {.public_key = k.key(), .min_counter = k.counter});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, "audit.rolled_back");
+    EXPECT_NE(r.error().what.find("counter 1, the audit counter has reached 2"), std::string::npos) << r.error().what;
+  }
+  auto cut = verify_log(joined(l), "audit.log", {.public_key = k.key()});
+  EXPECT_EQ(cut->unsigned_tail, 1u);  // what the last checkpoint does not cover
+}
+
+TEST(AuditCheckpoints, ACheckpointOfAnotherKeyIsNamed) {
+  TempDir d;
+  SoftwareAuditKey k, other;
+  const std::string text = signed_log(d, k);
+  auto r = verify_log(text, "audit.log", {.public_key = other.key()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "audit.foreign_key");
+  // A forger's key id in place of the real one does not help him either.
+  auto l = lines_of(text);
+  auto j = nlohmann::ordered_json::parse(l[3]);
+  j["detail"]["key"] = other.signer().key_id;
+  l[3] = j.dump();
+  auto forged = verify_log(joined(rechained(l, 4)), "audit.log", {.public_key = other.key()});
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, "audit.checkpoint_invalid");
+}
+
+TEST(AuditCheckpoints, AnUnsignedLogOrACounterGoingBackIsRefused) {
+  TempDir d;
+  SoftwareAuditKey k;
+  auto r = verify_log(make_log(d, 3), "audit.log", {.public_key = k.key()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "audit.unsigned");
+
+  TempDir d2;
+  auto log = open_or_die(d2 / "audit.log");
+  k.counter = 5;
+  ASSERT_TRUE(log->checkpoint(k.signer()));
+  k.counter = 2;  // a token restored from an old backup
+  ASSERT_TRUE(log->checkpoint(k.signer()));
+  auto back = verify_log(read_file(d2 / "audit.log"), "audit.log", {.public_key = k.key()});
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, "audit.checkpoint_invalid");
+  EXPECT_NE(back.error().what.find("counter 3 after counter 6"), std::string::npos) << back.error().what;
 }
 
 }  // namespace

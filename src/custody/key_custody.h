@@ -97,6 +97,14 @@ class KeyCustody {
   virtual Result<SealedContent> seal_for_recipient(const EVP_PKEY* recipient_rsa_public,
                                                    std::span<const std::uint8_t> plaintext) = 0;
 
+  // A monotonic counter held in the token (private data objects labelled
+  // `label`, value 8 bytes big-endian; pkcs11_counter.cpp). Advanced by one
+  // and returned (1 when there was none); it never goes back while the token
+  // keeps its objects. Advance from one process at a time (the daemon).
+  virtual Result<std::uint64_t> advance_counter(const std::string& label) = 0;
+  // Its value now; 0 when there is no such counter yet.
+  virtual Result<std::uint64_t> read_counter(const std::string& label) = 0;
+
   // Stores a certificate (DER) beside the key pair `label` (same CKA_ID and
   // label). The caller has checked that the certificate matches the key.
   virtual Status store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) = 0;

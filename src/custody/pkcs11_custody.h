@@ -37,6 +37,8 @@ class Pkcs11Custody final : public KeyCustody {
                                       std::span<const std::uint8_t> aad) override;
   Result<SealedContent> seal_for_recipient(const EVP_PKEY* recipient_rsa_public,
                                            std::span<const std::uint8_t> plaintext) override;
+  Result<std::uint64_t> advance_counter(const std::string& label) override;
+  Result<std::uint64_t> read_counter(const std::string& label) override;
   Status store_certificate(const std::string& label, std::span<const std::uint8_t> der, bool replace) override;
   Result<std::optional<Bytes>> find_certificate(const std::string& label) override;
 
@@ -73,6 +75,7 @@ class Pkcs11Custody final : public KeyCustody {
 
   std::unique_ptr<TokenSessionPool> pool_;
   std::mutex cache_mu_;
+  std::mutex counter_mu_;  // advance_counter: read, add one, write as one step in this process
   std::map<std::pair<CK_OBJECT_CLASS, std::string>, KeyHandle> cache_;
 };
 

@@ -25,5 +25,6 @@ void add_kek_commands(CLI::App& app, const Globals& g, Action& action);
 void add_ca_commands(CLI::App& app, const Globals& g, Action& action);
 void add_policy_commands(CLI::App& app, const Globals& g, Action& action);
 void add_pipeline_commands(CLI::App& app, const Globals& g, Action& action);
+void add_audit_commands(CLI::App& app, const Globals& g, Action& action);
 
 }  // namespace certcustody::cli

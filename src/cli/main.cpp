@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   certcustody::cli::add_ca_commands(app, g, action);
   certcustody::cli::add_policy_commands(app, g, action);
   certcustody::cli::add_pipeline_commands(app, g, action);
+  certcustody::cli::add_audit_commands(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,7 @@
 #include "audit/audit_log.h"
 #include "audit/token_signer.h"
 #include "custody_fixture.h"
+#include "ra_fixture.h"
 #include "support/temp_dir.h"
 
 namespace certcustody::testing {
@@ -85,6 +86,61 @@ TEST_F(AuditTokenTest, CheckpointsSignedInTheTokenVerifyWithThePublicKey) {
   auto none = audit::token_signer(*custody_, "no-such-key", "c");
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().code, "audit.key_unusable");
+}
+
+}  // namespace
+}  // namespace certcustody::testing
+
+namespace certcustody::testing {
+namespace {
+
+// The officer's and the auditor's commands: keygen writes the public key,
+// verify needs nothing else, counter gives the value older copies fail against.
+class AuditCommands : public RaFixture {};
+
+TEST_F(AuditCommands, KeygenCounterAndVerifyFromTheCommandLine) {
+  auto kg = cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")});
+  ASSERT_EQ(kg.exit_code, 0) << kg.output;
+  EXPECT_NE(kg.output.find("signs only, never extractable"), std::string::npos) << kg.output;
+  std::string after_first;
+  {
+    auto c = Pkcs11Custody::open(token_->custody_config());
+    ASSERT_TRUE(c) << c.error().to_string();
+    auto signer = audit::token_signer(**c, "audit", "audit-counter");
+    ASSERT_TRUE(signer) << signer.error().to_string();
+    auto log = audit::AuditLog::open({.path = path("audit.log")});
+    ASSERT_TRUE(log);
+    ASSERT_TRUE((*log)->append({.type = "request.received", .request_id = "r-1"}));
+    ASSERT_TRUE((*log)->checkpoint(*signer));
+    after_first = read_file(path("audit.log"));
+    ASSERT_TRUE((*log)->append({.type = "ca.submitted", .request_id = "r-1"}));
+    ASSERT_TRUE((*log)->checkpoint(*signer));
+  }
+  auto counter = cc({"audit", "counter"});
+  ASSERT_EQ(counter.exit_code, 0) << counter.output;
+  EXPECT_NE(counter.output.find("2\n"), std::string::npos) << counter.output;
+
+  auto ok = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", path("audit.log"), "--pubkey", path("audit.pub.pem"),
+                 "--counter", "2"},
+                {});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("OK: 4 records (seq 1-4), 2 checkpoints, last counter 2"), std::string::npos) << ok.output;
+
+  write_file(path("old.log"), after_first);  // an older copy put in its place
+  auto old = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", path("old.log"), "--pubkey",
+                  path("audit.pub.pem"), "--counter", "2"},
+                 {});
+  EXPECT_NE(old.exit_code, 0);
+  EXPECT_NE(old.output.find("error audit.rolled_back"), std::string::npos) << old.output;
+
+  std::string text = read_file(path("audit.log"));
+  text.replace(text.find("r-1"), 3, "r-9");
+  write_file(path("edited.log"), text);
+  auto edited = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", path("edited.log"), "--pubkey",
+                     path("audit.pub.pem")},
+                    {});
+  EXPECT_NE(edited.exit_code, 0);
+  EXPECT_NE(edited.output.find("error audit.chain_broken"), std::string::npos) << edited.output;
 }
 
 }  // namespace

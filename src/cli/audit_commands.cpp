@@ -1,0 +1,104 @@
+// The audit log's commands: the HSM officer's `audit keygen`, and `audit
+// verify`, which an auditor runs with the public key alone (no token, no
+// configuration).
+#include <openssl/pem.h>
+
+#include <cstdio>
+
+#include "audit/audit_log.h"
+#include "cli/commands.h"
+#include "cli/context.h"
+
+namespace certcustody::cli {
+namespace {
+
+struct AuditOptions {
+  std::string label = "audit", key_type = "ec-p256", pubkey_out, counter_label = "audit-counter";
+  std::string log, pubkey, previous_head = audit::kGenesis;
+  std::uint64_t counter = 0;
+};
+
+Result<std::string> public_key_pem(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1)
+    return openssl_error("crypto.encode_failed", "cannot write the public key as PEM", "retry");
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(n));
+}
+
+Status keygen(const Globals& g, const AuditOptions& o) {
+  CC_TRY_ASSIGN(KeyType type, parse_key_type(o.key_type));
+  CC_TRY_ASSIGN(Config cfg, load(g));
+  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
+  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_key_pair(o.label, type, KeyPurpose::sign));
+  CC_TRY_ASSIGN(EvpPkeyPtr pub, custody->public_key(o.label));
+  CC_TRY_ASSIGN(std::string pem, public_key_pem(pub.get()));
+  CC_TRY(write_file_atomic(o.pubkey_out, pem, 0644));
+  CC_TRY_ASSIGN(Bytes id, digest("SHA256", public_key_der(pub.get())));
+  std::printf("generated audit key '%s' (%s) inside token %s: signs only, never extractable\n"
+              "public key for auditors: %s (key id %s)\n",
+              key.label.c_str(), o.key_type.c_str(), cfg.custody.token.c_str(), o.pubkey_out.c_str(),
+              to_hex_lower(id).c_str());
+  return {};
+}
+
+Status counter(const Globals& g, const AuditOptions& o) {
+  CC_TRY_ASSIGN(Config cfg, load(g));
+  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
+  CC_TRY_ASSIGN(std::uint64_t v, custody->read_counter(o.counter_label));
+  std::printf("%llu\n", static_cast<unsigned long long>(v));
+  return {};
+}
+
+Result<EvpPkeyPtr> read_public_key(const std::string& path) {
+  CC_TRY_ASSIGN(std::string pem, read_text(path, "audit public key"));
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  EvpPkeyPtr key(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key)
+    return openssl_error("audit.pubkey_invalid", path + " holds no PEM public key",
+                         "give the audit public key `certcustody audit keygen` wrote");
+  return key;
+}
+
+Status verify(const AuditOptions& o) {
+  CC_TRY_ASSIGN(EvpPkeyPtr key, read_public_key(o.pubkey));
+  CC_TRY_ASSIGN(std::string text, read_text(o.log, "audit log"));
+  CC_TRY_ASSIGN(audit::VerifyReport r,
+                audit::verify_log(text, o.log,
+                                  {.public_key = key.get(), .min_counter = o.counter, .previous_head = o.previous_head}));
+  std::printf("OK: %llu records (seq %llu-%llu), %llu checkpoints, last counter %llu; %llu records after the last "
+              "checkpoint\nhead %s\n",
+              static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.first_seq),
+              static_cast<unsigned long long>(r.last_seq), static_cast<unsigned long long>(r.checkpoints),
+              static_cast<unsigned long long>(r.last_counter), static_cast<unsigned long long>(r.unsigned_tail),
+              r.head.c_str());
+  return {};
+}
+
+}  // namespace
+
+void add_audit_commands(CLI::App& app, const Globals& g, Action& action) {
+  static AuditOptions o;
+  CLI::App* audit = app.add_subcommand("audit", "the signed, tamper-evident audit log");
+  audit->require_subcommand(1);
+
+  CLI::App* kg = audit->add_subcommand("keygen", "HSM officer: generate the audit signing key inside the token");
+  kg->add_option("--label", o.label, "key label (default audit)");
+  kg->add_option("--key-type", o.key_type, "ec-p256 (default), ec-p384, rsa2048, rsa3072, rsa4096");
+  kg->add_option("--pubkey-out", o.pubkey_out, "where to write the public key (PEM) for auditors")->required();
+  kg->callback([&g, &action] { action = [&g] { return keygen(g, o); }; });
+
+  CLI::App* ct = audit->add_subcommand("counter", "the token's audit counter now (give it to verify --counter)");
+  ct->add_option("--label", o.counter_label, "counter label (default audit-counter)");
+  ct->callback([&g, &action] { action = [&g] { return counter(g, o); }; });
+
+  CLI::App* vf = audit->add_subcommand("verify", "verify a log with the audit public key alone (no token)");
+  vf->add_option("--log", o.log, "the audit log file")->required();
+  vf->add_option("--pubkey", o.pubkey, "the audit public key (PEM)")->required();
+  vf->add_option("--counter", o.counter, "the audit counter as last seen (audit counter): older copies fail");
+  vf->add_option("--previous-head", o.previous_head, "the head the previous (rotated) file ended with");
+  vf->callback([&action] { action = [] { return verify(o); }; });
+}
+
+}  // namespace certcustody::cli

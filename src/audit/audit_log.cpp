@@ -1,6 +1,7 @@
 #include "audit/audit_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,21 @@ namespace {
 
 constexpr std::size_t kMaxLine = 16 * 1024;  // a record; the tail is searched within this
 using Json = nlohmann::ordered_json;          // fields in the documented order
+
+// flock(2) for the time of one append: processes sharing the log take turns.
+class FileLock {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_;
+};
 
 Error io_error(const std::string& what) {
   return Error{"audit.unwritable", what + ": " + std::strerror(errno),
@@ -87,6 +103,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(Options options) {
   if (fd < 0) return io_error("cannot open the audit log " + options.path);
   if (options.host.empty()) options.host = host_name();
   std::unique_ptr<AuditLog> log(new AuditLog(fd, std::move(options)));
+  std::lock_guard l(log->mu_);
+  FileLock fl(fd);
   CC_TRY(log->recover_tail());
   return log;
 }
@@ -94,11 +112,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(Options options) {
 AuditLog::~AuditLog() { ::close(fd_); }
 
 // Finds the head in the last complete line; a last line without its newline
-// (a write cut short by a crash) is cut off, then recorded.
+// (a write cut short by a crash) is cut off, then recorded. Both locks held.
 Status AuditLog::recover_tail() {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return io_error("cannot stat " + options_.path);
   const auto size = static_cast<std::size_t>(st.st_size);
+  size_ = size;
   const std::size_t window = std::min(size, 2 * kMaxLine + 2);
   std::string tail(window, '\0');
   if (::pread(fd_, tail.data(), window, static_cast<off_t>(size - window)) != static_cast<ssize_t>(window))
@@ -113,6 +132,7 @@ Status AuditLog::recover_tail() {
     if (::ftruncate(fd_, static_cast<off_t>(size - torn.size())) != 0 || ::fdatasync(fd_) != 0)
       return io_error("cannot cut the torn last line off " + options_.path);
     tail.resize(tail.size() - torn.size());
+    size_ = size - torn.size();
   }
   if (!tail.empty()) {
     tail.pop_back();  // its newline
@@ -125,7 +145,7 @@ Status AuditLog::recover_tail() {
     head_ = sha256_hex(last);
   }
   if (torn.empty()) return {};
-  return append(Event{.type = "audit.torn_tail_repaired",
+  return append_locked(Event{.type = "audit.torn_tail_repaired",
                       .detail = {{"bytes", std::to_string(torn.size())}, {"sha256", sha256_hex(torn)}}});
 }
 
@@ -140,9 +160,22 @@ Status AuditLog::write_line(const std::string& line) {
   return {};
 }
 
+// Another process (a CLI command beside the daemon) may have appended since
+// this one last did: then the head is read again from the file. Both locks held.
+Status AuditLog::follow_file() {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return io_error("cannot stat " + options_.path);
+  if (static_cast<std::size_t>(st.st_size) == size_) return {};
+  return recover_tail();
+}
+
 Status AuditLog::append(const Event& e) {
   std::lock_guard l(mu_);
-  return append_locked(e);
+  FileLock fl(fd_);
+  CC_TRY(follow_file());
+  CC_TRY(append_locked(e));
+  if (options_.signer && ++since_checkpoint_ >= options_.checkpoint_every) return checkpoint_locked(*options_.signer);
+  return {};
 }
 
 Status AuditLog::append_locked(const Event& e) {
@@ -173,6 +206,7 @@ Status AuditLog::append_locked(const Event& e) {
   const std::string hash = sha256_hex(line);
   line.push_back('\n');
   CC_TRY(write_line(line));
+  size_ += line.size();
   ++seq_;
   head_ = hash;
   return {};
@@ -185,6 +219,21 @@ std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head
 
 Status AuditLog::checkpoint(const CheckpointSigner& signer) {
   std::lock_guard l(mu_);
+  FileLock fl(fd_);
+  CC_TRY(follow_file());
+  return checkpoint_locked(signer);
+}
+
+Status AuditLog::maybe_checkpoint(std::chrono::milliseconds interval) {
+  std::lock_guard l(mu_);
+  if (!options_.signer || since_checkpoint_ == 0 || std::chrono::steady_clock::now() - last_checkpoint_ < interval)
+    return {};
+  FileLock fl(fd_);
+  CC_TRY(follow_file());
+  return checkpoint_locked(*options_.signer);
+}
+
+Status AuditLog::checkpoint_locked(const CheckpointSigner& signer) {
   CC_TRY_ASSIGN(std::uint64_t counter, signer.advance_counter());
   const std::string payload = checkpoint_payload(seq_, head_, counter);
   CC_TRY_ASSIGN(Bytes md, digest("SHA256", {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}));
@@ -198,6 +247,8 @@ Status AuditLog::checkpoint(const CheckpointSigner& signer) {
   // Still under the lock: a record slipping in would make the checkpoint
   // name a head that is no longer the one before it.
   CC_TRY(append_locked(e));
+  since_checkpoint_ = 0;
+  last_checkpoint_ = std::chrono::steady_clock::now();
   return sync();
 }
 

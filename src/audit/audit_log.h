@@ -16,11 +16,13 @@
 // callers pass nothing else in `detail`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +68,10 @@ class AuditLog {
     std::string path;
     std::string host{};  // empty: gethostname()
     Actor actor{};
+    // With a signer, a checkpoint follows every `checkpoint_every` records
+    // (and maybe_checkpoint() adds the time-based ones).
+    std::optional<CheckpointSigner> signer{};
+    std::uint64_t checkpoint_every = 1000;
   };
   // Opens (creating it 0600) the log at options.path and finds the chain's
   // head in its last record; a torn last line is cut off and recorded.
@@ -82,14 +88,20 @@ class AuditLog {
   // Signs the chain's head: appends an audit.checkpoint record (covered seq,
   // head, counter, key id, signature), then syncs.
   Status checkpoint(const CheckpointSigner& signer);
+  // A checkpoint with options.signer when records were appended since the
+  // last one and `interval` has passed since it (the daemon's timer).
+  Status maybe_checkpoint(std::chrono::milliseconds interval);
 
   std::uint64_t last_seq() const;
   std::string head() const;  // SHA-256 (hex) of the last record line
 
  private:
   AuditLog(int fd, Options options) : fd_(fd), options_(std::move(options)) {}
+  // The methods below run with mu_ and the file lock held.
   Status recover_tail();
-  Status append_locked(const Event& event);  // mu_ held
+  Status follow_file();
+  Status append_locked(const Event& event);
+  Status checkpoint_locked(const CheckpointSigner& signer);
   Status write_line(const std::string& line);
 
   int fd_;
@@ -97,6 +109,9 @@ class AuditLog {
   mutable std::mutex mu_;
   std::uint64_t seq_ = 0;
   std::string head_ = kGenesis;
+  std::size_t size_ = 0;  // of the file after this process's last look or write
+  std::uint64_t since_checkpoint_ = 0;
+  std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
 };
 
 // What a verification found: records and checkpoints read, the chain's head.

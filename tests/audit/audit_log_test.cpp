@@ -340,5 +340,47 @@ TEST(AuditCheckpoints, AnUnsignedLogOrACounterGoingBackIsRefused) {
   EXPECT_NE(back.error().what.find("counter 3 after counter 6"), std::string::npos) << back.error().what;
 }
 
+// Two writers on one file, as the daemon and a CLI command are: each sees
+// the other's records (file lock, head read again) and the chain stays whole.
+TEST(AuditLog, TwoProcessesAppendingToOneFileKeepOneChain) {
+  TempDir d;
+  auto a = open_or_die(d / "audit.log");
+  auto b = open_or_die(d / "audit.log");
+  ASSERT_TRUE(a->append({.type = "daemon.start"}));
+  ASSERT_TRUE(b->append({.type = "kek.created"}));
+  ASSERT_TRUE(a->append({.type = "request.received"}));
+  std::thread ta([&] {
+    for (int i = 0; i < 300; ++i) EXPECT_TRUE(a->append({.type = "request.received"}));
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 300; ++i) EXPECT_TRUE(b->append({.type = "request.redelivered"}));
+  });
+  ta.join();
+  tb.join();
+  auto r = verify_chain(read_file(d / "audit.log"), "audit.log");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->records, 603u);
+}
+
+TEST(AuditCheckpoints, EveryNRecordsAndOnTheTimer) {
+  TempDir d;
+  SoftwareAuditKey k;
+  auto opened = AuditLog::open({.path = d / "audit.log", .signer = k.signer(), .checkpoint_every = 3});
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& log = *opened;
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(log->append({.type = "request.received"}));
+  EXPECT_EQ(k.counter, 2u);  // after records 3 and 6 (+ the checkpoints themselves: seq 4 and 8)
+  ASSERT_TRUE(log->maybe_checkpoint(std::chrono::hours(1)));
+  EXPECT_EQ(k.counter, 2u);  // not yet due
+  ASSERT_TRUE(log->maybe_checkpoint(std::chrono::milliseconds(0)));
+  EXPECT_EQ(k.counter, 3u);  // record 7 was not covered
+  ASSERT_TRUE(log->maybe_checkpoint(std::chrono::milliseconds(0)));
+  EXPECT_EQ(k.counter, 3u);  // nothing new to cover
+  auto r = verify_log(read_file(d / "audit.log"), "audit.log", {.public_key = k.key(), .min_counter = 3});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->checkpoints, 3u);
+  EXPECT_EQ(r->unsigned_tail, 0u);
+}
+
 }  // namespace
 }  // namespace certcustody::audit

@@ -1,12 +1,14 @@
 #include "cli/context.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
+#include "audit/token_signer.h"
 #include "ca/ca_factory.h"
 #include "provider_context.h"
 
@@ -19,6 +21,28 @@ Result<Config> load(const Globals& g) {
 
 Result<std::unique_ptr<Pkcs11Custody>> open_custody(const Config& cfg) {
   return Pkcs11Custody::open(cfg.custody);
+}
+
+Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const std::string& command,
+                                                        KeyCustody* signer_custody) {
+  audit::AuditLog::Options o{.path = cfg.audit.log,
+                             .actor = audit::current_actor(command),
+                             .checkpoint_every = cfg.audit.checkpoint_every};
+  // The default log lives in the state directory, which may not exist yet.
+  const std::string dir = o.path.substr(0, o.path.rfind('/'));
+  if (!dir.empty() && dir == cfg.state.dir) ::mkdir(dir.c_str(), 0700);
+  if (signer_custody != nullptr) {
+    auto signer = audit::token_signer(*signer_custody, cfg.audit.key, cfg.audit.counter);
+    if (signer) {
+      o.signer = std::move(signer).value();
+    } else if (cfg.audit.configured) {
+      return signer.error();
+    } else {
+      std::fprintf(stderr, "certcustody: warning: the audit log %s is not signed: %s — %s\n", o.path.c_str(),
+                   signer.error().what.c_str(), signer.error().remedy.c_str());
+    }
+  }
+  return audit::AuditLog::open(std::move(o));
 }
 
 SharedCustody::SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token) {

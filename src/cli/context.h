@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "audit/audit_log.h"
 #include "ca/ca_client.h"
 #include "cli/commands.h"
 #include "config/config.h"
@@ -36,6 +37,13 @@ struct CaSession {
 Result<TlsIdentity> open_ra_identity(const Globals& g, CaSession& s);
 // ... and a client for [ca.<ca_name>].
 Status connect_ca(const Globals& g, const std::string& ca_name, CaSession& s);
+
+// The audit log of [audit] for `command`. With `signer_custody` (the daemon)
+// checkpoints are signed with the audit key there: required when [audit] is
+// configured, else a missing key is warned about and the log stays unsigned.
+// Other commands append only; the daemon's next checkpoint covers them.
+Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const std::string& command,
+                                                        KeyCustody* signer_custody = nullptr);
 
 Result<std::string> read_text(const std::string& path, const char* what);
 

@@ -28,6 +28,7 @@ struct PipelineSession {
   Config cfg;
   std::shared_ptr<Pkcs11Custody> custody;
   std::unique_ptr<SharedCustody> shared;
+  std::unique_ptr<audit::AuditLog> audit;  // signs through custody: closed before it
   std::unique_ptr<store::RequestStore> store;
   std::unique_ptr<pipeline::Pipeline> pipeline;
 };
@@ -44,16 +45,20 @@ Result<std::shared_ptr<pipeline::Runtime>> build_runtime(const Globals& g, const
   });
 }
 
-Status open_pipeline(const Globals& g, PipelineSession& s) {
+// `daemon`: the audit log checkpoints with the audit key (serve); the other
+// commands only append.
+Status open_pipeline(const Globals& g, PipelineSession& s, const std::string& command, bool daemon) {
   CC_TRY_ASSIGN(s.cfg, load(g));
   CC_TRY_ASSIGN(auto opened, open_custody(s.cfg));
   s.custody = std::move(opened);
   s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);
+  CC_TRY_ASSIGN(s.audit, open_audit_log(s.cfg, command, daemon ? s.custody.get() : nullptr));
   CC_TRY_ASSIGN(auto rt, build_runtime(g, s.cfg.ra.key));
   const auto spool = pipeline::spool_paths(s.cfg.state.dir);
   CC_TRY(pipeline::ensure_spool(spool));
   CC_TRY_ASSIGN(s.store, store::RequestStore::open(store_path(s.cfg)));
   s.pipeline = std::make_unique<pipeline::Pipeline>(*s.store, *s.custody, spool, std::move(rt));
+  s.pipeline->set_audit(s.audit.get());
   return {};
 }
 
@@ -86,7 +91,7 @@ Status serve(const Globals& g, const PipelineOptions& o) {
   (void)CRYPTO_secure_malloc_init(4u << 20, 16);
   pipeline::block_daemon_signals();
   PipelineSession s;
-  CC_TRY(open_pipeline(g, s));
+  CC_TRY(open_pipeline(g, s, "serve", true));
   CC_TRY_ASSIGN(auto lock, pipeline::DaemonLock::acquire(s.cfg.state.dir));
   pipeline::DaemonOptions d;
   const unsigned configured = o.workers != 0 ? o.workers : s.cfg.pipeline->workers;
@@ -95,6 +100,8 @@ Status serve(const Globals& g, const PipelineOptions& o) {
   d.until_idle = o.until_idle;
   const std::string ra_key = s.cfg.ra.key;
   d.reload = [&g, ra_key] { return build_runtime(g, ra_key); };
+  d.audit = s.audit.get();
+  d.checkpoint_interval_ms = s.cfg.audit.checkpoint_interval_ms;
   return pipeline::run_daemon(*s.pipeline, *s.store, d);
 }
 
@@ -152,7 +159,7 @@ Status status(const Globals& g, const PipelineOptions& o) {
 
 Status redeliver(const Globals& g, const PipelineOptions& o) {
   PipelineSession s;
-  CC_TRY(open_pipeline(g, s));
+  CC_TRY(open_pipeline(g, s, "redeliver", false));
   CC_TRY(s.pipeline->redeliver(o.id));
   std::printf("redelivered %s to %s/%s.pfx.p7m (same certificate, newly enveloped)\n", o.id.c_str(),
               pipeline::spool_paths(s.cfg.state.dir).outgoing.c_str(), o.id.c_str());
@@ -162,7 +169,7 @@ Status redeliver(const Globals& g, const PipelineOptions& o) {
 Status revoke(const Globals& g, const PipelineOptions& o) {
   CC_TRY_ASSIGN(ca::RevocationReason reason, ca::parse_revocation_reason(o.reason));
   PipelineSession s;
-  CC_TRY(open_pipeline(g, s));
+  CC_TRY(open_pipeline(g, s, "revoke", false));
   CC_TRY(s.pipeline->revoke(o.id, reason));
   std::printf("revoked the certificate of request %s (reason %s)\n", o.id.c_str(),
               std::string(ca::reason_name(reason)).c_str());

@@ -6,6 +6,7 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "common/ossl.h"
 #include "config/toml_fields.h"
 
 namespace certcustody {
@@ -187,6 +188,20 @@ Status parse_pipeline(const toml::table& t, const std::string& file, PipelineCon
   return {};
 }
 
+Status parse_audit(const toml::table& t, const std::string& file, AuditConfig& a) {
+  const std::string section = "audit";
+  CC_TRY(reject_unknown(t, file, section, {"log", "key", "counter", "checkpoint_every", "checkpoint_interval_ms"}));
+  CC_TRY(read_string(t, file, section, "log", false, a.log));
+  a.log = resolve_relative(file, a.log);
+  CC_TRY(read_string(t, file, section, "key", false, a.key));
+  CC_TRY(read_string(t, file, section, "counter", false, a.counter));
+  CC_TRY(read_count(t, file, section, "checkpoint_every", 1000000, a.checkpoint_every));
+  if (a.checkpoint_every == 0) return invalid(t, file, section, "checkpoint_every", "is 0", "use 1 or more");
+  CC_TRY(read_timeout(t, file, section, "checkpoint_interval_ms", a.checkpoint_interval_ms));
+  a.configured = true;
+  return {};
+}
+
 }  // namespace
 
 std::optional<std::string> ca_fqdn_problem(const std::string& fqdn) {
@@ -247,6 +262,14 @@ Result<Config> parse_config(const std::string& text, const std::string& source_n
     cfg.pipeline.emplace();
     CC_TRY(parse_pipeline(*pl->as_table(), source_name, *cfg.pipeline));
   }
+  cfg.audit.log = cfg.state.dir + "/audit.log";
+  if (const toml::node* au = root.get("audit")) {
+    if (!au->is_table())
+      return config_error("config.wrong_type", where(source_name, au->source()), "audit", "must be a table");
+    CC_TRY(parse_audit(*au->as_table(), source_name, cfg.audit));
+  }
+  if (auto h = digest("SHA256", {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}))
+    cfg.sha256 = to_hex_lower(*h);
   return cfg;
 }
 

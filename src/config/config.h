@@ -36,6 +36,17 @@ struct PipelineConfig {
   unsigned max_request_bytes = 65536;   // a bigger spool file is refused unread
 };
 
+// The audit log ([audit], docs/audit.md). Without the section: the log is
+// <state.dir>/audit.log, signed when the token holds the key "audit".
+struct AuditConfig {
+  std::string log;                         // the log file
+  std::string key = "audit";               // label of the audit signing key in the token
+  std::string counter = "audit-counter";   // label of the token-held checkpoint counter
+  unsigned checkpoint_every = 1000;        // records between checkpoints ...
+  unsigned checkpoint_interval_ms = 1000;  // ... or this long, whichever comes first
+  bool configured = false;                 // [audit] given: its key is required
+};
+
 struct RaConfig {
   std::string key;  // pkcs11: URI of the RA key; its certificate is stored beside it
 };
@@ -67,6 +78,8 @@ struct Config {
   StateConfig state;
   RaConfig ra;                         // optional [ra]
   std::optional<PipelineConfig> pipeline;  // optional [pipeline]
+  AuditConfig audit;                       // optional [audit]
+  std::string sha256;                      // of the file's text: which configuration an event ran under
   std::vector<CaEndpointConfig> cas;   // optional [ca.<name>] tables
 
   Result<const CaEndpointConfig*> ca(const std::string& name) const;

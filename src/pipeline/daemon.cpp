@@ -81,14 +81,24 @@ Result<bool> idle(store::RequestStore& store, const Shared& sh) {
   return sh.busy == 0;
 }
 
+// An event of the daemon itself; a failure is reported (the workers' own
+// events stop their steps when the log cannot be written).
+void record(const DaemonOptions& o, const audit::Event& e) {
+  if (o.audit == nullptr) return;
+  if (Status s = o.audit->append(e); !s) log_daemon("audit: " + s.error().to_string());
+}
+
 void reload(Pipeline& p, const DaemonOptions& o) {
   if (!o.reload) return;
   auto rt = o.reload();
   if (!rt) {
     log_daemon("reload refused, the previous configuration stays: " + rt.error().to_string());
+    record(o, {.type = "config.reload_refused", .outcome = "failed", .error_code = rt.error().code});
     return;
   }
+  const std::string sha256 = (*rt)->cfg.sha256;
   p.set_runtime(std::move(rt).value());
+  record(o, {.type = "config.reloaded", .detail = {{"config_sha256", sha256}}});
   log_daemon("configuration reloaded");
 }
 
@@ -123,6 +133,10 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
   for (unsigned i = 0; i < std::max(1u, o.workers); ++i)
     workers.emplace_back(worker, std::ref(pipeline), std::ref(sh), scan_ms);
   log_daemon("started with " + std::to_string(workers.size()) + " workers");
+  record(o, {.type = "daemon.start",
+             .detail = {{"workers", std::to_string(workers.size())},
+                        {"config", pipeline.runtime()->cfg.path},
+                        {"config_sha256", pipeline.runtime()->cfg.sha256}}});
   const sigset_t set = daemon_signals();
   auto next_scan = std::chrono::steady_clock::now();
   while (!sh.stop) {
@@ -136,6 +150,9 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
         if (is_idle && *is_idle) break;
       }
     }
+    if (o.audit != nullptr)
+      if (Status s = o.audit->maybe_checkpoint(std::chrono::milliseconds(o.checkpoint_interval_ms)); !s)
+        log_daemon("audit checkpoint: " + s.error().to_string());
     timespec wait{0, 50 * 1000 * 1000};
     const int sig = sigtimedwait(&set, nullptr, &wait);
     if (sig == SIGHUP) {
@@ -159,6 +176,10 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
       line.append(" ").append(store::state_name(state)).append(" ").append(std::to_string(n));
     log_daemon(line);
   }
+  record(o, {.type = "daemon.stop"});
+  if (o.audit != nullptr)
+    if (Status s = o.audit->maybe_checkpoint(std::chrono::milliseconds(0)); !s)
+      log_daemon("audit checkpoint at stop: " + s.error().to_string());
   return {};
 }
 

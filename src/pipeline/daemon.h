@@ -30,6 +30,8 @@ struct DaemonOptions {
   unsigned workers = 1;
   bool until_idle = false;  // exit when nothing is due within a minute (tests, the demo, cron-style runs)
   std::function<Result<std::shared_ptr<Runtime>>()> reload;  // SIGHUP
+  audit::AuditLog* audit = nullptr;     // start, reload and stop events; checkpoints on a timer and at stop
+  unsigned checkpoint_interval_ms = 1000;
 };
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every

@@ -98,7 +98,8 @@ Error outcome_unknown(const std::string& id, const std::string& ca, const std::s
 bool retryable(const Error& e) {
   static const char* const kMore[] = {"ca.circuit_open",      "custody.token_not_present", "custody.session_lost",
                                       "custody.device_error", "custody.too_many_sessions", "custody.host_memory",
-                                      "store.busy",           "spool.unwritable",          "custody.token_error"};
+                                      "store.busy",           "spool.unwritable",          "custody.token_error",
+                                      "audit.unwritable"};
   if (ca::is_transient(e)) return true;
   for (const char* c : kMore)
     if (e.code == c) return true;
@@ -209,9 +210,15 @@ Status Pipeline::write_status(const std::string& id) {
   return write_atomic(spool_, spool_.outgoing, id + ".status.json", status_json(r, a));
 }
 
+Status Pipeline::record(const audit::Event& e) {
+  if (audit_ == nullptr) return {};
+  return audit_->append(e);
+}
+
 Status Pipeline::fail(const std::string& id, State from, const Error& e) {
   log_line(id, "failed: " + e.to_string());
   CC_TRY(store_.transition(id, from, State::failed, {.error = e}));
+  CC_TRY(record({.type = "request.failed", .request_id = id, .outcome = "failed", .error_code = e.code}));
   return write_status(id);
 }
 
@@ -224,6 +231,8 @@ Status Pipeline::record_bad_file(const std::string& path, const std::string& tex
     CC_TRY_ASSIGN(Bytes sha, digest("SHA256", as_span(text)));
     if (store_.refuse(id, to_hex_lower(sha), e)) {  // recorded now, or by a run that stopped before the unlink
       log_line(id, "failed: " + e.to_string());
+      CC_TRY(record({.type = "request.refused", .request_id = id, .outcome = "failed", .error_code = e.code,
+                     .detail = {{"body_sha256", to_hex_lower(sha)}}}));
       CC_TRY(write_status(id));
       ::unlink(path.c_str());
       return {};
@@ -280,6 +289,9 @@ Result<int> Pipeline::intake() {
       CC_TRY(record_bad_file(path, *text, rec.error()));
       continue;
     }
+    CC_TRY(record({.type = "request.received",
+                   .request_id = checked->first,
+                   .detail = {{"profile", checked->second}, {"body_sha256", to_hex_lower(sha)}}}));
     fault_point("after_intake");
     ::unlink(path.c_str());
   }
@@ -362,7 +374,15 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
     auto tpl = rt.template_policy(profile);
     if (!tpl) return settle(r, rt, tpl.error());
     auto spec = policy::evaluate(profile, doc.attributes, *tpl);
-    if (!spec) return fail(r.id, State::processing, spec.error());
+    if (!spec) {
+      CC_TRY(record({.type = "policy.decision", .request_id = r.id, .outcome = "failed",
+                     .error_code = spec.error().code, .detail = {{"profile", profile.name}}}));
+      return fail(r.id, State::processing, spec.error());
+    }
+    if (Status s = record({.type = "policy.decision", .request_id = r.id,
+                           .detail = {{"profile", profile.name}, {"template", profile.template_id}}});
+        !s)
+      return settle(r, rt, s.error());
     CC_TRY_ASSIGN(key, generate_user_key(spec->key_type));
     CC_TRY_ASSIGN(Bytes csr, build_csr(*spec, key.get()));
     CC_TRY_ASSIGN(SecureBytes pk8, private_key_pkcs8(key.get()));
@@ -379,12 +399,21 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
     if (client->submit_is_idempotent()) made["submitted"] = "1";
     CC_TRY(store_.put(r.id, State::processing, made));
     a.insert(made.begin(), made.end());
+    CC_TRY(record({.type = "request.csr_made", .request_id = r.id,
+                   .detail = {{"key_type", key_type_name(spec->key_type)}, {"csr_public_key_sha256", to_hex_lower(spki)}}}));
     fault_point("after_csr");
   }
   if (get(a, "submitted") == "1" && !client->submit_is_idempotent())
     return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
   if (get(a, "submitted") != "1") CC_TRY(store_.put(r.id, State::processing, {{"submitted", "1"}}));
   fault_point("before_submit");
+  if (Status s = record({.type = "ca.submitted", .request_id = r.id,
+                         .detail = {{"ca", profile.ca}, {"transaction_id", get(a, "transaction_id")}}});
+      !s) {
+    if (get(a, "submitted") == "1" && !client->submit_is_idempotent())
+      CC_TRY(store_.put(r.id, State::processing, {{"submitted", "0"}}));  // not sent: may be sent later
+    return settle(r, rt, s.error());
+  }
   ca::SubmitRequest req{profile.template_id, text_bytes(get(a, "csr")), get(a, "transaction_id"), {}};
   if (doc.attributes.common_name) req.attributes.emplace_back("common_name", *doc.attributes.common_name);
   if (doc.attributes.email) req.attributes.emplace_back("mail", *doc.attributes.email);
@@ -406,10 +435,15 @@ Status Pipeline::poll(const store::RequestRecord& r, const Runtime& rt, store::A
 
 Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, Result<ca::Enrollment> answer,
                              EVP_PKEY* key) {
-  if (!answer) return settle(r, rt, answer.error());
+  if (!answer) {
+    CC_TRY(record({.type = "ca.result", .request_id = r.id, .outcome = "failed", .error_code = answer.error().code}));
+    return settle(r, rt, answer.error());
+  }
   const ca::Enrollment& e = *answer;
   if (e.status == ca::Enrollment::Status::pending) {
     log_line(r.id, "pending at the CA as " + e.ticket.request_id);
+    CC_TRY(record({.type = "ca.result", .request_id = r.id,
+                   .detail = {{"status", "pending"}, {"ca_request_id", e.ticket.request_id}}}));
     CC_TRY(store_.transition(r.id, State::processing, State::pending_ca,
                              {.ca_request_id = e.ticket.request_id,
                               .ca_poll_uri = e.ticket.poll_uri,
@@ -424,6 +458,11 @@ Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, R
                                 {"chain", joined(e.chain)},
                                 {"certificate_summary", certificate_summary(cert.get())}};
   CC_TRY(store_.put(r.id, State::processing, issued));
+  auto cert_sha256 = RecipientSet::thumbprint(cert.get());
+  CC_TRY(record({.type = "ca.result", .request_id = r.id,
+                 .detail = {{"status", "issued"},
+                            {"serial", ca::serial_hex(cert.get())},
+                            {"certificate_sha256", cert_sha256 ? *cert_sha256 : ""}}}));
   fault_point("after_issue");
   log_line(r.id, "issued, serial " + ca::serial_hex(cert.get()));
   CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
@@ -467,6 +506,8 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
     }
     CC_TRY_ASSIGN(Bytes env_pw, pfx::envelope_for(custody_, recipient, password));
     CC_TRY_ASSIGN(Bytes env_pfx, pfx::envelope_for(custody_, recipient, p12));
+    CC_TRY(record({.type = "pfx.wrapped", .request_id = r.id,
+                   .detail = {{"recipient", doc.recipient.value_or("")}, {"pfx_format", profile->pfx_format}}}));
     CC_TRY(write_atomic(spool_, spool_.outgoing, r.id + ".password.p7m", bytes_text(env_pw)));
     CC_TRY(write_atomic(spool_, spool_.outgoing, r.id + ".pfx.p7m", bytes_text(env_pfx)));
     fault_point("after_write");
@@ -482,6 +523,7 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
   CC_TRY(store_.transition(r.id, State::processing, State::delivered,
                            {.error = Error{"", "", ""}, .artifacts = {{"delivered_at_ms", std::to_string(now_ms())}}}));
   log_line(r.id, "delivered to " + spool_.outgoing + "/" + r.id + ".pfx.p7m");
+  CC_TRY(record({.type = "request.delivered", .request_id = r.id}));
   return write_status(r.id);
 }
 
@@ -504,6 +546,7 @@ Status Pipeline::redeliver(const std::string& id) {
   CC_TRY_ASSIGN(r, store_.get(id));
   CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
   auto rt = runtime();
+  CC_TRY(record({.type = "request.redelivery", .request_id = id}));
   CC_TRY(deliver(r, *rt, a));
   CC_TRY_ASSIGN(r, store_.get(id));
   if (r.state != State::delivered)
@@ -525,6 +568,9 @@ Status Pipeline::revoke(const std::string& id, ca::RevocationReason reason) {
                  "configure it again (its CA is where the certificate is revoked)"};
   CC_TRY_ASSIGN(ca::CaClient * client, rt->ca(profile->ca));
   Status s = client->revoke({text_bytes(get(a, "certificate")), reason, get(a, "transaction_id") + "-revoke"});
+  CC_TRY(record({.type = "certificate.revoked", .request_id = id, .outcome = s ? "ok" : "failed",
+                 .error_code = s ? "" : s.error().code,
+                 .detail = {{"reason", std::string(ca::reason_name(reason))}, {"ca", profile->ca}}}));
   nlohmann::json rec = {{"status", s ? "revoked" : "failed"},
                         {"reason", std::string(ca::reason_name(reason))},
                         {"at_ms", now_ms()}};

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/audit_log.h"
 #include "ca/ca_client.h"
 #include "config/config.h"
 #include "custody/key_custody.h"
@@ -70,6 +71,9 @@ class Pipeline {
   Pipeline(store::RequestStore& store, KeyCustody& custody, SpoolPaths spool, std::shared_ptr<const Runtime> rt);
 
   void set_runtime(std::shared_ptr<const Runtime> rt);
+  // Every step's event goes to `log` (docs/audit.md); null: none. An event
+  // that cannot be recorded stops the step before its side effect.
+  void set_audit(audit::AuditLog* log) { audit_ = log; }
   std::shared_ptr<const Runtime> runtime() const;
 
   // Spool files -> store (bad ones recorded as failed with the named error).
@@ -96,12 +100,14 @@ class Pipeline {
   Status fail(const std::string& id, store::State from, const Error& e);
   Status record_bad_file(const std::string& path, const std::string& text, const Error& e);
   Status write_status(const std::string& id);
+  Status record(const audit::Event& e);
 
   store::RequestStore& store_;
   KeyCustody& custody_;
   SpoolPaths spool_;
   mutable std::mutex rt_mu_;
   std::shared_ptr<const Runtime> rt_;
+  audit::AuditLog* audit_ = nullptr;
 };
 
 // Errors worth another attempt later (the CA, the network or the token away).

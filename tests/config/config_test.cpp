@@ -213,7 +213,23 @@ TEST(Config, TheShippedExampleParses) {
   EXPECT_TRUE(c->ca("digicert"));
   ASSERT_TRUE(c->pipeline);
   EXPECT_EQ(c->pipeline->kek, "pfx-kek");
+  EXPECT_TRUE(c->audit.configured);
+  EXPECT_EQ(c->audit.log, "/var/log/certcustody/audit.log");
+  EXPECT_EQ(c->audit.key, "audit");
   EXPECT_EQ(c->pipeline->recipients.size(), 1u);
+}
+
+TEST(Config, AuditDefaultsToTheStateDirectory) {
+  auto c = parse_config(kGood, "cc.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_FALSE(c->audit.configured);
+  EXPECT_EQ(c->audit.log, c->state.dir + "/audit.log");
+  EXPECT_EQ(c->audit.checkpoint_every, 1000u);
+  EXPECT_EQ(c->sha256.size(), 64u);
+  EXPECT_NE(parse_config(std::string(kGood) + "\n# changed\n", "cc.toml")->sha256, c->sha256);
+  auto bad = parse_config(std::string(kGood) + "\n[audit]\ncheckpoint_every = 0\n", "cc.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().what.find("audit.checkpoint_every"), std::string::npos) << bad.error().what;
 }
 
 TEST(Config, PipelineDefaultsAndLimits) {

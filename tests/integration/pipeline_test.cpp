@@ -346,6 +346,46 @@ TEST_F(Pipeline, RecipientsAreCheckedBeforeAnythingIsIssued) {
   EXPECT_NE(s.output.find(path("ec.pem")), std::string::npos) << s.output;
 }
 
+// The audit log of a full run: every step of each request, the daemon's start
+// and stop, signed checkpoints that verify with the public key and the
+// token's counter; and none of the secrets of the run in it.
+TEST_F(Pipeline, TheAuditLogRecordsEveryStepSignedAndWithoutSecrets) {
+  ASSERT_EQ(cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")}).exit_code, 0);
+  submit("dc-1", "users", "IWUser0");
+  submit("ms-1", "ms", "IWUser1");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_EQ(s.output.find("is not signed"), std::string::npos) << s.output;
+  ASSERT_EQ(cc({"redeliver", "dc-1"}).exit_code, 0);
+  ASSERT_EQ(cc({"revoke", "dc-1", "--reason", "superseded"}).exit_code, 0);
+  ASSERT_EQ(serve().exit_code, 0);  // its checkpoint covers the two commands' records
+
+  auto counter = cc({"audit", "counter"});
+  ASSERT_EQ(counter.exit_code, 0) << counter.output;
+  const std::string n = counter.output.substr(0, counter.output.find('\n'));
+  const std::string log = state() + "/audit.log";
+  auto v = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", log, "--pubkey", path("audit.pub.pem"), "--counter", n},
+               env());
+  EXPECT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_NE(v.output.find("0 records after the last checkpoint"), std::string::npos) << v.output;
+
+  const std::string text = read_file(log);
+  for (const char* event : {"daemon.start", "request.received", "policy.decision", "request.csr_made", "ca.submitted",
+                            "ca.result", "pfx.wrapped", "request.delivered", "request.redelivery",
+                            "certificate.revoked", "daemon.stop", "audit.checkpoint"})
+    EXPECT_NE(text.find(std::string("\"event\":\"") + event + "\""), std::string::npos) << event;
+  // Secrets of the run: the token PINs, and each PKCS#12 password.
+  std::vector<std::string> secrets = {token_->user_pin(), token_->so_pin()};
+  for (const char* id : {"dc-1", "ms-1"}) {
+    open_output(id);
+    secrets.push_back(read_file(path(std::string(id) + ".password")));
+  }
+  for (const std::string& secret : secrets) {
+    ASSERT_GE(secret.size(), 8u);
+    EXPECT_EQ(text.find(secret), std::string::npos) << "a secret is in the audit log";
+  }
+}
+
 // OpenSSL's CMP mock server as the CA. It answers every enrolment with one
 // fixed certificate (../shared/notes/real-peers.md), so the daemon is stopped
 // after the CSR is made and persisted, the mock is given a certificate for

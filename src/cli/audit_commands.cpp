@@ -30,12 +30,21 @@ Result<std::string> public_key_pem(EVP_PKEY* key) {
 Status keygen(const Globals& g, const AuditOptions& o) {
   CC_TRY_ASSIGN(KeyType type, parse_key_type(o.key_type));
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_key_pair(o.label, type, KeyPurpose::sign));
+  CC_TRY_ASSIGN(auto log, open_audit_log(cfg, "audit keygen"));
+  CC_TRY_ASSIGN(auto custody, open_custody_audited(cfg, *log));
+  auto made = custody->generate_key_pair(o.label, type, KeyPurpose::sign);
+  if (!made) {
+    CC_TRY(log->append(outcome_event("key.generated", made.status(), {{"label", o.label}, {"purpose", "audit"}})));
+    return made.error();
+  }
+  const ObjectInfo& key = *made;
   CC_TRY_ASSIGN(EvpPkeyPtr pub, custody->public_key(o.label));
+  CC_TRY_ASSIGN(Bytes id, digest("SHA256", public_key_der(pub.get())));
+  // A new audit key is the key rotation event: checkpoints from here on name it.
+  CC_TRY(log->append(outcome_event(
+      "key.generated", {}, {{"label", o.label}, {"key_type", o.key_type}, {"purpose", "audit"}, {"key_id", to_hex_lower(id)}})));
   CC_TRY_ASSIGN(std::string pem, public_key_pem(pub.get()));
   CC_TRY(write_file_atomic(o.pubkey_out, pem, 0644));
-  CC_TRY_ASSIGN(Bytes id, digest("SHA256", public_key_der(pub.get())));
   std::printf("generated audit key '%s' (%s) inside token %s: signs only, never extractable\n"
               "public key for auditors: %s (key id %s)\n",
               key.label.c_str(), o.key_type.c_str(), cfg.custody.token.c_str(), o.pubkey_out.c_str(),

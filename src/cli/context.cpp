@@ -45,6 +45,23 @@ Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const
   return audit::AuditLog::open(std::move(o));
 }
 
+audit::Event outcome_event(std::string type, const Status& outcome,
+                           std::vector<std::pair<std::string, std::string>> detail) {
+  return {.type = std::move(type),
+          .outcome = outcome ? "ok" : "failed",
+          .error_code = outcome ? "" : outcome.error().code,
+          .detail = std::move(detail)};
+}
+
+Result<std::unique_ptr<Pkcs11Custody>> open_custody_audited(const Config& cfg, audit::AuditLog& log) {
+  auto custody = open_custody(cfg);
+  // The pool logs in on first use: here, so that the event says how it went.
+  const Status outcome = custody ? (*custody)->pool().connect() : custody.status();
+  CC_TRY(log.append(outcome_event("token.login", outcome, {{"token", cfg.custody.token}})));
+  CC_TRY(outcome);
+  return custody;
+}
+
 SharedCustody::SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token) {
   provider::set_shared_custody(std::move(c), token);
 }

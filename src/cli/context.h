@@ -45,6 +45,14 @@ Status connect_ca(const Globals& g, const std::string& ca_name, CaSession& s);
 Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const std::string& command,
                                                         KeyCustody* signer_custody = nullptr);
 
+// open_custody, with the login's outcome recorded (token.login ok / failed
+// with the named error, e.g. custody.pin_incorrect).
+Result<std::unique_ptr<Pkcs11Custody>> open_custody_audited(const Config& cfg, audit::AuditLog& log);
+
+// An event recording `outcome`: ok, or failed with its error's code.
+audit::Event outcome_event(std::string type, const Status& outcome,
+                           std::vector<std::pair<std::string, std::string>> detail = {});
+
 Result<std::string> read_text(const std::string& path, const char* what);
 
 // Writes `data` to `path` atomically (temp file + rename) with `mode`.

@@ -8,8 +8,12 @@ namespace {
 
 Status kek_create(const Globals& g, const std::string& label) {
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_secret_key(label, 256));
+  CC_TRY_ASSIGN(auto log, open_audit_log(cfg, "kek create"));
+  CC_TRY_ASSIGN(auto custody, open_custody_audited(cfg, *log));
+  auto made = custody->generate_secret_key(label, 256);
+  CC_TRY(log->append(
+      outcome_event("key.generated", made.status(), {{"label", label}, {"key_type", "aes256"}, {"purpose", "kek"}})));
+  CC_TRY_ASSIGN(ObjectInfo key, std::move(made));
   std::printf("generated AES-256 PFX encryption key '%s' (id %s) inside token %s: sensitive, never extractable\n",
               key.label.c_str(), to_hex_lower(key.id).c_str(), cfg.custody.token.c_str());
   return {};

@@ -19,8 +19,12 @@ struct RaOptions {
 Status ra_keygen(const Globals& g, const RaOptions& o) {
   CC_TRY_ASSIGN(KeyType type, parse_key_type(o.key_type));
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(ObjectInfo key, custody->generate_key_pair(o.label, type, KeyPurpose::sign));
+  CC_TRY_ASSIGN(auto log, open_audit_log(cfg, "ra keygen"));
+  CC_TRY_ASSIGN(auto custody, open_custody_audited(cfg, *log));
+  auto made = custody->generate_key_pair(o.label, type, KeyPurpose::sign);
+  CC_TRY(log->append(outcome_event("key.generated", made.status(),
+                                   {{"label", o.label}, {"key_type", key_type_name(type)}, {"purpose", "ra"}})));
+  CC_TRY_ASSIGN(ObjectInfo key, std::move(made));
   std::printf("generated %s key pair '%s' (id %s) inside token %s: sensitive, never extractable\n",
               key_type_name(type).c_str(), key.label.c_str(), to_hex_lower(key.id).c_str(),
               cfg.custody.token.c_str());
@@ -29,8 +33,11 @@ Status ra_keygen(const Globals& g, const RaOptions& o) {
 
 Status ra_csr(const Globals& g, const RaOptions& o) {
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(X509ReqPtr req, make_ra_csr(*custody, o.label, o.subject));
+  CC_TRY_ASSIGN(auto log, open_audit_log(cfg, "ra csr"));
+  CC_TRY_ASSIGN(auto custody, open_custody_audited(cfg, *log));
+  auto made = make_ra_csr(*custody, o.label, o.subject);
+  CC_TRY(log->append(outcome_event("csr.signed", made.status(), {{"label", o.label}, {"subject", o.subject}})));
+  CC_TRY_ASSIGN(X509ReqPtr req, std::move(made));
   std::string pem = csr_to_pem(req.get());
   if (o.out.empty()) {
     std::fputs(pem.c_str(), stdout);
@@ -44,8 +51,12 @@ Status ra_csr(const Globals& g, const RaOptions& o) {
 Status ra_import(const Globals& g, const RaOptions& o) {
   CC_TRY_ASSIGN(X509Ptr cert, read_certificate(o.cert));
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
-  CC_TRY_ASSIGN(ImportedCertificate imported, import_ra_certificate(*custody, o.label, cert.get(), o.replace));
+  CC_TRY_ASSIGN(auto log, open_audit_log(cfg, "ra import"));
+  CC_TRY_ASSIGN(auto custody, open_custody_audited(cfg, *log));
+  auto done = import_ra_certificate(*custody, o.label, cert.get(), o.replace);
+  CC_TRY(log->append(outcome_event("certificate.imported", done.status(),
+                                   {{"label", o.label}, {"sha256", done ? done->sha256_thumbprint : ""}})));
+  CC_TRY_ASSIGN(ImportedCertificate imported, std::move(done));
   std::printf("stored RA certificate for '%s'\n", o.label.c_str());
   std::printf("subject: %s\nnot after: %s\n", imported.subject.c_str(), imported.not_after.c_str());
   std::printf("SHA-1 thumbprint: %s\nSHA-256 thumbprint: %s\n", imported.sha1_thumbprint.c_str(),

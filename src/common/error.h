@@ -38,6 +38,7 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  Result<void> status() const;  // the outcome without the value
 
  private:
   std::variant<T, Error> v_;
@@ -57,6 +58,12 @@ class [[nodiscard]] Result<void> {
 };
 
 using Status = Result<void>;
+
+template <class T>
+Result<void> Result<T>::status() const {
+  if (ok()) return {};
+  return error();
+}
 
 }  // namespace certcustody
 

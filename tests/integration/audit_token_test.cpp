@@ -102,6 +102,24 @@ TEST_F(AuditCommands, KeygenCounterAndVerifyFromTheCommandLine) {
   auto kg = cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")});
   ASSERT_EQ(kg.exit_code, 0) << kg.output;
   EXPECT_NE(kg.output.find("signs only, never extractable"), std::string::npos) << kg.output;
+  // The officer's commands are in the default log, a failed login too.
+  const std::string officer_log = token_->dir() + "/state/audit.log";
+  ASSERT_EQ(cc({"kek", "create", "--label", "pfx-kek"}).exit_code, 0);
+  const std::string pin = read_file(token_->user_pin_file());
+  write_file(token_->user_pin_file(), "wrong-pin-123\n");
+  auto refused = cc({"kek", "create", "--label", "other"});
+  write_file(token_->user_pin_file(), pin);
+  EXPECT_NE(refused.exit_code, 0);
+  const std::string events = read_file(officer_log);
+  EXPECT_NE(events.find(R"("event":"key.generated","outcome":"ok","detail":{"label":"audit")"), std::string::npos)
+      << events;
+  EXPECT_NE(events.find(R"("event":"key.generated","outcome":"ok","detail":{"label":"pfx-kek")"), std::string::npos)
+      << events;
+  EXPECT_NE(events.find(R"("event":"token.login","outcome":"failed","error":"custody.pin_incorrect")"),
+            std::string::npos)
+      << events;
+  EXPECT_EQ(events.find("wrong-pin-123"), std::string::npos);
+  EXPECT_TRUE(audit::verify_chain(events, officer_log));
   std::string after_first;
   {
     auto c = Pkcs11Custody::open(token_->custody_config());

@@ -7,7 +7,8 @@
 #   a CA (the test CA simulator, DigiCert dialect) enrols a user CSR ->
 #   the issuance pipeline: a PFX request submitted, `serve` issues it and
 #   writes the PKCS#12 enveloped for its recipient, which opens it with
-#   `openssl cms -decrypt` and `openssl pkcs12` -> redelivery.
+#   `openssl cms -decrypt` and `openssl pkcs12` -> redelivery -> the signed
+#   audit log verified with the audit public key alone.
 # Everything lives under build/demo (re-created on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,9 @@ if "$bin" ra import --label ra --cert "$demo/other.pem"; then echo "UNEXPECTED: 
 
 step "PFX encryption key (AES-256) generated inside the token"
 "$bin" kek create --label pfx-kek
+
+step "Audit key generated inside the token; its public key goes to the auditors"
+"$bin" audit keygen --label audit --pubkey-out "$demo/audit.pub.pem"
 
 step "Token inventory (no secrets)"
 "$bin" token info
@@ -159,6 +163,10 @@ step "Redelivery: the same certificate again, no CA request"
 openssl cms -decrypt -inform DER -in "$out/demo-pfx-0001.pfx.p7m" -recip "$demo/mdm.pem" -inkey "$demo/mdm.key" \
   -out "$demo/user-again.p12"
 cmp -s "$demo/user.p12" "$demo/user-again.p12" && echo "same PKCS#12: yes"
+
+step "The audit log: every step above, checkpoints signed in the token; verified with the public key alone"
+grep -o '"event":"[a-z_.]*"' "$demo/hsm/state/audit.log" | sort | uniq -c
+"$bin" audit verify --log "$demo/hsm/state/audit.log" --pubkey "$demo/audit.pub.pem" --counter "$("$bin" audit counter)"
 kill "$sim" && wait "$sim" 2>/dev/null || true
 tail -n 1 "$demo/sim.log"
 

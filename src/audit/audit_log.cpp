@@ -20,10 +20,6 @@
 #include "common/ossl.h"
 
 namespace certcustody::audit {
-namespace {
-
-constexpr std::size_t kMaxLine = 16 * 1024;  // a record; the tail is searched within this
-using Json = nlohmann::ordered_json;          // fields in the documented order
 
 // flock(2) for the time of one append: processes sharing the log take turns.
 class FileLock {
@@ -39,6 +35,10 @@ class FileLock {
  private:
   int fd_;
 };
+namespace {
+
+constexpr std::size_t kMaxLine = 16 * 1024;  // a record; the tail is searched within this
+using Json = nlohmann::ordered_json;          // fields in the documented order
 
 Error io_error(const std::string& what) {
   return Error{"audit.unwritable", what + ": " + std::strerror(errno),
@@ -169,10 +169,32 @@ Status AuditLog::follow_file() {
   return recover_tail();
 }
 
+// The file lock on the log as it is at its path now: a writer that still has
+// a rotated-away file open moves to the new one first. Then follow_file().
+Result<std::unique_ptr<FileLock>> AuditLog::lock_current() {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto fl = std::make_unique<FileLock>(fd_);
+    struct stat open_one {}, at_path {};
+    if (::fstat(fd_, &open_one) != 0) return io_error("cannot stat " + options_.path);
+    if (::stat(options_.path.c_str(), &at_path) == 0 && at_path.st_ino == open_one.st_ino &&
+        at_path.st_dev == open_one.st_dev) {
+      CC_TRY(follow_file());
+      return fl;
+    }
+    fl.reset();  // unlocked before the descriptor goes
+    const int fd = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return io_error("cannot open the audit log " + options_.path);
+    ::close(fd_);
+    fd_ = fd;
+    size_ = static_cast<std::size_t>(-1);  // read the new file's head
+  }
+  return Error{"audit.unwritable", options_.path + " was replaced 8 times while this process tried to append",
+               "find what keeps moving the audit log (only certcustody rotates it)"};
+}
+
 Status AuditLog::append(const Event& e) {
   std::lock_guard l(mu_);
-  FileLock fl(fd_);
-  CC_TRY(follow_file());
+  CC_TRY_ASSIGN(auto fl, lock_current());
   CC_TRY(append_locked(e));
   if (options_.signer && ++since_checkpoint_ >= options_.checkpoint_every) return checkpoint_locked(*options_.signer);
   return {};
@@ -219,8 +241,7 @@ std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head
 
 Status AuditLog::checkpoint(const CheckpointSigner& signer) {
   std::lock_guard l(mu_);
-  FileLock fl(fd_);
-  CC_TRY(follow_file());
+  CC_TRY_ASSIGN(auto fl, lock_current());
   return checkpoint_locked(signer);
 }
 
@@ -228,9 +249,64 @@ Status AuditLog::maybe_checkpoint(std::chrono::milliseconds interval) {
   std::lock_guard l(mu_);
   if (!options_.signer || since_checkpoint_ == 0 || std::chrono::steady_clock::now() - last_checkpoint_ < interval)
     return {};
-  FileLock fl(fd_);
-  CC_TRY(follow_file());
+  CC_TRY_ASSIGN(auto fl, lock_current());
   return checkpoint_locked(*options_.signer);
+}
+
+// The file is closed with a checkpoint and kept as `archive`; the next file
+// starts with audit.rotated, whose prev is the closed file's head, so the
+// chain runs on across files. The new file is complete before it takes the
+// log's name (rename), so the path always holds a log.
+Status AuditLog::rotate(const std::string& archive) {
+  std::lock_guard l(mu_);
+  CC_TRY_ASSIGN(auto fl, lock_current());
+  if (::access(archive.c_str(), F_OK) == 0)
+    return Error{"audit.unwritable", "cannot keep the audit log as " + archive + ": that file exists",
+                 "rotate to another name; rotated files are never overwritten"};
+  if (options_.signer) CC_TRY(checkpoint_locked(*options_.signer));
+  if (::link(options_.path.c_str(), archive.c_str()) != 0)  // never over an existing file
+    return io_error("cannot keep the audit log as " + archive);
+  const std::string next = options_.path + ".next";
+  const int fd = ::open(next.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io_error("cannot create " + next);
+  const int old = fd_;
+  const std::size_t old_size = size_;
+  fd_ = fd;
+  size_ = 0;
+  const std::string name = archive.substr(archive.rfind('/') + 1);
+  Status first = append_locked({.type = "audit.rotated",
+                                .detail = {{"previous_file", name}, {"previous_seq", std::to_string(seq_)}}});
+  if (first && ::fdatasync(fd_) != 0) first = io_error("cannot sync " + next);
+  if (first && std::rename(next.c_str(), options_.path.c_str()) != 0) first = io_error("cannot rename " + next);
+  if (!first) {  // the old file stays the log (its archive link is harmless)
+    ::close(fd_);
+    ::unlink(next.c_str());
+    fd_ = old;
+    size_ = old_size;
+    return first;
+  }
+  const std::string dir = options_.path.substr(0, options_.path.rfind('/') == std::string::npos ? 0 : options_.path.rfind('/'));
+  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  fl.reset();
+  ::close(old);
+  since_checkpoint_ = 1;
+  return {};
+}
+
+Status AuditLog::maybe_rotate(std::uint64_t max_bytes) {
+  std::string archive;
+  {
+    std::lock_guard l(mu_);
+    if (max_bytes == 0 || size_ < max_bytes) return {};
+    const std::uint64_t last = seq_ + (options_.signer ? 1 : 0);  // its closing checkpoint
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".%012llu", static_cast<unsigned long long>(last));
+    archive = options_.path + suffix;  // named after its last record: names sort in order
+  }
+  return rotate(archive);
 }
 
 Status AuditLog::checkpoint_locked(const CheckpointSigner& signer) {
@@ -311,7 +387,7 @@ Status check_checkpoint(const nlohmann::json& j, const VerifyReport& before, con
   if (!covers || !counter) return checkpoint_invalid(name, line, "a checkpoint without covers_seq or counter");
   if (*covers != before.last_seq || detail_of(j, "head") != before.head)
     return checkpoint_invalid(name, line, "the checkpoint does not name the record before it");
-  if (before.checkpoints != 0 && *counter <= before.last_counter)
+  if ((before.checkpoints != 0 || before.last_counter != 0) && *counter <= before.last_counter)
     return checkpoint_invalid(name, line,
                               "counter " + std::to_string(*counter) + " after counter " +
                                   std::to_string(before.last_counter) + ": the counter never goes back");
@@ -335,6 +411,7 @@ Result<VerifyReport> verify_chain(const std::string& text, const std::string& na
 Result<VerifyReport> verify_log(const std::string& text, const std::string& name, const VerifyOptions& o) {
   VerifyReport r;
   r.head = o.previous_head;
+  r.last_counter = o.previous_counter;
   std::string key_id;
   if (o.public_key != nullptr) {
     auto id = digest("SHA256", public_key_der(o.public_key));
@@ -357,6 +434,10 @@ Result<VerifyReport> verify_log(const std::string& text, const std::string& name
       return broken(name, line_no, "a record without seq or prev");
     const std::uint64_t s = seq->get<std::uint64_t>();
     if (s == 0) return broken(name, line_no, "seq 0 (records count from 1; a wrapped counter is refused)");
+    if (r.records == 0 && o.previous_seq != 0 && s != o.previous_seq + 1)
+      return broken(name, line_no,
+                    "seq " + std::to_string(s) + " does not continue the previous file, which ended at seq " +
+                        std::to_string(o.previous_seq));
     if (r.records != 0 && s != r.last_seq + 1)
       return broken(name, line_no,
                     "seq " + std::to_string(s) + " follows seq " + std::to_string(r.last_seq) +

@@ -62,6 +62,8 @@ std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head
 // The hash of the record before the first one of a new chain.
 inline constexpr const char* kGenesis = "0000000000000000000000000000000000000000000000000000000000000000";
 
+class FileLock;
+
 class AuditLog {
  public:
   struct Options {
@@ -91,6 +93,13 @@ class AuditLog {
   // A checkpoint with options.signer when records were appended since the
   // last one and `interval` has passed since it (the daemon's timer).
   Status maybe_checkpoint(std::chrono::milliseconds interval);
+  // Closes this file with a checkpoint (with options.signer), keeps it as
+  // `archive` (never over an existing file) and goes on in a new file at the
+  // same path whose first record, audit.rotated, continues the chain.
+  Status rotate(const std::string& archive);
+  // rotate() to "<path>.<seq of its last record, 12 digits>" once the file
+  // has `max_bytes` (0: never).
+  Status maybe_rotate(std::uint64_t max_bytes);
 
   std::uint64_t last_seq() const;
   std::string head() const;  // SHA-256 (hex) of the last record line
@@ -98,6 +107,7 @@ class AuditLog {
  private:
   AuditLog(int fd, Options options) : fd_(fd), options_(std::move(options)) {}
   // The methods below run with mu_ and the file lock held.
+  Result<std::unique_ptr<FileLock>> lock_current();
   Status recover_tail();
   Status follow_file();
   Status append_locked(const Event& event);
@@ -125,7 +135,9 @@ struct VerifyReport {
 struct VerifyOptions {
   EVP_PKEY* public_key = nullptr;  // the audit key; null: the chain alone is checked
   std::uint64_t min_counter = 0;   // the token's counter as the auditor last saw it
+  // For a file that continues a rotated one: that file's report.
   std::string previous_head = kGenesis;
+  std::uint64_t previous_seq = 0, previous_counter = 0;
 };
 
 // Checks the hash chain of the log text (`name` for the messages): every line

@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 
 #include <cstdio>
+#include <vector>
 
 #include "audit/audit_log.h"
 #include "cli/commands.h"
@@ -14,7 +15,8 @@ namespace {
 
 struct AuditOptions {
   std::string label = "audit", key_type = "ec-p256", pubkey_out, counter_label = "audit-counter";
-  std::string log, pubkey, previous_head = audit::kGenesis;
+  std::vector<std::string> logs;
+  std::string pubkey, previous_head = audit::kGenesis;
   std::uint64_t counter = 0;
 };
 
@@ -70,12 +72,28 @@ Result<EvpPkeyPtr> read_public_key(const std::string& path) {
   return key;
 }
 
+// The files in order, oldest first: each continues the one before (rotation).
 Status verify(const AuditOptions& o) {
   CC_TRY_ASSIGN(EvpPkeyPtr key, read_public_key(o.pubkey));
-  CC_TRY_ASSIGN(std::string text, read_text(o.log, "audit log"));
-  CC_TRY_ASSIGN(audit::VerifyReport r,
-                audit::verify_log(text, o.log,
-                                  {.public_key = key.get(), .min_counter = o.counter, .previous_head = o.previous_head}));
+  audit::VerifyReport r;
+  r.head = o.previous_head;
+  std::uint64_t records = 0, checkpoints = 0, first_seq = 0;
+  for (std::size_t i = 0; i < o.logs.size(); ++i) {
+    CC_TRY_ASSIGN(std::string text, read_text(o.logs[i], "audit log"));
+    const bool last = i + 1 == o.logs.size();
+    CC_TRY_ASSIGN(r, audit::verify_log(text, o.logs[i],
+                                       {.public_key = key.get(),
+                                        .min_counter = last ? o.counter : 0,
+                                        .previous_head = r.head,
+                                        .previous_seq = i == 0 ? 0 : r.last_seq,
+                                        .previous_counter = i == 0 ? 0 : r.last_counter}));
+    if (i == 0) first_seq = r.first_seq;
+    records += r.records;
+    checkpoints += r.checkpoints;
+  }
+  r.records = records;
+  r.checkpoints = checkpoints;
+  r.first_seq = first_seq;
   std::printf("OK: %llu records (seq %llu-%llu), %llu checkpoints, last counter %llu; %llu records after the last "
               "checkpoint\nhead %s\n",
               static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.first_seq),
@@ -103,10 +121,10 @@ void add_audit_commands(CLI::App& app, const Globals& g, Action& action) {
   ct->callback([&g, &action] { action = [&g] { return counter(g, o); }; });
 
   CLI::App* vf = audit->add_subcommand("verify", "verify a log with the audit public key alone (no token)");
-  vf->add_option("--log", o.log, "the audit log file")->required();
+  vf->add_option("--log", o.logs, "the audit log file; repeat for rotated files, oldest first")->required();
   vf->add_option("--pubkey", o.pubkey, "the audit public key (PEM)")->required();
   vf->add_option("--counter", o.counter, "the audit counter as last seen (audit counter): older copies fail");
-  vf->add_option("--previous-head", o.previous_head, "the head the previous (rotated) file ended with");
+  vf->add_option("--previous-head", o.previous_head, "the head of the file before the first given (when not given)");
   vf->callback([&action] { action = [] { return verify(o); }; });
 }
 

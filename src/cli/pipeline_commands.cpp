@@ -109,6 +109,7 @@ Status serve(const Globals& g, const PipelineOptions& o) {
   d.reload = [&g, ra_key] { return build_runtime(g, ra_key); };
   d.audit = s.audit.get();
   d.checkpoint_interval_ms = s.cfg.audit.checkpoint_interval_ms;
+  d.rotate_bytes = s.cfg.audit.rotate_bytes;
   return pipeline::run_daemon(*s.pipeline, *s.store, d);
 }
 

@@ -190,7 +190,8 @@ Status parse_pipeline(const toml::table& t, const std::string& file, PipelineCon
 
 Status parse_audit(const toml::table& t, const std::string& file, AuditConfig& a) {
   const std::string section = "audit";
-  CC_TRY(reject_unknown(t, file, section, {"log", "key", "counter", "checkpoint_every", "checkpoint_interval_ms"}));
+  CC_TRY(reject_unknown(t, file, section,
+                        {"log", "key", "counter", "checkpoint_every", "checkpoint_interval_ms", "rotate_bytes"}));
   CC_TRY(read_string(t, file, section, "log", false, a.log));
   a.log = resolve_relative(file, a.log);
   CC_TRY(read_string(t, file, section, "key", false, a.key));
@@ -198,6 +199,7 @@ Status parse_audit(const toml::table& t, const std::string& file, AuditConfig& a
   CC_TRY(read_count(t, file, section, "checkpoint_every", 1000000, a.checkpoint_every));
   if (a.checkpoint_every == 0) return invalid(t, file, section, "checkpoint_every", "is 0", "use 1 or more");
   CC_TRY(read_timeout(t, file, section, "checkpoint_interval_ms", a.checkpoint_interval_ms));
+  CC_TRY(read_count(t, file, section, "rotate_bytes", 0xffffffffu, a.rotate_bytes));
   a.configured = true;
   return {};
 }

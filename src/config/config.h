@@ -44,6 +44,7 @@ struct AuditConfig {
   std::string counter = "audit-counter";   // label of the token-held checkpoint counter
   unsigned checkpoint_every = 1000;        // records between checkpoints ...
   unsigned checkpoint_interval_ms = 1000;  // ... or this long, whichever comes first
+  unsigned rotate_bytes = 256u << 20;      // serve starts a new file (chained) past this size; 0: never
   bool configured = false;                 // [audit] given: its key is required
 };
 

@@ -150,9 +150,11 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
         if (is_idle && *is_idle) break;
       }
     }
-    if (o.audit != nullptr)
+    if (o.audit != nullptr) {
       if (Status s = o.audit->maybe_checkpoint(std::chrono::milliseconds(o.checkpoint_interval_ms)); !s)
         log_daemon("audit checkpoint: " + s.error().to_string());
+      if (Status s = o.audit->maybe_rotate(o.rotate_bytes); !s) log_daemon("audit rotation: " + s.error().to_string());
+    }
     timespec wait{0, 50 * 1000 * 1000};
     const int sig = sigtimedwait(&set, nullptr, &wait);
     if (sig == SIGHUP) {

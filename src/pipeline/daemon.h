@@ -4,6 +4,7 @@
 // configuration file and swap it in (a bad file keeps the old one).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,6 +33,7 @@ struct DaemonOptions {
   std::function<Result<std::shared_ptr<Runtime>>()> reload;  // SIGHUP
   audit::AuditLog* audit = nullptr;     // start, reload and stop events; checkpoints on a timer and at stop
   unsigned checkpoint_interval_ms = 1000;
+  std::uint64_t rotate_bytes = 0;  // the audit log's size for a new, chained file (0: never)
 };
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every

@@ -2,6 +2,7 @@
 // the records is named at the first bad one, a torn last line is cut off and
 // recorded, and concurrent appends keep the chain whole.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -380,6 +381,56 @@ TEST(AuditCheckpoints, EveryNRecordsAndOnTheTimer) {
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->checkpoints, 3u);
   EXPECT_EQ(r->unsigned_tail, 0u);
+}
+
+// Rotation: the closed file ends with a checkpoint, the next starts with
+// audit.rotated continuing the chain; a writer that had the old file open
+// moves over; verified across files, a missing or reordered file is named.
+TEST(AuditRotation, FilesChainOnAndVerifyTogether) {
+  TempDir d;
+  SoftwareAuditKey k;
+  auto opened = AuditLog::open({.path = d / "audit.log", .signer = k.signer()});
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& daemon = *opened;
+  auto cli = open_or_die(d / "audit.log");  // another process's view
+  ASSERT_TRUE(daemon->append({.type = "daemon.start"}));
+  ASSERT_TRUE(cli->append({.type = "kek.created"}));
+  ASSERT_TRUE(daemon->rotate(d / "audit.log.1"));
+  EXPECT_EQ(daemon->rotate(d / "audit.log.1").error().code, "audit.unwritable");  // never over a kept file
+  ASSERT_TRUE(cli->append({.type = "request.redelivery"}));  // lands in the new file
+  ASSERT_TRUE(daemon->append({.type = "request.received"}));
+  ASSERT_TRUE(daemon->maybe_rotate(1));  // past 1 byte: rotates to audit.log.<seq>
+  ASSERT_TRUE(daemon->append({.type = "daemon.stop"}));
+  ASSERT_TRUE(daemon->checkpoint(k.signer()));
+
+  const std::string f1 = read_file(d / "audit.log.1"), f3 = read_file(d / "audit.log");
+  // The second archive is named after its last record: 1-3 in the first file
+  // (its checkpoint last), audit.rotated 4, 5 and 6, its checkpoint 7.
+  ASSERT_EQ(::access((d / "audit.log.000000000007").c_str(), F_OK), 0);
+  const std::string f2 = read_file(d / "audit.log.000000000007");
+  EXPECT_NE(lines_of(f2).front().find("\"event\":\"audit.rotated\""), std::string::npos) << f2;
+  EXPECT_NE(f2.find("\"event\":\"request.redelivery\""), std::string::npos) << f2;  // the CLI moved over
+  EXPECT_EQ(f1.find("request.redelivery"), std::string::npos);
+
+  auto r1 = verify_log(f1, "1", {.public_key = k.key()});
+  ASSERT_TRUE(r1) << r1.error().to_string();
+  auto r2 = verify_log(f2, "2",
+                       {.public_key = k.key(), .previous_head = r1->head, .previous_seq = r1->last_seq,
+                        .previous_counter = r1->last_counter});
+  ASSERT_TRUE(r2) << r2.error().to_string();
+  auto r3 = verify_log(f3, "3",
+                       {.public_key = k.key(), .min_counter = k.counter, .previous_head = r2->head,
+                        .previous_seq = r2->last_seq, .previous_counter = r2->last_counter});
+  ASSERT_TRUE(r3) << r3.error().to_string();
+  EXPECT_EQ(r3->unsigned_tail, 0u);
+  // Alone, a later file does not start a chain; skipping a file breaks it.
+  EXPECT_EQ(verify_log(f2, "2", {.public_key = k.key()}).error().code, "audit.chain_broken");
+  auto skipped = verify_log(f3, "3",
+                            {.public_key = k.key(), .previous_head = r1->head, .previous_seq = r1->last_seq,
+                             .previous_counter = r1->last_counter});
+  ASSERT_FALSE(skipped);
+  EXPECT_NE(skipped.error().what.find("does not continue the previous file"), std::string::npos)
+      << skipped.error().what;
 }
 
 }  // namespace

@@ -379,9 +379,15 @@ bool signature_valid(EVP_PKEY* key, const std::string& payload, const std::strin
   return ok;
 }
 
-// A checkpoint record at `line`, given the chain's state before it.
-Status check_checkpoint(const nlohmann::json& j, const VerifyReport& before, const std::string& key_id,
-                        EVP_PKEY* key, const std::string& name, std::size_t line) {
+struct AuditKeys {
+  std::vector<EVP_PKEY*> keys;  // oldest first
+  std::vector<std::string> ids;
+};
+
+// A checkpoint record at `line`, given the chain's state before it; its key's
+// index in `keys` is stored in `key_index`.
+Status check_checkpoint(const nlohmann::json& j, const VerifyReport& before, const AuditKeys& keys,
+                        std::size_t& key_index, const std::string& name, std::size_t line) {
   const auto covers = number(detail_of(j, "covers_seq"));
   const auto counter = number(detail_of(j, "counter"));
   if (!covers || !counter) return checkpoint_invalid(name, line, "a checkpoint without covers_seq or counter");
@@ -391,13 +397,21 @@ Status check_checkpoint(const nlohmann::json& j, const VerifyReport& before, con
     return checkpoint_invalid(name, line,
                               "counter " + std::to_string(*counter) + " after counter " +
                                   std::to_string(before.last_counter) + ": the counter never goes back");
-  if (detail_of(j, "key") != key_id)
+  const std::string key_id = detail_of(j, "key");
+  const auto found = std::find(keys.ids.begin(), keys.ids.end(), key_id);
+  if (found == keys.ids.end())
     return Error{"audit.foreign_key",
-                 name + ":" + std::to_string(line) + ": the checkpoint is signed by key " + detail_of(j, "key") +
-                     ", not by the given audit key " + key_id,
-                 "verify with the audit public key of that period (after a key rotation, the new key's), or treat "
-                 "the log as forged"};
-  if (!signature_valid(key, checkpoint_payload(*covers, before.head, *counter), detail_of(j, "sig")))
+                 name + ":" + std::to_string(line) + ": the checkpoint is signed by key " + key_id +
+                     ", none of the given audit keys",
+                 "give every audit public key of the period, oldest first (--pubkey per key), or treat the log as "
+                 "forged"};
+  key_index = static_cast<std::size_t>(found - keys.ids.begin());
+  if (key_index < before.key_index)
+    return Error{"audit.foreign_key",
+                 name + ":" + std::to_string(line) + ": the checkpoint is signed by key " + key_id +
+                     ", retired by a later key that signed before it",
+                 "give the audit public keys oldest first; if they are, treat the log as forged"};
+  if (!signature_valid(keys.keys[key_index], checkpoint_payload(*covers, before.head, *counter), detail_of(j, "sig")))
     return checkpoint_invalid(name, line, "the signature does not verify with the audit key");
   return {};
 }
@@ -412,10 +426,15 @@ Result<VerifyReport> verify_log(const std::string& text, const std::string& name
   VerifyReport r;
   r.head = o.previous_head;
   r.last_counter = o.previous_counter;
-  std::string key_id;
+  r.key_index = o.previous_key_index;
+  AuditKeys keys;
   if (o.public_key != nullptr) {
-    auto id = digest("SHA256", public_key_der(o.public_key));
-    if (id) key_id = to_hex_lower(*id);
+    keys.keys.push_back(o.public_key);
+    keys.keys.insert(keys.keys.end(), o.successor_keys.begin(), o.successor_keys.end());
+    for (EVP_PKEY* k : keys.keys) {
+      auto id = digest("SHA256", public_key_der(k));
+      keys.ids.push_back(id ? to_hex_lower(*id) : std::string{});
+    }
   }
   std::size_t pos = 0, line_no = 0;
   while (pos < text.size()) {
@@ -448,7 +467,9 @@ Result<VerifyReport> verify_log(const std::string& text, const std::string& name
                         (r.records == 0 ? " (the chain does not start here)" : ": that record was changed"));
     auto event = j.find("event");
     if (o.public_key != nullptr && event != j.end() && *event == "audit.checkpoint") {
-      CC_TRY(check_checkpoint(j, r, key_id, o.public_key, name, line_no));
+      std::size_t key_index = 0;
+      CC_TRY(check_checkpoint(j, r, keys, key_index, name, line_no));
+      r.key_index = key_index;
       ++r.checkpoints;
       r.last_checkpoint_seq = s;
       r.last_counter = *number(detail_of(j, "counter"));

@@ -130,14 +130,19 @@ struct VerifyReport {
   std::string head = kGenesis;
   std::uint64_t checkpoints = 0, last_checkpoint_seq = 0, last_counter = 0;
   std::uint64_t unsigned_tail = 0;  // records after the last checkpoint
+  std::size_t key_index = 0;        // the key of the last checkpoint (see VerifyOptions)
 };
 
 struct VerifyOptions {
   EVP_PKEY* public_key = nullptr;  // the audit key; null: the chain alone is checked
+  // The keys that replaced it (audit key rotation), oldest first: a
+  // checkpoint may be signed by a later key, never by a key after its successor.
+  std::vector<EVP_PKEY*> successor_keys{};
   std::uint64_t min_counter = 0;   // the token's counter as the auditor last saw it
   // For a file that continues a rotated one: that file's report.
   std::string previous_head = kGenesis;
   std::uint64_t previous_seq = 0, previous_counter = 0;
+  std::size_t previous_key_index = 0;  // 0: public_key, 1: successor_keys[0], ...
 };
 
 // Checks the hash chain of the log text (`name` for the messages): every line

@@ -16,7 +16,8 @@ namespace {
 struct AuditOptions {
   std::string label = "audit", key_type = "ec-p256", pubkey_out, counter_label = "audit-counter";
   std::vector<std::string> logs;
-  std::string pubkey, previous_head = audit::kGenesis;
+  std::vector<std::string> pubkeys;
+  std::string previous_head = audit::kGenesis;
   std::uint64_t counter = 0;
 };
 
@@ -74,7 +75,13 @@ Result<EvpPkeyPtr> read_public_key(const std::string& path) {
 
 // The files in order, oldest first: each continues the one before (rotation).
 Status verify(const AuditOptions& o) {
-  CC_TRY_ASSIGN(EvpPkeyPtr key, read_public_key(o.pubkey));
+  std::vector<EvpPkeyPtr> keys;
+  for (const std::string& path : o.pubkeys) {
+    CC_TRY_ASSIGN(EvpPkeyPtr key, read_public_key(path));
+    keys.push_back(std::move(key));
+  }
+  std::vector<EVP_PKEY*> successors;
+  for (std::size_t i = 1; i < keys.size(); ++i) successors.push_back(keys[i].get());
   audit::VerifyReport r;
   r.head = o.previous_head;
   std::uint64_t records = 0, checkpoints = 0, first_seq = 0;
@@ -82,11 +89,13 @@ Status verify(const AuditOptions& o) {
     CC_TRY_ASSIGN(std::string text, read_text(o.logs[i], "audit log"));
     const bool last = i + 1 == o.logs.size();
     CC_TRY_ASSIGN(r, audit::verify_log(text, o.logs[i],
-                                       {.public_key = key.get(),
+                                       {.public_key = keys.front().get(),
+                                        .successor_keys = successors,
                                         .min_counter = last ? o.counter : 0,
                                         .previous_head = r.head,
                                         .previous_seq = i == 0 ? 0 : r.last_seq,
-                                        .previous_counter = i == 0 ? 0 : r.last_counter}));
+                                        .previous_counter = i == 0 ? 0 : r.last_counter,
+                                        .previous_key_index = i == 0 ? 0 : r.key_index}));
     if (i == 0) first_seq = r.first_seq;
     records += r.records;
     checkpoints += r.checkpoints;
@@ -122,7 +131,8 @@ void add_audit_commands(CLI::App& app, const Globals& g, Action& action) {
 
   CLI::App* vf = audit->add_subcommand("verify", "verify a log with the audit public key alone (no token)");
   vf->add_option("--log", o.logs, "the audit log file; repeat for rotated files, oldest first")->required();
-  vf->add_option("--pubkey", o.pubkey, "the audit public key (PEM)")->required();
+  vf->add_option("--pubkey", o.pubkeys, "the audit public key (PEM); repeat after key rotations, oldest first")
+      ->required();
   vf->add_option("--counter", o.counter, "the audit counter as last seen (audit counter): older copies fail");
   vf->add_option("--previous-head", o.previous_head, "the head of the file before the first given (when not given)");
   vf->callback([&action] { action = [] { return verify(o); }; });

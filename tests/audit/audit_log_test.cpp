@@ -383,6 +383,37 @@ TEST(AuditCheckpoints, EveryNRecordsAndOnTheTimer) {
   EXPECT_EQ(r->unsigned_tail, 0u);
 }
 
+// Audit-key rotation: checkpoints by the old key, then by the new one (the
+// token's counter runs on). Verified with both keys, oldest first; the old
+// key alone, or the keys in the wrong order, name the checkpoint.
+TEST(AuditRotation, ANewAuditKeyTakesOverAndTheOldOneMayNotComeBack) {
+  TempDir d;
+  SoftwareAuditKey old_key, new_key;
+  auto log = open_or_die(d / "audit.log");
+  ASSERT_TRUE(log->append({.type = "daemon.start"}));
+  ASSERT_TRUE(log->checkpoint(old_key.signer()));
+  ASSERT_TRUE(log->append({.type = "key.generated"}));
+  new_key.counter = old_key.counter;  // one counter in the token
+  ASSERT_TRUE(log->checkpoint(new_key.signer()));
+  const std::string text = read_file(d / "audit.log");
+  auto both = verify_log(text, "audit.log", {.public_key = old_key.key(), .successor_keys = {new_key.key()}});
+  ASSERT_TRUE(both) << both.error().to_string();
+  EXPECT_EQ(both->key_index, 1u);
+  auto old_only = verify_log(text, "audit.log", {.public_key = old_key.key()});
+  ASSERT_FALSE(old_only);
+  EXPECT_EQ(old_only.error().code, "audit.foreign_key");
+  auto reversed = verify_log(text, "audit.log", {.public_key = new_key.key(), .successor_keys = {old_key.key()}});
+  ASSERT_FALSE(reversed);
+  EXPECT_EQ(reversed.error().code, "audit.foreign_key");
+  // A retired key signing again after its successor.
+  old_key.counter = new_key.counter;
+  ASSERT_TRUE(log->checkpoint(old_key.signer()));
+  auto back = verify_log(read_file(d / "audit.log"), "audit.log",
+                         {.public_key = old_key.key(), .successor_keys = {new_key.key()}});
+  ASSERT_FALSE(back);
+  EXPECT_NE(back.error().what.find("retired by a later key"), std::string::npos) << back.error().what;
+}
+
 // Rotation: the closed file ends with a checkpoint, the next starts with
 // audit.rotated continuing the chain; a writer that had the old file open
 // moves over; verified across files, a missing or reordered file is named.

@@ -57,7 +57,7 @@ Result<std::unique_ptr<Pkcs11Custody>> open_custody_audited(const Config& cfg, a
   auto custody = open_custody(cfg);
   // The pool logs in on first use: here, so that the event says how it went.
   const Status outcome = custody ? (*custody)->pool().connect() : custody.status();
-  CC_TRY(log.append(outcome_event("token.login", outcome, {{"token", cfg.custody.token}})));
+  CC_TRY(log.append(outcome_event("token.login", outcome, {{"token", cfg.custody.token}, {"config_sha256", cfg.sha256}})));
   CC_TRY(outcome);
   return custody;
 }

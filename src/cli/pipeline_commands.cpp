@@ -53,13 +53,13 @@ Status open_pipeline(const Globals& g, PipelineSession& s, const std::string& co
   const Status login = opened ? (*opened)->pool().connect() : opened.status();
   if (!login) {  // recorded in an append-only log (the audit key is in the token), not tried again
     CC_TRY_ASSIGN(auto log, open_audit_log(s.cfg, command));
-    CC_TRY(log->append(outcome_event("token.login", login, {{"token", s.cfg.custody.token}})));
+    CC_TRY(log->append(outcome_event("token.login", login, {{"token", s.cfg.custody.token}, {"config_sha256", s.cfg.sha256}})));
     return login.error();
   }
   s.custody = std::move(opened).value();
   s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);
   CC_TRY_ASSIGN(s.audit, open_audit_log(s.cfg, command, daemon ? s.custody.get() : nullptr));
-  CC_TRY(s.audit->append(outcome_event("token.login", {}, {{"token", s.cfg.custody.token}})));
+  CC_TRY(s.audit->append(outcome_event("token.login", {}, {{"token", s.cfg.custody.token}, {"config_sha256", s.cfg.sha256}})));
   CC_TRY_ASSIGN(auto rt, build_runtime(g, s.cfg.ra.key));
   const auto spool = pipeline::spool_paths(s.cfg.state.dir);
   CC_TRY(pipeline::ensure_spool(spool));

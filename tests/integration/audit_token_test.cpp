@@ -119,6 +119,8 @@ TEST_F(AuditCommands, KeygenCounterAndVerifyFromTheCommandLine) {
             std::string::npos)
       << events;
   EXPECT_EQ(events.find("wrong-pin-123"), std::string::npos);
+  // Which configuration each command ran under.
+  EXPECT_NE(events.find(R"("config_sha256":")"), std::string::npos) << events;
   EXPECT_TRUE(audit::verify_chain(events, officer_log));
   std::string after_first;
   {

@@ -31,6 +31,7 @@ const OSSL_ALGORITHM kSignatureAlgs[] = {{kRsaNames, kProperties, kRsaSignature,
 const OSSL_ALGORITHM kAsymCipherAlgs[] = {{kRsaNames, kProperties, kRsaAsymCipher, "RSA-OAEP in the token"},
                                           {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kStoreAlgs[] = {{"pkcs11", kProperties, kPkcs11Store, "RFC 7512 pkcs11: URIs"},
+                                     {"tpm2", kProperties, kPkcs11Store, "certcustody tpm2: key URIs (docs/tpm.md)"},
                                      {nullptr, nullptr, nullptr, nullptr}};
 
 const OSSL_ALGORITHM* query_operation(void* /*provctx*/, int operation_id, int* no_cache) {

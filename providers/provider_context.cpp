@@ -8,13 +8,14 @@
 #include <cstdlib>
 
 #include "config/config.h"
+#include "custody/custody_factory.h"
 
 namespace certcustody::provider {
 namespace {
 
 struct Shared {
   std::mutex mu;
-  std::shared_ptr<Pkcs11Custody> custody;
+  std::shared_ptr<KeyCustody> custody;
   std::string token;
 };
 
@@ -36,7 +37,7 @@ std::optional<HashAlg> hash_by_name(const std::string& md) {
   return std::nullopt;
 }
 
-void set_shared_custody(std::shared_ptr<Pkcs11Custody> custody, std::string token_uri) {
+void set_shared_custody(std::shared_ptr<KeyCustody> custody, std::string token_uri) {
   std::lock_guard l(shared().mu);
   shared().custody = std::move(custody);
   shared().token = std::move(token_uri);
@@ -86,7 +87,7 @@ Result<std::string> ProviderContext::config_path() const {
   return resolve_config_path(std::nullopt);
 }
 
-Result<std::shared_ptr<Pkcs11Custody>> ProviderContext::custody() {
+Result<std::shared_ptr<KeyCustody>> ProviderContext::custody() {
   {
     std::lock_guard l(shared().mu);
     if (shared().custody) return shared().custody;
@@ -98,10 +99,15 @@ Result<std::shared_ptr<Pkcs11Custody>> ProviderContext::custody() {
                  "check the OpenSSL installation (MODULESDIR)"};
   CC_TRY_ASSIGN(std::string path, config_path());
   CC_TRY_ASSIGN(Config cfg, load_config(path));
-  CC_TRY_ASSIGN(auto opened, Pkcs11Custody::open(cfg.custody, software_context()));
+  CC_TRY_ASSIGN(auto opened, open_key_custody(cfg.custody, software_context()));
   custody_ = std::move(opened);
   token_ = cfg.custody.token;
   return custody_;
+}
+
+Result<bool> ProviderContext::uses_tpm() {
+  CC_TRY_ASSIGN(auto c, custody());
+  return c->location().rfind("tpm2 ", 0) == 0;
 }
 
 Result<std::string> ProviderContext::configured_token() {
@@ -118,7 +124,8 @@ void ProviderContext::teardown() {
   std::lock_guard l(mu_);
   // OpenSSL is shutting down (atexit): SoftHSM 2.6.1 crashes in
   // C_CloseSession/C_Finalize now, so our own sessions die with the process.
-  if (custody_) custody_->pool().abandon();
+  // A TPM custody flushes what it loaded (a bare TPM keeps it otherwise).
+  if (custody_) custody_->abandon();
   custody_.reset();
 }
 

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "custody/pkcs11_custody.h"
+#include "custody/key_custody.h"
 
 namespace certcustody::provider {
 
@@ -38,7 +38,9 @@ class ProviderContext {
   // The custody in use: the one the executable shares (set_shared_custody),
   // or one opened from the configuration file on first use. A failure is
   // not remembered: a token that appears later is used then.
-  Result<std::shared_ptr<Pkcs11Custody>> custody();
+  Result<std::shared_ptr<KeyCustody>> custody();
+  // Whether that custody is a TPM (tpm2: URIs) rather than a PKCS#11 token.
+  Result<bool> uses_tpm();
   // The configured token URI (to check a pkcs11: URI against it).
   Result<std::string> configured_token();
 
@@ -60,14 +62,14 @@ class ProviderContext {
   OSSL_PROVIDER* default_provider_ = nullptr;
 
   std::mutex mu_;
-  std::shared_ptr<Pkcs11Custody> custody_;
+  std::shared_ptr<KeyCustody> custody_;
   std::string token_;
 };
 
 // Inside the certcustody executable the provider uses the connector's own
 // custody (one session pool per module per process). Call before the first
 // use of the provider; pass nullptr to stop sharing.
-void set_shared_custody(std::shared_ptr<Pkcs11Custody> custody, std::string token_uri);
+void set_shared_custody(std::shared_ptr<KeyCustody> custody, std::string token_uri);
 
 // The custody hash for an OpenSSL digest name ("SHA256", "SHA2-256", ...);
 // nullopt for digests token keys are not used with.

@@ -12,7 +12,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev strace linux-perf
   # real peers used by tests and the demo
-  softhsm2 opensc p11-kit libengine-pkcs11-openssl swtpm swtpm-tools tpm2-tools
+  softhsm2 opensc p11-kit libengine-pkcs11-openssl swtpm swtpm-tools tpm2-tools tpm2-openssl
 )
 
 missing=()

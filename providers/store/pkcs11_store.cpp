@@ -2,6 +2,7 @@
 // OSSL_STORE_open("pkcs11:token=cc;object=ra") yields the private key (a
 // reference to a token key, never its value), the public key and the
 // certificate stored beside it. type= and OSSL_STORE_expect() narrow that.
+// With the TPM backend the same store serves "tpm2:" URIs (docs/tpm.md).
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/store.h>
@@ -45,9 +46,39 @@ Status check_token(ProviderContext* prov, const TokenUri& uri) {
   return {};
 }
 
+Error backend_mismatch(const std::string& uri, bool tpm_configured) {
+  return uri_error("\"" + uri + "\" names a " + (tpm_configured ? "PKCS#11 token" : "TPM") +
+                       " key, but certcustody is configured for " + (tpm_configured ? "a TPM" : "a PKCS#11 token"),
+                   tpm_configured ? "use tpm2:object=<label>, tpm2:file=… or tpm2:handle=… (docs/tpm.md)"
+                                  : "use pkcs11:token=…;object=<label>, or point CERTCUSTODY_CONFIG at the TPM configuration");
+}
+
+// "tpm2:object=ra", "tpm2:file=/…/ra.tss2", "tpm2:handle=0x81000002": the
+// label is the URI itself, which the TPM custody resolves.
+void* open_tpm_uri(ProviderContext* prov, const std::string& uri) {
+  auto tpm = prov->uses_tpm();
+  if (!tpm) {
+    CC_PROV_RAISE(prov, tpm.error());
+    return nullptr;
+  }
+  if (!*tpm) {
+    CC_PROV_RAISE(prov, backend_mismatch(uri, false));
+    return nullptr;
+  }
+  auto* ctx = new StoreCtx;
+  ctx->prov = prov;
+  ctx->label = uri;
+  return ctx;
+}
+
 void* store_open(void* provctx, const char* uri_text) {
   auto* prov = static_cast<ProviderContext*>(provctx);
   return guarded(prov, static_cast<void*>(nullptr), [&]() -> void* {
+    if (std::string(uri_text).rfind("tpm2:", 0) == 0) return open_tpm_uri(prov, uri_text);
+    if (auto tpm = prov->uses_tpm(); tpm && *tpm) {
+      CC_PROV_RAISE(prov, backend_mismatch(uri_text, true));
+      return nullptr;
+    }
     auto uri = TokenUri::parse(uri_text);
     if (!uri) {
       CC_PROV_RAISE(prov, uri.error());

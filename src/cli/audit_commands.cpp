@@ -50,7 +50,7 @@ Status keygen(const Globals& g, const AuditOptions& o) {
   CC_TRY(write_file_atomic(o.pubkey_out, pem, 0644));
   std::printf("generated audit key '%s' (%s) inside token %s: signs only, never extractable\n"
               "public key for auditors: %s (key id %s)\n",
-              key.label.c_str(), o.key_type.c_str(), cfg.custody.token.c_str(), o.pubkey_out.c_str(),
+              key.label.c_str(), o.key_type.c_str(), custody_location(cfg).c_str(), o.pubkey_out.c_str(),
               to_hex_lower(id).c_str());
   return {};
 }

@@ -10,6 +10,7 @@
 
 #include "audit/token_signer.h"
 #include "ca/ca_factory.h"
+#include "custody/custody_factory.h"
 #include "provider_context.h"
 
 namespace certcustody::cli {
@@ -19,8 +20,10 @@ Result<Config> load(const Globals& g) {
   return load_config(path);
 }
 
-Result<std::unique_ptr<Pkcs11Custody>> open_custody(const Config& cfg) {
-  return Pkcs11Custody::open(cfg.custody);
+Result<std::unique_ptr<KeyCustody>> open_custody(const Config& cfg) { return open_key_custody(cfg.custody); }
+
+std::string custody_location(const Config& cfg) {
+  return cfg.custody.backend == "tpm2" ? "tpm2 " + cfg.custody.tcti : cfg.custody.token;
 }
 
 Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const std::string& command,
@@ -53,16 +56,16 @@ audit::Event outcome_event(std::string type, const Status& outcome,
           .detail = std::move(detail)};
 }
 
-Result<std::unique_ptr<Pkcs11Custody>> open_custody_audited(const Config& cfg, audit::AuditLog& log) {
+Result<std::unique_ptr<KeyCustody>> open_custody_audited(const Config& cfg, audit::AuditLog& log) {
   auto custody = open_custody(cfg);
   // The pool logs in on first use: here, so that the event says how it went.
-  const Status outcome = custody ? (*custody)->pool().connect() : custody.status();
-  CC_TRY(log.append(outcome_event("token.login", outcome, {{"token", cfg.custody.token}, {"config_sha256", cfg.sha256}})));
+  const Status outcome = custody ? (*custody)->connect() : custody.status();
+  CC_TRY(log.append(outcome_event("token.login", outcome, {{"token", custody_location(cfg)}, {"config_sha256", cfg.sha256}})));
   CC_TRY(outcome);
   return custody;
 }
 
-SharedCustody::SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token) {
+SharedCustody::SharedCustody(std::shared_ptr<KeyCustody> c, const std::string& token) {
   provider::set_shared_custody(std::move(c), token);
 }
 SharedCustody::~SharedCustody() { provider::set_shared_custody(nullptr, {}); }
@@ -71,7 +74,7 @@ Result<TlsIdentity> open_ra_identity(const Globals& g, CaSession& s) {
   CC_TRY_ASSIGN(s.cfg, load(g));
   if (s.cfg.ra.key.empty())
     return Error{"config.missing_key", s.cfg.path + ": key ra.key is required to reach a CA",
-                 "add [ra] key = \"pkcs11:token=…;object=ra\""};
+                 "add [ra] key = \"pkcs11:token=…;object=ra\" (or \"tpm2:object=ra\" with the TPM)"};
   CC_TRY_ASSIGN(auto opened, open_custody(s.cfg));
   s.custody = std::move(opened);
   s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);

@@ -7,19 +7,22 @@
 #include "ca/ca_client.h"
 #include "cli/commands.h"
 #include "config/config.h"
-#include "custody/pkcs11_custody.h"
+#include "custody/key_custody.h"
 #include "net/token_identity.h"
 
 namespace certcustody::cli {
 
 Result<Config> load(const Globals& g);
-Result<std::unique_ptr<Pkcs11Custody>> open_custody(const Config& cfg);
+// The custody of [custody] backend (a PKCS#11 token or the TPM).
+Result<std::unique_ptr<KeyCustody>> open_custody(const Config& cfg);
+// Where the keys of cfg are, for messages: the token URI or "tpm2 <tcti>".
+std::string custody_location(const Config& cfg);
 
 // The custody lent to the built-in provider for the life of a command, so
 // that TLS and CMP sign with the RA key in this process's session pool.
 class SharedCustody {
  public:
-  SharedCustody(std::shared_ptr<Pkcs11Custody> c, const std::string& token);
+  SharedCustody(std::shared_ptr<KeyCustody> c, const std::string& token);
   ~SharedCustody();
   SharedCustody(const SharedCustody&) = delete;
   SharedCustody& operator=(const SharedCustody&) = delete;
@@ -29,7 +32,7 @@ class SharedCustody {
 // reverse order (the client before the pool it signs with).
 struct CaSession {
   Config cfg;
-  std::shared_ptr<Pkcs11Custody> custody;
+  std::shared_ptr<KeyCustody> custody;
   std::unique_ptr<SharedCustody> shared;
   std::unique_ptr<ca::CaClient> client;
 };
@@ -47,7 +50,7 @@ Result<std::unique_ptr<audit::AuditLog>> open_audit_log(const Config& cfg, const
 
 // open_custody, with the login's outcome recorded (token.login ok / failed
 // with the named error, e.g. custody.pin_incorrect).
-Result<std::unique_ptr<Pkcs11Custody>> open_custody_audited(const Config& cfg, audit::AuditLog& log);
+Result<std::unique_ptr<KeyCustody>> open_custody_audited(const Config& cfg, audit::AuditLog& log);
 
 // An event recording `outcome`: ok, or failed with its error's code.
 audit::Event outcome_event(std::string type, const Status& outcome,

@@ -15,7 +15,7 @@ Status kek_create(const Globals& g, const std::string& label) {
       outcome_event("key.generated", made.status(), {{"label", label}, {"key_type", "aes256"}, {"purpose", "kek"}})));
   CC_TRY_ASSIGN(ObjectInfo key, std::move(made));
   std::printf("generated AES-256 PFX encryption key '%s' (id %s) inside token %s: sensitive, never extractable\n",
-              key.label.c_str(), to_hex_lower(key.id).c_str(), cfg.custody.token.c_str());
+              key.label.c_str(), to_hex_lower(key.id).c_str(), custody_location(cfg).c_str());
   return {};
 }
 

@@ -26,7 +26,7 @@ struct PipelineOptions {
 // and its CA clients before the custody they sign with.
 struct PipelineSession {
   Config cfg;
-  std::shared_ptr<Pkcs11Custody> custody;
+  std::shared_ptr<KeyCustody> custody;
   std::unique_ptr<SharedCustody> shared;
   std::unique_ptr<audit::AuditLog> audit;  // signs through custody: closed before it
   std::unique_ptr<store::RequestStore> store;
@@ -40,7 +40,7 @@ Result<std::shared_ptr<pipeline::Runtime>> build_runtime(const Globals& g, const
   return pipeline::make_runtime(cfg, [&]() -> Result<TlsIdentity> {
     if (ra_key.empty())
       return Error{"config.missing_key", cfg.path + ": key ra.key is required to reach a CA",
-                   "add [ra] key = \"pkcs11:token=…;object=ra\""};
+                   "add [ra] key = \"pkcs11:token=…;object=ra\" (or \"tpm2:object=ra\" with the TPM)"};
     return load_token_identity(ra_key);
   });
 }
@@ -50,16 +50,16 @@ Result<std::shared_ptr<pipeline::Runtime>> build_runtime(const Globals& g, const
 Status open_pipeline(const Globals& g, PipelineSession& s, const std::string& command, bool daemon) {
   CC_TRY_ASSIGN(s.cfg, load(g));
   auto opened = open_custody(s.cfg);
-  const Status login = opened ? (*opened)->pool().connect() : opened.status();
+  const Status login = opened ? (*opened)->connect() : opened.status();
   if (!login) {  // recorded in an append-only log (the audit key is in the token), not tried again
     CC_TRY_ASSIGN(auto log, open_audit_log(s.cfg, command));
-    CC_TRY(log->append(outcome_event("token.login", login, {{"token", s.cfg.custody.token}, {"config_sha256", s.cfg.sha256}})));
+    CC_TRY(log->append(outcome_event("token.login", login, {{"token", custody_location(s.cfg)}, {"config_sha256", s.cfg.sha256}})));
     return login.error();
   }
   s.custody = std::move(opened).value();
   s.shared = std::make_unique<SharedCustody>(s.custody, s.cfg.custody.token);
   CC_TRY_ASSIGN(s.audit, open_audit_log(s.cfg, command, daemon ? s.custody.get() : nullptr));
-  CC_TRY(s.audit->append(outcome_event("token.login", {}, {{"token", s.cfg.custody.token}, {"config_sha256", s.cfg.sha256}})));
+  CC_TRY(s.audit->append(outcome_event("token.login", {}, {{"token", custody_location(s.cfg)}, {"config_sha256", s.cfg.sha256}})));
   CC_TRY_ASSIGN(auto rt, build_runtime(g, s.cfg.ra.key));
   const auto spool = pipeline::spool_paths(s.cfg.state.dir);
   CC_TRY(pipeline::ensure_spool(spool));

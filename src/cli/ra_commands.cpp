@@ -27,7 +27,7 @@ Status ra_keygen(const Globals& g, const RaOptions& o) {
   CC_TRY_ASSIGN(ObjectInfo key, std::move(made));
   std::printf("generated %s key pair '%s' (id %s) inside token %s: sensitive, never extractable\n",
               key_type_name(type).c_str(), key.label.c_str(), to_hex_lower(key.id).c_str(),
-              cfg.custody.token.c_str());
+              custody_location(cfg).c_str());
   return {};
 }
 

@@ -2,6 +2,8 @@
 
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "custody/pkcs11_custody.h"
+#include "custody/tpm2_custody.h"
 #include "ra/distinguished_name.h"
 #include "ra/ra_credential.h"
 
@@ -33,7 +35,7 @@ std::string token_flags(CK_FLAGS f) {
   return s;
 }
 
-void print_object(const ObjectInfo& o, Pkcs11Custody& custody) {
+void print_object(const ObjectInfo& o, KeyCustody& custody) {
   std::printf("  %-12s label=%-20s id=%s", kind_name(o.kind), o.label.c_str(), to_hex_lower(o.id).c_str());
   if (o.kind == ObjectKind::certificate) {
     auto der = custody.find_certificate(o.label);
@@ -56,9 +58,35 @@ void print_object(const ObjectInfo& o, Pkcs11Custody& custody) {
   std::printf("\n");
 }
 
+std::string handle_hex(std::uint32_t h) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", h);
+  return buf;
+}
+
+Status tpm_info(const Config& cfg) {
+  CC_TRY_ASSIGN(auto custody, Tpm2Custody::open(cfg.custody));
+  CC_TRY_ASSIGN(TpmDeviceInfo d, custody->device_info());
+  std::printf("TPM: %s (manufacturer \"%s\", firmware %s, TPM %s)\n", cfg.custody.tcti.c_str(),
+              d.manufacturer.c_str(), d.firmware.c_str(), d.spec.c_str());
+  std::printf("storage key (SRK): %s\nkey directory: %s\n", handle_hex(cfg.custody.srk_handle).c_str(),
+              cfg.custody.key_dir.c_str());
+  std::printf("dictionary-attack protection: %u of %u failures recorded, one forgotten every %u s%s\n",
+              d.lockout_counter, d.max_auth_fail, d.lockout_interval_s, d.in_lockout ? "  LOCKED OUT" : "");
+  std::printf("KEKs: %s\n", d.encrypt_decrypt ? "AES (TPM2_EncryptDecrypt2)" : "HMAC-SHA-256 (this TPM has no EncryptDecrypt)");
+  std::printf("persistent handles:");
+  for (std::uint32_t h : d.persistent) std::printf(" %s", handle_hex(h).c_str());
+  std::printf("\ntransient objects loaded: %zu\n", d.transient.size());
+  CC_TRY_ASSIGN(auto objects, custody->list_objects());
+  std::printf("objects (%zu):\n", objects.size());
+  for (const ObjectInfo& o : objects) print_object(o, *custody);
+  return {};
+}
+
 Status token_info(const Globals& g) {
   CC_TRY_ASSIGN(Config cfg, load(g));
-  CC_TRY_ASSIGN(auto custody, open_custody(cfg));
+  if (cfg.custody.backend == "tpm2") return tpm_info(cfg);
+  CC_TRY_ASSIGN(auto custody, Pkcs11Custody::open(cfg.custody));
   CK_INFO mi{};
   if (P11_CALL(custody->pool().module(), C_GetInfo, &mi) == CKR_OK)
     std::printf("module: %s (%s, %s %u.%u, Cryptoki %u.%u)\n", cfg.custody.module.c_str(),
@@ -88,6 +116,9 @@ Status token_init(const Globals& g, const std::string& label, const std::string&
   CC_TRY_ASSIGN(PinSource user_src, PinSource::from_config(pin_file.empty() ? cfg.custody.pin_file : pin_file));
   CC_TRY_ASSIGN(SecureBytes so_pin, so_src.read());
   CC_TRY_ASSIGN(SecureBytes user_pin, user_src.read());
+  if (cfg.custody.backend != "pkcs11")
+    return Error{"cli.wrong_backend", "`token init` initialises a PKCS#11 token; [custody] backend is " + cfg.custody.backend,
+                 "a TPM needs no initialisation: keys are created under its storage key (docs/tpm.md)"};
   CC_TRY_ASSIGN(auto module, Pkcs11Module::load(cfg.custody.module));
   Status s = init_token(*module, label, so_pin, user_pin);
   module->finalize();

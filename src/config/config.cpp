@@ -29,13 +29,35 @@ std::string resolve_relative(const std::string& source_name, const std::string& 
   return (std::filesystem::path(source_name).parent_path() / p).lexically_normal().string();
 }
 
+Status parse_tpm2_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  CC_TRY(reject_unknown(c, file, "custody", {"backend", "tcti", "auth_file", "key_dir", "srk_handle"}));
+  CC_TRY(read_string(c, file, "custody", "tcti", true, out.tcti));
+  CC_TRY(read_string(c, file, "custody", "auth_file", true, out.auth_file));
+  CC_TRY(read_string(c, file, "custody", "key_dir", false, out.key_dir));
+  if (out.auth_file.find('/') != std::string::npos) out.auth_file = resolve_relative(file, out.auth_file);
+  if (!out.key_dir.empty()) out.key_dir = resolve_relative(file, out.key_dir);
+  if (const toml::node* n = c.get("srk_handle")) {
+    std::string text;
+    CC_TRY(read_string(c, file, "custody", "srk_handle", true, text));
+    char* end = nullptr;
+    const unsigned long v = std::strtoul(text.c_str(), &end, 16);
+    if (text.rfind("0x", 0) != 0 || *end != '\0' || v < 0x81000000UL || v > 0x817FFFFFUL)
+      return config_error("config.invalid_value", where(file, n->source()), "custody.srk_handle",
+                          "must be a persistent owner handle written in hex, 0x81000000 to 0x817FFFFF",
+                          "set srk_handle = \"0x81000001\" (the TCG SRK handle)");
+    out.srk_handle = static_cast<std::uint32_t>(v);
+  }
+  return {};
+}
+
 Status parse_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
-  CC_TRY(reject_unknown(c, file, "custody", {"backend", "module", "token", "pin_file", "sessions", "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "backend", true, out.backend));
+  if (out.backend == "tpm2") return parse_tpm2_custody(c, file, out);
   if (out.backend != "pkcs11")
     return config_error("config.invalid_value", where(file, c.get("backend")->source()), "custody.backend",
                         "\"" + out.backend + "\" is not a backend this build offers",
-                        "set backend = \"pkcs11\"");
+                        "set backend = \"pkcs11\" (an HSM) or \"tpm2\" (the host's TPM 2.0)");
+  CC_TRY(reject_unknown(c, file, "custody", {"backend", "module", "token", "pin_file", "sessions", "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "module", true, out.module));
   CC_TRY(read_string(c, file, "custody", "token", true, out.token));
   CC_TRY(read_string(c, file, "custody", "pin_file", true, out.pin_file));
@@ -252,6 +274,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source_n
   CC_TRY(reject_unknown(*state, source_name, "state", {"dir"}));
   CC_TRY(read_string(*state, source_name, "state", "dir", true, cfg.state.dir));
   cfg.state.dir = resolve_relative(source_name, cfg.state.dir);
+  if (cfg.custody.backend == "tpm2" && cfg.custody.key_dir.empty()) cfg.custody.key_dir = cfg.state.dir + "/tpm";
   if (const toml::node* ra = root.get("ra")) {
     if (!ra->is_table()) return config_error("config.wrong_type", where(source_name, ra->source()), "ra", "must be a table");
     CC_TRY(reject_unknown(*ra->as_table(), source_name, "ra", {"key"}));

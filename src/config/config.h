@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -12,10 +13,16 @@
 namespace certcustody {
 
 struct CustodyConfig {
-  std::string backend;   // "pkcs11"
+  std::string backend;   // "pkcs11" or "tpm2"
+  // backend = "pkcs11"
   std::string module;    // path of the PKCS#11 module (.so)
   std::string token;     // RFC 7512 URI selecting the token
   std::string pin_file;  // absolute/relative path, or a systemd credential name
+  // backend = "tpm2" (docs/tpm.md)
+  std::string tcti;                      // "device:/dev/tpmrm0", "tabrmd", "swtpm:host=…,port=…"
+  std::string auth_file;                 // the keys' auth value: a file path or a systemd credential name
+  std::string key_dir;                   // key blobs <label>.tss2; default <state.dir>/tpm
+  std::uint32_t srk_handle = 0x81000001; // the storage primary key (TCG SRK template)
   unsigned sessions = 8; // upper bound of pooled sessions
   unsigned reconnect_interval_ms = 1000;  // fail fast this long after a failed reconnect
 };

@@ -43,6 +43,14 @@ std::size_t hash_size(HashAlg h) {
   return 0;
 }
 
+Status check_digest_length(HashAlg hash, std::span<const std::uint8_t> digest) {
+  if (digest.size() == hash_size(hash)) return {};
+  return Error{"custody.digest_length", "a " + std::string(hash_name(hash)) + " digest has " +
+                                            std::to_string(hash_size(hash)) + " bytes, not " +
+                                            std::to_string(digest.size()),
+               "pass the digest of the message, not the message"};
+}
+
 Result<Bytes> KeyCustody::sign(const std::string& label, SignScheme scheme, HashAlg hash,
                                std::span<const std::uint8_t> message) {
   CC_TRY_ASSIGN(Bytes d, digest(hash_name(hash), message));

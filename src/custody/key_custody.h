@@ -26,6 +26,8 @@ Result<KeyType> parse_key_type(const std::string& s);  // "rsa2048", "ec-p256", 
 std::string key_type_name(KeyType t);
 const char* hash_name(HashAlg h);                      // OpenSSL name, "SHA256"
 std::size_t hash_size(HashAlg h);
+// custody.digest_length unless `digest` has the size of a `hash` digest.
+Status check_digest_length(HashAlg hash, std::span<const std::uint8_t> digest);
 
 enum class ObjectKind { private_key, public_key, secret_key, certificate, other };
 
@@ -59,9 +61,27 @@ struct SealedContent {
   Bytes wrapped_key;  // RSAES-OAEP with SHA-1 / MGF1-SHA-1, no label (CKM_RSA_PKCS_OAEP)
 };
 
+// Where OpenSSL objects made from token data (public keys) live: a library
+// context and property query, so that the provider can keep them in its own
+// default-provider context and never fetch itself.
+struct SoftwareContext {
+  OSSL_LIB_CTX* libctx = nullptr;
+  const char* propq = nullptr;
+};
+
 class KeyCustody {
  public:
   virtual ~KeyCustody() = default;
+
+  // Reaches the token now (PKCS#11: logs in; TPM: opens the TPM and its
+  // storage key), so that a refused PIN or a missing device is seen here.
+  virtual Status connect() = 0;
+  // Where the keys are, for messages and the audit log: the token URI, or
+  // "tpm2 <tcti>".
+  virtual std::string location() const = 0;
+  // At process exit: drop the connection without calls a module may crash in
+  // (SoftHSM at OpenSSL teardown). The object must not be used afterwards.
+  virtual void abandon() {}
 
   // Key pairs and secret keys are generated inside the token, sensitive and
   // non-extractable. Fails with custody.label_exists when the label is taken.

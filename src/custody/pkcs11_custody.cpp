@@ -133,11 +133,7 @@ Result<EvpPkeyPtr> Pkcs11Custody::public_key(const std::string& label) {
 
 Result<Bytes> Pkcs11Custody::sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
                                          std::span<const std::uint8_t> digest) {
-  if (digest.size() != hash_size(hash))
-    return Error{"custody.digest_length", "a " + std::string(hash_name(hash)) + " digest has " +
-                                              std::to_string(hash_size(hash)) + " bytes, not " +
-                                              std::to_string(digest.size()),
-                 "pass the digest of the message, not the message"};
+  CC_TRY(check_digest_length(hash, digest));
   Bytes input;
   if (scheme == SignScheme::rsa_pkcs1) {
     CC_TRY_ASSIGN(input, digest_info(hash, digest));

@@ -20,6 +20,10 @@ class Pkcs11Custody final : public KeyCustody {
 
   TokenSessionPool& pool() { return *pool_; }
 
+  Status connect() override { return pool_->connect(); }
+  std::string location() const override { return pool_->uri().text(); }
+  void abandon() override { pool_->abandon(); }
+
   Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) override;
   Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) override;
   Result<std::vector<ObjectInfo>> list_objects() override;

@@ -19,14 +19,6 @@
 
 namespace certcustody {
 
-// Where OpenSSL objects made from token data (public keys) live: a library
-// context and property query, so that the provider can keep them in its own
-// default-provider context and never fetch itself.
-struct SoftwareContext {
-  OSSL_LIB_CTX* libctx = nullptr;
-  const char* propq = nullptr;
-};
-
 class TokenSession {
  public:
   TokenSession(Pkcs11Module& module, CK_SESSION_HANDLE handle, const CkContext& context,

@@ -99,7 +99,8 @@ bool retryable(const Error& e) {
   static const char* const kMore[] = {"ca.circuit_open",      "custody.token_not_present", "custody.session_lost",
                                       "custody.device_error", "custody.too_many_sessions", "custody.host_memory",
                                       "store.busy",           "spool.unwritable",          "custody.token_error",
-                                      "audit.unwritable"};
+                                      "audit.unwritable",     "custody.tpm_unreachable",   "custody.tpm_busy",
+                                      "custody.tpm_slots_full", "custody.tpm_lockout"};
   if (ca::is_transient(e)) return true;
   for (const char* c : kMore)
     if (e.code == c) return true;

@@ -1,0 +1,306 @@
+// The ESYS connection of a Tpm2Custody: TCTI, storage key, HMAC session,
+// loaded keys, and what an auth failure or a lost TPM does to them.
+#include <tss2/tss2_tctildr.h>
+
+#include <algorithm>
+
+#include <cstring>
+
+#include "custody/tpm2_impl.h"
+
+namespace certcustody {
+namespace {
+
+constexpr std::size_t kMaxAuthBytes = 32;  // an object's authValue: at most its nameAlg's digest (SHA-256)
+
+std::string hex32(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+bool is_restricted_storage_key(const TPMT_PUBLIC& p) {
+  const TPMA_OBJECT a = p.objectAttributes;
+  return (a & TPMA_OBJECT_RESTRICTED) && (a & TPMA_OBJECT_DECRYPT) && !(a & TPMA_OBJECT_SIGN_ENCRYPT) &&
+         (p.type == TPM2_ALG_RSA || p.type == TPM2_ALG_ECC);
+}
+
+TPM2B_AUTH to_tpm_auth(const SecureBytes& auth) {
+  TPM2B_AUTH a{};
+  a.size = static_cast<UINT16>(auth.size());
+  std::memcpy(a.buffer, auth.data(), auth.size());
+  return a;
+}
+
+}  // namespace
+
+Status Tpm2Custody::Impl::ready() {
+  if (refused) {
+    if (auth_source.fingerprint() == *refused)
+      return Error{"custody.tpm_auth_failed",
+                   "the TPM refused the auth value in " + auth_source.describe() +
+                       " earlier; it is not sent again (each failure counts towards the TPM's lockout)",
+                   "put the right auth value in [custody] auth_file; certcustody tries again once the file changes"};
+    disconnect();  // the file changed: start again with the new value
+    refused.reset();
+  }
+  if (esys != nullptr) return {};
+  if (connect_error && std::chrono::steady_clock::now() < retry_connect_at) return *connect_error;
+  Status s = connect();
+  if (!s) {
+    disconnect();
+    connect_error = s.error();
+    retry_connect_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.reconnect_interval_ms);
+    return s;
+  }
+  connect_error.reset();
+  return {};
+}
+
+Status Tpm2Custody::Impl::connect() {
+  CC_TRY_ASSIGN(auth, auth_source.read());
+  auth_fingerprint = auth_source.fingerprint();
+  if (auth.size() > kMaxAuthBytes)
+    return Error{"custody.tpm_auth_invalid",
+                 auth_source.describe() + " holds " + std::to_string(auth.size()) + " bytes; a TPM key's auth value has at most 32",
+                 "use a shorter auth value (e.g. 32 random characters); keys made with the old value keep it"};
+  if (TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &tcti); rc != TSS2_RC_SUCCESS)
+    return tpm_error(rc, context("opening the TCTI"));
+  if (TSS2_RC rc = Esys_Initialize(&esys, tcti, nullptr); rc != TSS2_RC_SUCCESS)
+    return tpm_error(rc, context("Esys_Initialize"));
+  CC_TRY(read_commands());
+  CC_TRY(open_srk());
+  return start_session();
+}
+
+Status Tpm2Custody::Impl::read_commands() {
+  CC_TRY_ASSIGN(TPMS_CAPABILITY_DATA * raw, capability(TPM2_CAP_COMMANDS, TPM2_CC_FIRST, TPM2_MAX_CAP_CC));
+  EsysPtr<TPMS_CAPABILITY_DATA> cap(raw);
+  for (UINT32 i = 0; i < cap->data.command.count; ++i) {
+    const TPM2_CC cc = cap->data.command.commandAttributes[i] & TPMA_CC_COMMANDINDEX_MASK;
+    if (cc == TPM2_CC_EncryptDecrypt2) encrypt_decrypt2 = true;
+    if (cc == TPM2_CC_EncryptDecrypt) encrypt_decrypt = true;
+  }
+  // Without a resource manager the TPM's own object slots are all there is
+  // (3 on most TPMs): keep one free for loading and creating.
+  CC_TRY_ASSIGN(raw, capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_MIN, 1));
+  cap.reset(raw);
+  std::uint32_t slots = 3;
+  if (cap->data.tpmProperties.count == 1 && cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_HR_TRANSIENT_MIN)
+    slots = cap->data.tpmProperties.tpmProperty[0].value;
+  capacity = slots > 1 ? slots - 1 : 1;
+  return {};
+}
+
+Status Tpm2Custody::Impl::open_srk() {
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys, cfg.srk_handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
+  if (rc == TSS2_RC_SUCCESS) {
+    TPM2B_PUBLIC* raw = nullptr;
+    rc = Esys_ReadPublic(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_ReadPublic", "storage key " + hex32(cfg.srk_handle)));
+    EsysPtr<TPM2B_PUBLIC> pub(raw);
+    if (!is_restricted_storage_key(pub->publicArea))
+      return Error{"custody.tpm_srk_invalid",
+                   "the object at " + hex32(cfg.srk_handle) + " is not a storage key (restricted, decrypt)",
+                   "point [custody] srk_handle at the SRK, or free the handle (`tpm2_evictcontrol -C o -c " +
+                       hex32(cfg.srk_handle) + "`) so that certcustody creates it"};
+    return {};
+  }
+  srk = ESYS_TR_NONE;
+  if (tpm_base_rc(rc) != TPM2_RC_HANDLE) return tpm_error(rc, context("reading the storage key", hex32(cfg.srk_handle)));
+  // No SRK yet: create it from the TCG template and keep it at its handle.
+  TPM2B_SENSITIVE_CREATE sensitive{};
+  TPM2B_PUBLIC tmpl = srk_template();
+  TPM2B_DATA outside{};
+  TPML_PCR_SELECTION pcrs{};
+  ESYS_TR primary = ESYS_TR_NONE;
+  rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl,
+                          &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr);
+  if (rc == TSS2_RC_SUCCESS) {
+    rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                           cfg.srk_handle, &srk);
+    Esys_FlushContext(esys, primary);
+  }
+  if (rc == TSS2_RC_SUCCESS) return {};
+  srk = ESYS_TR_NONE;
+  Error e = tpm_error(rc, context("creating the storage key (SRK) at " + hex32(cfg.srk_handle)));
+  if (tpm_is_auth_failure(rc)) {
+    e.code = "custody.tpm_owner_auth";
+    e.what = "the TPM has no storage key at " + hex32(cfg.srk_handle) + " and creating one needs the owner's auth value";
+    e.remedy = "the TPM owner creates it once: `tpm2_createprimary -C o -P <owner auth> -g sha256 -G rsa2048:aes128cfb "
+               "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c srk.ctx && "
+               "tpm2_evictcontrol -C o -P <owner auth> -c srk.ctx " + hex32(cfg.srk_handle) + "`";
+  }
+  return e;
+}
+
+Status Tpm2Custody::Impl::start_session() {
+  // Salted with the SRK: the session key never crosses the bus, so neither
+  // the key auth value nor encrypted parameters can be read off it.
+  TPMT_SYM_DEF sym{};
+  sym.algorithm = TPM2_ALG_AES;
+  sym.keyBits.aes = 128;
+  sym.mode.aes = TPM2_ALG_CFB;
+  TSS2_RC rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                                     TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &session);
+  if (rc != TSS2_RC_SUCCESS) {
+    session = ESYS_TR_NONE;
+    return tpm_error(rc, context("TPM2_StartAuthSession"));
+  }
+  return {};
+}
+
+ESYS_TR Tpm2Custody::Impl::auth_session(TPMA_SESSION encryption) {
+  Esys_TRSess_SetAttributes(esys, session, TPMA_SESSION_CONTINUESESSION | encryption, 0xff);
+  return session;
+}
+
+void Tpm2Custody::Impl::disconnect() noexcept {
+  if (esys != nullptr) {
+    for (auto& [name, k] : keys) {
+      if (k.transient) Esys_FlushContext(esys, k.tr);
+      else Esys_TR_Close(esys, &k.tr);
+    }
+    for (auto& [index, tr] : counters) Esys_TR_Close(esys, &tr);
+    if (session != ESYS_TR_NONE) Esys_FlushContext(esys, session);
+    if (srk != ESYS_TR_NONE) Esys_TR_Close(esys, &srk);
+    Esys_Finalize(&esys);
+  }
+  keys.clear();
+  counters.clear();
+  session = ESYS_TR_NONE;
+  srk = ESYS_TR_NONE;
+  esys = nullptr;
+  if (tcti != nullptr) Tss2_TctiLdr_Finalize(&tcti);
+  tcti = nullptr;
+}
+
+Error Tpm2Custody::Impl::failed(TSS2_RC rc, const TpmContext& ctx) {
+  Error e = tpm_error(rc, ctx);
+  if (tpm_is_auth_failure(rc)) refused = auth_fingerprint;
+  if (e.code == "custody.tpm_lockout") {
+    if (auto info = device_info()) {
+      const std::uint32_t interval = info->lockout_interval_s;
+      e.what += " (" + std::to_string(info->lockout_counter) + " failures recorded, lockout at " +
+                std::to_string(info->max_auth_fail) + "; one failure is forgotten every " + std::to_string(interval) +
+                " s, so the next attempt is allowed in about " + std::to_string(interval) + " s)";
+    }
+  }
+  const TSS2_RC base = tpm_base_rc(rc);
+  const bool session_lost = base == TPM2_RC_REFERENCE_S0 || base == (TPM2_RC_FMT1 | 0x00B);  // not loaded / handle
+  if (tpm_is_tcti_failure(rc) || base == TPM2_RC_INITIALIZE || base == TPM2_RC_FAILURE || session_lost) disconnect();
+  return e;
+}
+
+Result<TPMS_CAPABILITY_DATA*> Tpm2Custody::Impl::capability(TPM2_CAP cap, std::uint32_t property, std::uint32_t count) {
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA* data = nullptr;
+  TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, cap, property, count, &more, &data);
+  if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_GetCapability"));
+  return data;
+}
+
+void Tpm2Custody::Impl::evict_lru() {
+  auto victim = keys.end();
+  for (auto it = keys.begin(); it != keys.end(); ++it)
+    if (it->second.transient && (victim == keys.end() || it->second.last_use < victim->second.last_use)) victim = it;
+  if (victim == keys.end()) return;
+  Esys_FlushContext(esys, victim->second.tr);
+  keys.erase(victim);
+}
+
+Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
+  const std::string id = loc.kind == TpmKeyLocation::Kind::file ? "file:" + loc.path : "handle:" + hex32(loc.handle);
+  if (auto it = keys.find(id); it != keys.end()) {
+    it->second.last_use = ++tick;
+    return &it->second;
+  }
+  LoadedKey k;
+  TPM2B_AUTH key_auth = to_tpm_auth(auth);
+  if (loc.kind == TpmKeyLocation::Kind::handle) {
+    k.transient = false;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(esys, loc.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &k.tr);
+    if (rc != TSS2_RC_SUCCESS) return failed(rc, context("opening the persistent key", loc.describe()));
+    TPM2B_PUBLIC* raw = nullptr;
+    rc = Esys_ReadPublic(esys, k.tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) {
+      Esys_TR_Close(esys, &k.tr);
+      return failed(rc, context("TPM2_ReadPublic", loc.describe()));
+    }
+    k.pub = *raw;
+    Esys_Free(raw);
+  } else {
+    CC_TRY_ASSIGN(TpmKeyBlob blob, read_tss2_file(loc.path));
+    if (blob.parent != cfg.srk_handle && blob.parent != TPM2_RH_OWNER)
+      return Error{"custody.tpm_key_foreign",
+                   loc.describe() + " was made under the parent " + hex32(blob.parent) + ", not under the storage key " +
+                       hex32(cfg.srk_handle),
+                   "set [custody] srk_handle to " + hex32(blob.parent) + " if that is this TPM's SRK, or generate the key again"};
+    if (blob.empty_auth) key_auth = TPM2B_AUTH{};
+    for (std::size_t n = 0; n < keys.size() && n < 8; ++n) {
+      std::size_t loaded = 0;
+      for (const auto& [name, other] : keys) loaded += other.transient ? 1 : 0;
+      if (loaded < capacity) break;
+      evict_lru();
+    }
+    TSS2_RC rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &blob.priv, &blob.pub, &k.tr);
+    if (tpm_base_rc(rc) == TPM2_RC_OBJECT_MEMORY) {  // slots taken by someone else: give back ours and retry once
+      while (!keys.empty() && std::any_of(keys.begin(), keys.end(), [](auto& e) { return e.second.transient; })) evict_lru();
+      rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &blob.priv, &blob.pub, &k.tr);
+    }
+    if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_Load", loc.describe()));
+    k.pub = blob.pub;
+  }
+  if (TSS2_RC rc = Esys_TR_SetAuth(esys, k.tr, &key_auth); rc != TSS2_RC_SUCCESS) {
+    if (k.transient) Esys_FlushContext(esys, k.tr);
+    else Esys_TR_Close(esys, &k.tr);
+    return failed(rc, context("Esys_TR_SetAuth", loc.describe()));
+  }
+  secure_wipe(&key_auth, sizeof key_auth);
+  k.last_use = ++tick;
+  return &(keys[id] = k);
+}
+
+Result<TpmDeviceInfo> Tpm2Custody::Impl::device_info() {
+  TpmDeviceInfo info;
+  info.encrypt_decrypt = encrypt_decrypt2 || encrypt_decrypt;
+  CC_TRY_ASSIGN(TPMS_CAPABILITY_DATA * raw, capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES));
+  EsysPtr<TPMS_CAPABILITY_DATA> cap(raw);
+  std::uint32_t fw1 = 0, fw2 = 0, level = 0, revision = 0;
+  auto text4 = [](std::uint32_t v) {
+    std::string s;
+    for (int shift = 24; shift >= 0; shift -= 8)
+      if (char c = static_cast<char>((v >> shift) & 0xFF); c >= 0x20 && c < 0x7F) s += c;
+    return s;
+  };
+  for (UINT32 i = 0; i < cap->data.tpmProperties.count; ++i) {
+    const auto& p = cap->data.tpmProperties.tpmProperty[i];
+    if (p.property == TPM2_PT_MANUFACTURER) info.manufacturer = text4(p.value);
+    if (p.property == TPM2_PT_FIRMWARE_VERSION_1) fw1 = p.value;
+    if (p.property == TPM2_PT_FIRMWARE_VERSION_2) fw2 = p.value;
+    if (p.property == TPM2_PT_LEVEL) level = p.value;
+    if (p.property == TPM2_PT_REVISION) revision = p.value;
+  }
+  info.firmware = std::to_string(fw1 >> 16) + "." + std::to_string(fw1 & 0xFFFF) + "." + std::to_string(fw2 >> 16) +
+                  "." + std::to_string(fw2 & 0xFFFF);
+  info.spec = "2.0 level " + std::to_string(level) + " revision " + std::to_string(revision / 100) + "." +
+              std::to_string(revision % 100);
+  CC_TRY_ASSIGN(raw, capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES));
+  cap.reset(raw);
+  for (UINT32 i = 0; i < cap->data.tpmProperties.count; ++i) {
+    const auto& p = cap->data.tpmProperties.tpmProperty[i];
+    if (p.property == TPM2_PT_LOCKOUT_COUNTER) info.lockout_counter = p.value;
+    if (p.property == TPM2_PT_MAX_AUTH_FAIL) info.max_auth_fail = p.value;
+    if (p.property == TPM2_PT_LOCKOUT_INTERVAL) info.lockout_interval_s = p.value;
+    if (p.property == TPM2_PT_LOCKOUT_RECOVERY) info.lockout_recovery_s = p.value;
+    if (p.property == TPM2_PT_PERMANENT) info.in_lockout = (p.value & TPMA_PERMANENT_INLOCKOUT) != 0;
+  }
+  for (auto [first, out] : {std::pair{TPM2_PERSISTENT_FIRST, &info.persistent}, std::pair{TPM2_TRANSIENT_FIRST, &info.transient}}) {
+    CC_TRY_ASSIGN(raw, capability(TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES));
+    cap.reset(raw);
+    for (UINT32 i = 0; i < cap->data.handles.count; ++i) out->push_back(cap->data.handles.handle[i]);
+  }
+  return info;
+}
+
+}  // namespace certcustody

@@ -1,0 +1,97 @@
+// Private to the TPM backend: the ESYS connection of a Tpm2Custody, the keys
+// it holds loaded, and the rules for auth failures (tpm2_connection.cpp).
+#pragma once
+
+#include <tss2/tss2_esys.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "custody/pin_source.h"
+#include "custody/tpm2_custody.h"
+#include "custody/tpm2_error.h"
+#include "custody/tpm2_key_file.h"
+
+namespace certcustody {
+
+struct EsysFree {
+  void operator()(void* p) const noexcept { Esys_Free(p); }
+};
+template <class T>
+using EsysPtr = std::unique_ptr<T, EsysFree>;
+
+struct LoadedKey {
+  ESYS_TR tr = ESYS_TR_NONE;
+  TPM2B_PUBLIC pub{};
+  bool transient = true;  // loaded from a blob (flushed when evicted); else a persistent handle
+  std::uint64_t last_use = 0;
+};
+
+struct Tpm2Custody::Impl {
+  CustodyConfig cfg;
+  SoftwareContext sw;
+  PinSource auth_source;
+  std::mutex mu;  // every ESYS call, and everything below
+
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+  ESYS_TR srk = ESYS_TR_NONE;
+  ESYS_TR session = ESYS_TR_NONE;
+  bool encrypt_decrypt2 = false;
+  bool encrypt_decrypt = false;
+  std::size_t capacity = 2;  // transient keys kept loaded at once
+  std::map<std::string, LoadedKey> keys;
+  std::map<std::uint32_t, ESYS_TR> counters;
+  std::uint64_t tick = 0;
+  SecureBytes auth;
+  std::string auth_fingerprint;
+  // The fingerprint of an auth value the TPM refused: not sent again until
+  // the file changes, so one mistake costs one lockout count.
+  std::optional<std::string> refused;
+  std::chrono::steady_clock::time_point retry_connect_at{};
+  std::optional<Error> connect_error;
+
+  Impl(CustodyConfig c, SoftwareContext s, PinSource p) : cfg(std::move(c)), sw(s), auth_source(std::move(p)) {}
+  ~Impl() { disconnect(); }
+
+  TpmContext context(std::string operation, std::string object = {}) const {
+    return TpmContext{std::move(operation), cfg.tcti, std::move(object)};
+  }
+
+  // Runs f() with the TPM connected, under the mutex. A lost connection is
+  // re-opened and f() run once more; an auth failure never is.
+  template <class F>
+  auto run(F&& f) -> std::invoke_result_t<F> {
+    std::lock_guard lock(mu);
+    for (int attempt = 0;; ++attempt) {
+      if (Status s = ready(); !s) return s.error();
+      auto r = f();
+      if (r.ok() || attempt > 0 || !tpm_is_tcti_failure(static_cast<TSS2_RC>(r.error().native)) ||
+          r.error().native == 0)
+        return r;
+    }
+  }
+
+  Status ready();  // auth not refused, connected
+  Status connect();
+  void disconnect() noexcept;
+  // The named error for rc; records an auth failure, drops a lost connection.
+  Error failed(TSS2_RC rc, const TpmContext& ctx);
+
+  Result<LoadedKey*> load(const TpmKeyLocation& loc);
+  // The HMAC session for a command, with parameter encryption as asked
+  // (TPMA_SESSION_DECRYPT: the command's first parameter; _ENCRYPT: the response's).
+  ESYS_TR auth_session(TPMA_SESSION encryption);
+  Result<TPMS_CAPABILITY_DATA*> capability(TPM2_CAP cap, std::uint32_t property, std::uint32_t count);
+  Result<TpmDeviceInfo> device_info();
+
+ private:
+  Status open_srk();
+  Status start_session();
+  Status read_commands();
+  void evict_lru();
+};
+
+}  // namespace certcustody

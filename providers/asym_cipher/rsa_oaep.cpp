@@ -19,6 +19,7 @@ struct CipherCtx {
   std::string oaep_md = "SHA1";  // OpenSSL's default for OAEP
   std::string mgf1_md;           // empty: same as oaep_md
   bool has_label = false;
+  Bytes label;  // used by encryption (software); decryption in the token takes none
 };
 
 CipherCtx* as_ctx(void* c) { return static_cast<CipherCtx*>(c); }
@@ -88,6 +89,15 @@ int oaep_encrypt(void* c, unsigned char* out, size_t* outlen, size_t outsize, co
          EVP_PKEY_CTX_set_rsa_mgf1_md_name(e.get(), (ctx->mgf1_md.empty() ? ctx->oaep_md : ctx->mgf1_md).c_str(),
                                            nullptr) != 1))
       return 0;
+    // A label is part of the ciphertext: dropping it would encrypt to
+    // something the holder cannot decrypt (tpm2-tss salts sessions with "SECRET").
+    if (ctx->pad == RSA_PKCS1_OAEP_PADDING && ctx->has_label) {
+      auto* copy = static_cast<unsigned char*>(OPENSSL_memdup(ctx->label.data(), ctx->label.size()));
+      if (copy == nullptr || EVP_PKEY_CTX_set0_rsa_oaep_label(e.get(), copy, static_cast<int>(ctx->label.size())) != 1) {
+        OPENSSL_free(copy);
+        return 0;
+      }
+    }
     *outlen = outsize;
     return EVP_PKEY_encrypt(e.get(), out, outlen, in, inlen) == 1 ? 1 : 0;
   });
@@ -112,8 +122,14 @@ int oaep_set_ctx_params_unguarded(CipherCtx* ctx, const OSSL_PARAM params[]) {
     if (OSSL_PARAM_get_utf8_string_ptr(p, &s) != 1) return 0;
     ctx->mgf1_md = s;
   }
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL))
-    ctx->has_label = p->data_size > 0;
+  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) {
+    const void* data = nullptr;
+    std::size_t len = 0;
+    if (OSSL_PARAM_get_octet_string_ptr(p, &data, &len) != 1) return 0;
+    ctx->has_label = len > 0;
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    ctx->label.assign(bytes, bytes + len);
+  }
   return 1;
 }
 

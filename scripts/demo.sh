@@ -9,10 +9,18 @@
 #   writes the PKCS#12 enveloped for its recipient, which opens it with
 #   `openssl cms -decrypt` and `openssl pkcs12` -> redelivery -> the signed
 #   audit log verified with the audit public key alone.
+# With --tpm the same path runs on a TPM 2.0 instead (a private swtpm started
+# for the demo): keys are TPM key blobs under the TPM's storage key.
 # Everything lives under build/demo (re-created on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+tpm=0
+case "${1:-}" in
+  --tpm) tpm=1 ;;
+  "") ;;
+  *) echo "usage: scripts/demo.sh [--tpm]" >&2; exit 2 ;;
+esac
 
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -23,9 +31,24 @@ demo=$root/build/demo
 rm -rf "$demo"
 mkdir -p "$demo"
 step() { printf '\n== %s\n' "$*"; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$demo/hsm/swtpm/pid" ]; then kill "$(cat "$demo/hsm/swtpm/pid")" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
 
-step "HSM officer provisions a SoftHSM token (random PINs in 0600 files, never on a command line)"
-hsm-config/provision-softhsm.sh --dir "$demo/hsm" --label certcustody --certcustody "$bin"
+if ((tpm)); then
+  step "Officer provisions the TPM: a private swtpm, a random key auth value in a 0600 file, the SRK"
+  hsm-config/provision-tpm.sh --dir "$demo/hsm" --swtpm --certcustody "$bin"
+  ra_uri="tpm2:object=ra"
+  ra_cli_uri="tpm2:object=ra"
+else
+  step "HSM officer provisions a SoftHSM token (random PINs in 0600 files, never on a command line)"
+  hsm-config/provision-softhsm.sh --dir "$demo/hsm" --label certcustody --certcustody "$bin"
+  ra_uri="pkcs11:token=certcustody;object=ra"
+  ra_cli_uri="pkcs11:token=certcustody;object=ra;type=private"
+fi
 # shellcheck disable=SC1091
 source "$demo/hsm/env"
 export CERTCUSTODY_CONFIG=$demo/hsm/certcustody.toml
@@ -68,12 +91,12 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 openssl s_server -accept "127.0.0.1:$port" -cert "$demo/srv.pem" -key "$demo/srv.key" -CAfile "$demo/ca.pem" \
   -Verify 1 -verify_return_error -naccept 2 -www >"$demo/s_server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+pids+=("$server")
 for _ in $(seq 50); do grep -q ACCEPT "$demo/s_server.log" && break; sleep 0.1; done
 cat >>"$CERTCUSTODY_CONFIG" <<TOML
 
 [ra]
-key = "pkcs11:token=certcustody;object=ra"
+key = "$ra_uri"
 
 [ca.demo]
 url = "https://localhost:$port/"
@@ -83,7 +106,7 @@ TOML
 "$bin" ca ping --ca demo
 echo "The same key from the openssl command line, through certcustody-provider.so:"
 echo Q | OPENSSL_MODULES="$root/build/providers" openssl s_client -provider certcustody -provider default \
-  -connect "127.0.0.1:$port" -key "pkcs11:token=certcustody;object=ra;type=private" -cert "$demo/ra.pem" \
+  -connect "127.0.0.1:$port" -key "$ra_cli_uri" -cert "$demo/ra.pem" \
   -CAfile "$demo/srv.pem" -verify_return_error 2>/dev/null | grep -E '^(New|Verification)'
 wait "$server" || true
 grep -E 'depth=0' "$demo/s_server.log" | sed 's/^/server saw client certificate: /'
@@ -96,7 +119,7 @@ JSON
 "$root/build/tests/support/certcustody-ca-simulator" --dir "$demo/sim" --client-ca "$demo/ca.pem" \
   --script "$demo/sim-script.json" >"$demo/sim.log" 2>&1 &
 sim=$!
-trap 'kill $server $sim 2>/dev/null || true' EXIT
+pids+=("$sim")
 for _ in $(seq 100); do grep -q '^listening on' "$demo/sim.log" && break; sleep 0.1; done
 fqdn=$(sed -n 's/^listening on //p' "$demo/sim.log")
 cat >>"$CERTCUSTODY_CONFIG" <<TOML
@@ -170,7 +193,23 @@ grep -o '"event":"[a-z_.]*"' "$demo/hsm/state/audit.log" | sort | uniq -c
 kill "$sim" && wait "$sim" 2>/dev/null || true
 tail -n 1 "$demo/sim.log"
 
-cat <<TXT
+if ((tpm)); then
+  step "No transient object left in the TPM (a bare TPM would keep them)"
+  tpm2_getcap handles-transient | sed 's/^/left loaded: /'
+  echo "transient objects: $(tpm2_getcap handles-transient | wc -l)"
+  cat <<TXT
+
+Demo complete. The RA key, the PFX encryption key and the audit key were
+created inside the TPM (fixedTPM, fixedParent, sensitiveDataOrigin); their
+blobs in $demo/hsm/state/tpm are encrypted by the TPM's storage key and useless
+elsewhere. The CSR, the TLS handshakes and the audit checkpoints were signed in
+the TPM; the audit counter is a TPM NV counter. The issued PKCS#12 was kept at
+rest sealed with a content key the TPM derived from the PFX encryption key.
+Outgoing: $out
+Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
+TXT
+else
+  cat <<TXT
 
 Demo complete. The RA key and the PFX encryption key were generated inside the
 token and are marked sensitive and never extractable; the CSR, both TLS
@@ -180,3 +219,4 @@ content key was generated, used and wrapped for the recipient inside the token.
 Outgoing: $out
 Files: $demo  (configuration: $CERTCUSTODY_CONFIG)
 TXT
+fi

@@ -46,7 +46,7 @@ if ((swtpm)); then
     port=$(python3 - <<'PY'
 import random, socket
 for _ in range(200):
-    p = random.randint(20000, 60000)
+    p = random.randint(20000, 32000)  # below the ephemeral range
     try:
         socks = [socket.socket() for _ in range(2)]
         for i, s in enumerate(socks):
@@ -74,7 +74,10 @@ fi
 [ -s "$dir/tpm.auth" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$dir/tpm.auth"
 chmod 600 "$dir/tpm.auth"
 
-if [ ! -f "$dir/certcustody.toml" ] || ((swtpm)); then
+if [ -f "$dir/certcustody.toml" ] && ((swtpm)); then
+  # The simulator may have come back on another port: only the tcti changes.
+  sed -i "s|^tcti .*|tcti      = \"$tcti\"|" "$dir/certcustody.toml"
+elif [ ! -f "$dir/certcustody.toml" ]; then
   cat > "$dir/certcustody.toml" <<TOML
 [custody]
 backend   = "tpm2"

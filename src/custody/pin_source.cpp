@@ -49,8 +49,8 @@ Result<std::string> PinSource::resolve_path() const {
   return std::string(dir) + "/" + value_;
 }
 
-std::string PinSource::describe() const {
-  if (!credential_) return "PIN file " + value_;
+std::string PinSource::describe(const char* noun) const {
+  if (!credential_) return std::string(noun) + " " + value_;
   return "systemd credential '" + value_ + "' ($CREDENTIALS_DIRECTORY/" + value_ + ")";
 }
 

@@ -21,8 +21,9 @@ class PinSource {
   // changes when the operator rewrites the file, and never reveals the PIN.
   std::string fingerprint() const;
 
-  // "PIN file /etc/certcustody/user.pin" or "systemd credential 'user-pin' (...)".
-  std::string describe() const;
+  // "PIN file /etc/certcustody/user.pin" or "systemd credential 'user-pin' (...)";
+  // `noun` names a file of another kind ("auth file").
+  std::string describe(const char* noun = "PIN file") const;
 
  private:
   Result<std::string> resolve_path() const;

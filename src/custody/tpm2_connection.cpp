@@ -1,5 +1,6 @@
 // The ESYS connection of a Tpm2Custody: TCTI, storage key, HMAC session,
 // loaded keys, and what an auth failure or a lost TPM does to them.
+#include <dirent.h>
 #include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
@@ -38,7 +39,7 @@ Status Tpm2Custody::Impl::ready() {
   if (refused) {
     if (auth_source.fingerprint() == *refused)
       return Error{"custody.tpm_auth_failed",
-                   "the TPM refused the auth value in " + auth_source.describe() +
+                   "the TPM refused the auth value in " + auth_source.describe("auth file") +
                        " earlier; it is not sent again (each failure counts towards the TPM's lockout)",
                    "put the right auth value in [custody] auth_file; certcustody tries again once the file changes"};
     disconnect();  // the file changed: start again with the new value
@@ -62,7 +63,7 @@ Status Tpm2Custody::Impl::connect() {
   auth_fingerprint = auth_source.fingerprint();
   if (auth.size() > kMaxAuthBytes)
     return Error{"custody.tpm_auth_invalid",
-                 auth_source.describe() + " holds " + std::to_string(auth.size()) + " bytes; a TPM key's auth value has at most 32",
+                 auth_source.describe("auth file") + " holds " + std::to_string(auth.size()) + " bytes; a TPM key's auth value has at most 32",
                  "use a shorter auth value (e.g. 32 random characters); keys made with the old value keep it"};
   if (TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &tcti); rc != TSS2_RC_SUCCESS)
     return tpm_error(rc, context("opening the TCTI"));
@@ -148,6 +149,43 @@ Status Tpm2Custody::Impl::start_session() {
     return tpm_error(rc, context("TPM2_StartAuthSession"));
   }
   return {};
+}
+
+Status Tpm2Custody::Impl::verify_auth() {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(cfg.key_dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".tss2") == 0) names.push_back(n.substr(0, n.size() - 5));
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    auto loc = locate_tpm_key(name, cfg.key_dir);
+    auto blob = loc ? read_tss2_file(loc->path) : Result<TpmKeyBlob>(loc.error());
+    if (!blob || blob->empty_auth || (blob->parent != cfg.srk_handle && blob->parent != TPM2_RH_OWNER)) continue;
+    CC_TRY_ASSIGN(LoadedKey * k, load(*loc));
+    TPMT_SYM_DEF none{};
+    none.algorithm = TPM2_ALG_NULL;
+    ESYS_TR policy = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       nullptr, TPM2_SE_POLICY, &none, TPM2_ALG_SHA256, &policy);
+    if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_StartAuthSession (policy)"));
+    TPM2B_NONCE nonce{};
+    TPM2B_DIGEST cp_hash{};
+    TPM2B_NONCE policy_ref{};
+    TPM2B_TIMEOUT* timeout = nullptr;
+    TPMT_TK_AUTH* ticket = nullptr;
+    rc = Esys_PolicySecret(esys, k->tr, policy, auth_session(0), ESYS_TR_NONE, ESYS_TR_NONE, &nonce, &cp_hash,
+                           &policy_ref, 0, &timeout, &ticket);
+    Esys_Free(timeout);
+    Esys_Free(ticket);
+    Esys_FlushContext(esys, policy);
+    if (rc != TSS2_RC_SUCCESS) return failed(rc, context("checking the auth value (TPM2_PolicySecret)", loc->describe()));
+    return {};
+  }
+  return {};  // no key made with the auth value yet: nothing to check it against
 }
 
 ESYS_TR Tpm2Custody::Impl::auth_session(TPMA_SESSION encryption) {

@@ -250,7 +250,8 @@ Result<std::unique_ptr<Tpm2Custody>> Tpm2Custody::open(const CustodyConfig& conf
 
 Status Tpm2Custody::connect() {
   std::lock_guard lock(impl_->mu);
-  return impl_->ready();
+  CC_TRY(impl_->ready());
+  return impl_->verify_auth();
 }
 
 std::string Tpm2Custody::location() const { return "tpm2 " + impl_->cfg.tcti; }

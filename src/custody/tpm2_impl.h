@@ -75,6 +75,9 @@ struct Tpm2Custody::Impl {
   }
 
   Status ready();  // auth not refused, connected
+  // Proves the auth value with TPM2_PolicySecret on a key of key_dir (no
+  // side effect), so that a wrong value is seen when the daemon starts.
+  Status verify_auth();
   Status connect();
   void disconnect() noexcept;
   // The named error for rc; records an auth failure, drops a lost connection.

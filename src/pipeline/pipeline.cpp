@@ -100,7 +100,10 @@ bool retryable(const Error& e) {
                                       "custody.device_error", "custody.too_many_sessions", "custody.host_memory",
                                       "store.busy",           "spool.unwritable",          "custody.token_error",
                                       "audit.unwritable",     "custody.tpm_unreachable",   "custody.tpm_busy",
-                                      "custody.tpm_slots_full", "custody.tpm_lockout"};
+                                      "custody.tpm_slots_full", "custody.tpm_lockout",
+                                      // Waits for the operator to fix auth_file: the custody does not send a
+                                      // refused value again, so retrying costs no lockout count.
+                                      "custody.tpm_auth_failed"};
   if (ca::is_transient(e)) return true;
   for (const char* c : kMore)
     if (e.code == c) return true;

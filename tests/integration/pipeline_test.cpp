@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -51,7 +52,8 @@ class Pipeline : public RaFixture {
   }
 
   std::string base_config() const {
-    return "[ra]\nkey = \"pkcs11:token=certcustody-test;object=ra\"\n\n"
+    return std::string("[ra]\nkey = \"") + (tpm_ ? "tpm2:object=ra" : "pkcs11:token=certcustody-test;object=ra") +
+           "\"\n\n"
            "[ca.digicert]\ntype = \"digicert\"\nfqdn = \"" + sim_->digicert_fqdn() +
            "\"\nca_name = \"Symantec\"\ntrust_anchor = \"" + sim_->trust_anchor() +
            "\"\nretries = 1\nretry_base_ms = 20\n\n"
@@ -70,7 +72,7 @@ class Pipeline : public RaFixture {
     std::ofstream(config_, std::ios::app) << "\n" << text;
   }
 
-  std::string state() const { return token_->dir() + "/state"; }
+  std::string state() const { return path("state"); }
   std::string outgoing() const { return state() + "/requests/outgoing"; }
   std::string incoming() const { return state() + "/requests/incoming"; }
 
@@ -481,6 +483,67 @@ TEST_F(Pipeline, SoakThousandRequestsNoneLost) {
   for (std::size_t pos = 0; (pos = list.output.find(" delivered ", pos)) != std::string::npos; ++pos) ++delivered;
   EXPECT_EQ(delivered, n);
   EXPECT_EQ(sim_->issued_total(), n);
+}
+
+// The same pipeline with every key in a TPM (swtpm): the RA key (mutual TLS
+// to the CA), the PFX key-encryption key and the audit key, with the audit
+// counter in TPM NV. Same results as IssuesAndDeliversAPfxOnlyItsRecipientCanOpen.
+class TpmPipeline : public Pipeline {
+ protected:
+  TpmPipeline() { tpm_backend_ = true; }
+};
+
+TEST_F(TpmPipeline, IssuesAndDeliversWithTheKeysInTheTpm) {
+  ASSERT_EQ(cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")}).exit_code, 0);
+  for (const char* label : {"ra", "pfx-kek", "audit"})
+    EXPECT_TRUE(std::filesystem::exists(tpm_->blob(label))) << label;
+  submit("dc-1", "users", "IWUser0");
+  submit("ms-1", "ms", "IWUser1");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_EQ(s.output.find("is not signed"), std::string::npos) << s.output;
+  for (const char* id : {"dc-1", "ms-1"}) EXPECT_EQ(status(id)["state"], "delivered") << id << s.output;
+  EXPECT_EQ(sim_->issued_total(), 2);
+
+  Opened dc = open_output("dc-1");
+  EXPECT_NE(dc.cert_text.find("subject=CN = IWUser0"), std::string::npos) << dc.cert_text;
+  EXPECT_NE(dc.cert_text.find("email:IWUser0@contoso.example"), std::string::npos) << dc.cert_text;
+  EXPECT_NE(dc.key_text.find("BEGIN PRIVATE KEY"), std::string::npos);
+  EXPECT_NE(dc.info.find("MAC: sha256"), std::string::npos) << dc.info;
+  EXPECT_NE(dc.info.find("Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC"), std::string::npos) << dc.info;
+  Opened ms = open_output("ms-1");
+  EXPECT_NE(ms.cert_text.find("subject=CN = IWUser1"), std::string::npos) << ms.cert_text;
+
+  ASSERT_EQ(cc({"redeliver", "dc-1"}).exit_code, 0);  // unwraps with the KEK in the TPM
+  EXPECT_EQ(open_output("dc-1").cert_text, dc.cert_text);
+  EXPECT_EQ(sim_->issued_total(), 2);
+
+  auto counter = cc({"audit", "counter"});
+  ASSERT_EQ(counter.exit_code, 0) << counter.output;
+  const std::string n = counter.output.substr(0, counter.output.find('\n'));
+  ASSERT_FALSE(n.empty());
+  EXPECT_NE(n, "0") << counter.output;
+  ASSERT_EQ(serve().exit_code, 0);  // a checkpoint after redeliver's records
+  auto counter2 = cc({"audit", "counter"});
+  const std::string n2 = counter2.output.substr(0, counter2.output.find('\n'));
+  auto v = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", state() + "/audit.log", "--pubkey",
+                path("audit.pub.pem"), "--counter", n2},
+               env());
+  EXPECT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_NE(v.output.find("OK: "), std::string::npos) << v.output;
+  EXPECT_NE(v.output.find("0 records after the last checkpoint"), std::string::npos) << v.output;
+  EXPECT_GT(std::stoull(n2), std::stoull(n)) << "the second run's checkpoint advanced the TPM counter";
+  // A log older than the counter says is refused.
+  auto old = run({CERTCUSTODY_BINARY, "audit", "verify", "--log", state() + "/audit.log", "--pubkey",
+                  path("audit.pub.pem"), "--counter", std::to_string(std::stoull(n2) + 1)},
+                 env());
+  EXPECT_NE(old.exit_code, 0) << old.output;
+  EXPECT_EQ(tpm_->transient_handles(), "") << "left loaded after the daemon stopped";
+  auto nv = tpm_->tool({"tpm2_getcap", "handles-nv-index"});
+  EXPECT_NE(nv.output.find("- 0x13"), std::string::npos) << "the audit counter is an NV index: " << nv.output;
+  // No auth value in the log or the outputs.
+  EXPECT_EQ(read_file(state() + "/audit.log").find(tpm_->auth_value()), std::string::npos);
+  EXPECT_EQ(s.output.find(tpm_->auth_value()), std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // A SoftHSM token with RA keys and CA-issued RA certificates, made the way an
 // HSM officer makes them (the certcustody executable + an openssl test CA),
-// plus a server certificate: the set-up for provider and TLS tests.
+// plus a server certificate: the set-up for provider and TLS tests. A derived
+// fixture may set tpm_backend_ to have the keys in a swtpm instead.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,25 +15,40 @@
 #include "provider_context.h"
 #include "support/process.h"
 #include "support/softhsm_token.h"
+#include "support/swtpm.h"
 
 namespace certcustody::testing {
 
 class RaFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    token_ = std::make_unique<SoftHsmToken>();
-    config_ = token_->write_config_file();
+    if (tpm_backend_) {
+      tpm_ = std::make_unique<Swtpm>();
+      dir_ = tpm_->dir();
+      config_ = tpm_->write_config_file(dir_ + "/state");
+    } else {
+      token_ = std::make_unique<SoftHsmToken>();
+      dir_ = token_->dir();
+      config_ = token_->write_config_file();
+    }
     ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
                        path("ca.key"), "-out", path("ca.pem"), "-subj", "/CN=Test RA CA", "-days", "2"})
                   .exit_code,
               0);
   }
-  void TearDown() override { token_.reset(); }
+  void TearDown() override {
+    token_.reset();
+    tpm_.reset();
+  }
 
-  std::string path(const std::string& name) const { return token_->dir() + "/" + name; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::vector<std::string> env() const {
-    std::vector<std::string> e = {token_->softhsm_env(), "CERTCUSTODY_CONFIG=" + config_,
-                                  "OPENSSL_MODULES=" CERTCUSTODY_PROVIDER_DIR};
+    std::vector<std::string> e = {"CERTCUSTODY_CONFIG=" + config_, "OPENSSL_MODULES=" CERTCUSTODY_PROVIDER_DIR};
+    if (token_) e.push_back(token_->softhsm_env());
+    if (tpm_) {
+      const std::vector<std::string> t = tpm_->env();
+      e.insert(e.end(), t.begin(), t.end());
+    }
 #ifdef CERTCUSTODY_ASAN_RUNTIME
     // The sanitizer build's provider module needs the ASan runtime loaded
     // first in the (uninstrumented) openssl command; leaks are checked
@@ -111,7 +127,12 @@ class RaFixture : public ::testing::Test {
     custody_.reset();
   }
 
+  // Set in a derived fixture's constructor: the keys in a swtpm (backend
+  // "tpm2", tpm_) instead of a SoftHSM token (token_).
+  bool tpm_backend_ = false;
   std::unique_ptr<SoftHsmToken> token_;
+  std::unique_ptr<Swtpm> tpm_;
+  std::string dir_;
   std::string config_;
   std::shared_ptr<Pkcs11Custody> custody_;  // set by share_custody_with_provider()
 };

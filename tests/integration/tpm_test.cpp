@@ -1,0 +1,675 @@
+// The TPM 2.0 custody backend against a real software TPM (swtpm), checked
+// with the peers an operator has: tpm2-tools, tpm2-openssl and the openssl
+// command line. Each test starts its own swtpm (tests/support/swtpm.h).
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "custody/tpm2_custody.h"
+#include "support/swtpm.h"
+
+namespace certcustody::testing {
+namespace {
+
+const std::vector<std::string> kRequired = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "sign"};
+
+// "attributes:\n  value: a|b|c" of tpm2_readpublic, as a set.
+std::set<std::string> attributes_of(const std::string& readpublic) {
+  std::set<std::string> out;
+  auto at = readpublic.find("attributes:");
+  if (at == std::string::npos) return out;
+  auto v = readpublic.find("value:", at);
+  if (v == std::string::npos) return out;
+  v += 6;
+  auto end = readpublic.find('\n', v);
+  std::string list = readpublic.substr(v, end - v);
+  std::erase(list, ' ');
+  std::stringstream ss(list);
+  for (std::string a; std::getline(ss, a, '|');) out.insert(a);
+  return out;
+}
+
+std::string join(const std::set<std::string>& s) {
+  std::string out;
+  for (const auto& a : s) out += (out.empty() ? "" : "|") + a;
+  return out;
+}
+
+class TpmBase : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tpm_ = std::make_unique<Swtpm>();
+    config_ = tpm_->write_config_file(path("state"));
+  }
+  void TearDown() override { tpm_.reset(); }
+
+  std::string path(const std::string& name) const { return tpm_->path(name); }
+  // The TCTI variables and the configuration; no OPENSSL_MODULES, so that
+  // -provider tpm2 finds tpm2-openssl where Debian installs it (our provider
+  // is named with -provider-path, ours()).
+  std::vector<std::string> env() const {
+    std::vector<std::string> e = tpm_->env();
+    e.push_back("CERTCUSTODY_CONFIG=" + config_);
+#ifdef CERTCUSTODY_ASAN_RUNTIME
+    e.push_back("LD_PRELOAD=" CERTCUSTODY_ASAN_RUNTIME);
+    e.push_back("ASAN_OPTIONS=detect_leaks=0");
+#endif
+    return e;
+  }
+  RunResult cc(std::vector<std::string> args) const { return cc_with(config_, std::move(args)); }
+  RunResult cc_with(const std::string& config, std::vector<std::string> args) const {
+    args.insert(args.begin(), {CERTCUSTODY_BINARY, "--config", config});
+    return run(args, env());
+  }
+  RunResult openssl(std::vector<std::string> args) const {
+    args.insert(args.begin(), "openssl");
+    return run(args, env());
+  }
+  // openssl <command> with our provider (keys named tpm2:…) before default.
+  RunResult ours(std::vector<std::string> args) const {
+    args.insert(args.begin() + 1, {"-provider-path", CERTCUSTODY_PROVIDER_DIR, "-provider", "certcustody",
+                                   "-provider", "default"});
+    return openssl(std::move(args));
+  }
+  RunResult tool(std::vector<std::string> argv) const { return tpm_->tool(std::move(argv)); }
+
+  // What certcustody leaves in the TPM between commands: nothing loaded.
+  void expect_nothing_loaded(const std::string& after) const {
+    EXPECT_EQ(tpm_->transient_handles(), "") << "transient objects left after " << after;
+    auto s = tool({"tpm2_getcap", "handles-loaded-session"});
+    EXPECT_EQ(s.exit_code, 0) << s.output;
+    EXPECT_EQ(s.output, "") << "sessions left after " << after;
+  }
+  void expect_no_auth(const RunResult& r) const {
+    EXPECT_EQ(r.output.find(tpm_->auth_value()), std::string::npos) << "the auth value was printed";
+  }
+
+  void make_ca() {
+    ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                       path("ca.key"), "-out", path("ca.pem"), "-subj", "/CN=Test RA CA", "-days", "2"})
+                  .exit_code,
+              0);
+  }
+  // keygen, CSR (checked with openssl req -verify), issued by the test CA,
+  // imported: the RA certificate's path.
+  std::string make_ra(const std::string& label, const std::string& key_type) {
+    auto k = cc({"ra", "keygen", "--label", label, "--key-type", key_type});
+    EXPECT_EQ(k.exit_code, 0) << k.output;
+    auto c = cc({"ra", "csr", "--label", label, "--subject", "CN=RA " + label, "--out", path(label + ".csr")});
+    EXPECT_EQ(c.exit_code, 0) << c.output;
+    auto v = openssl({"req", "-in", path(label + ".csr"), "-verify", "-noout"});
+    EXPECT_EQ(v.exit_code, 0) << v.output;
+    EXPECT_NE(v.output.find("verify OK"), std::string::npos) << v.output;
+    auto i = openssl({"x509", "-req", "-in", path(label + ".csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+                      "-CAcreateserial", "-copy_extensions", "copy", "-days", "2", "-out", path(label + ".pem")});
+    EXPECT_EQ(i.exit_code, 0) << i.output;
+    auto imp = cc({"ra", "import", "--label", label, "--cert", path(label + ".pem")});
+    EXPECT_EQ(imp.exit_code, 0) << imp.output;
+    for (const auto* r : {&k, &c, &imp}) expect_no_auth(*r);
+    return path(label + ".pem");
+  }
+  // The public key of a CSR certcustody made (PEM SubjectPublicKeyInfo).
+  std::string csr_public_key(const std::string& csr, const std::string& out) {
+    auto r = openssl({"req", "-in", csr, "-noout", "-pubkey", "-out", out});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return read_file(out);
+  }
+
+  std::unique_ptr<Swtpm> tpm_;
+  std::string config_;
+};
+
+// The fixture itself, with tpm2-tools and tpm2-openssl only (no certcustody).
+class TpmFixture : public TpmBase {};
+
+TEST_F(TpmFixture, SwtpmAnswersTpm2ToolsAndStopsWithTheFixture) {
+  EXPECT_EQ(tpm_->tcti(), "swtpm:host=127.0.0.1,port=" + std::to_string(tpm_->port()));
+  auto fixed = tool({"tpm2_getcap", "properties-fixed"});
+  ASSERT_EQ(fixed.exit_code, 0) << fixed.output;
+  EXPECT_NE(fixed.output.find("TPM2_PT_FAMILY_INDICATOR:"), std::string::npos) << fixed.output;
+  EXPECT_NE(fixed.output.find("value: \"2.0\""), std::string::npos) << fixed.output;
+  EXPECT_EQ(tpm_->lockout_counter(), 0);
+  EXPECT_EQ(tpm_->transient_handles(), "");
+
+  struct stat st {};
+  ASSERT_EQ(::stat(tpm_->auth_file().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(read_file(tpm_->auth_file()), tpm_->auth_value() + "\n");
+  EXPECT_EQ(tpm_->auth_value().size(), 32u);
+  std::string other;
+  const std::string b = tpm_->make_auth_file("b.auth", &other);
+  EXPECT_NE(other, tpm_->auth_value());
+  EXPECT_EQ(read_file(b), other + "\n");
+
+  const std::string cfg = read_file(config_);
+  EXPECT_NE(cfg.find("backend = \"tpm2\"\ntcti = \"" + tpm_->tcti() + "\""), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("key_dir = \"" + tpm_->key_dir() + "\""), std::string::npos) << cfg;
+
+  // State survives a restart on the same port; a stopped TPM answers nothing.
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  EXPECT_NE(tpm_->persistent_handles().find("0x81000001"), std::string::npos);
+  tpm_->stop();
+  EXPECT_NE(tool({"tpm2_getcap", "handles-persistent"}).exit_code, 0);
+  tpm_->start();
+  EXPECT_NE(tpm_->persistent_handles().find("0x81000001"), std::string::npos);
+  EXPECT_EQ(tpm_->transient_handles(), "");
+}
+
+// The peers' way with a TSS2 PEM key, as the later tests use them:
+// tpm2_create + tpm2_encodeobject make it, tpm2_load -r reads it (without
+// -C: tpm2-tools 5.4 takes the parent from the PEM and refuses -C with it),
+// tpm2-openssl signs with it taking the auth value by -passin file:.
+TEST_F(TpmFixture, Tpm2ToolsAndTpm2OpensslAgreeOnATss2PemKey) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  // tpm2-tools' file: auth would keep the file's newline: give the value.
+  auto c = tool({"tpm2_create", "-C", kSrkHandle, "-G", "ecc256", "-g", "sha256", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-p", "str:" + tpm_->auth_value(),
+                 "-u", path("k.pub"), "-r", path("k.priv")});
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  auto enc = tool({"tpm2_encodeobject", "-C", kSrkHandle, "-u", path("k.pub"), "-r", path("k.priv"), "-o",
+                   path("k.tss2")});
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  auto l = tool({"tpm2_load", "-r", path("k.tss2"), "-c", path("k.ctx")});
+  ASSERT_EQ(l.exit_code, 0) << l.output;
+  auto pub = tool({"tpm2_readpublic", "-c", path("k.ctx"), "-f", "pem", "-o", path("k.pub.pem")});
+  ASSERT_EQ(pub.exit_code, 0) << pub.output;
+  auto attrs = attributes_of(pub.output);
+  for (const auto& a : kRequired) EXPECT_TRUE(attrs.count(a)) << a << " in " << join(attrs);
+  EXPECT_FALSE(attrs.count("decrypt")) << join(attrs);
+  ASSERT_EQ(tool({"tpm2_flushcontext", "-t"}).exit_code, 0);
+  EXPECT_EQ(tpm_->transient_handles(), "");
+
+  write_file(path("msg"), "signed through tpm2-openssl\n");
+  auto s = openssl({"pkeyutl", "-provider", "tpm2", "-provider", "default", "-propquery", "?provider=tpm2", "-sign",
+                    "-inkey", path("k.tss2"), "-passin", "file:" + tpm_->auth_file(), "-rawin", "-digest", "sha256",
+                    "-in", path("msg"), "-out", path("sig")});
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto v = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("k.pub.pem"), "-rawin", "-digest", "sha256", "-in",
+                    path("msg"), "-sigfile", path("sig")});
+  EXPECT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_NE(v.output.find("Signature Verified Successfully"), std::string::npos) << v.output;
+}
+
+class TpmKeys : public TpmBase {};
+
+TEST_F(TpmKeys, AttributesReadBack) {
+  struct Case {
+    std::string label, key_type, type_line, size_line;
+  };
+  for (const Case& k : {Case{"ra-rsa", "rsa2048", "value: rsa", "bits: 2048"},
+                        Case{"ra-ec", "ec-p256", "value: ecc", "value: NIST p256"}}) {
+    SCOPED_TRACE(k.label);
+    auto gen = cc({"ra", "keygen", "--label", k.label, "--key-type", k.key_type});
+    ASSERT_EQ(gen.exit_code, 0) << gen.output;
+    expect_no_auth(gen);
+    expect_nothing_loaded("ra keygen");
+    const std::string blob = tpm_->blob(k.label);
+    struct stat st {};
+    ASSERT_EQ(::stat(blob.c_str(), &st), 0) << blob;
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_EQ(read_file(blob).rfind("-----BEGIN TSS2 PRIVATE KEY-----", 0), 0u) << read_file(blob);
+    // A loadable key (2.23.133.10.1.3) under the SRK's persistent handle.
+    auto asn = openssl({"asn1parse", "-in", blob});
+    ASSERT_EQ(asn.exit_code, 0) << asn.output;
+    EXPECT_NE(asn.output.find(":2.23.133.10.1.3"), std::string::npos) << asn.output;
+    EXPECT_NE(asn.output.find("INTEGER           :81000001"), std::string::npos) << asn.output;
+    EXPECT_NE(tpm_->persistent_handles().find("0x81000001"), std::string::npos);
+
+    auto load = tool({"tpm2_load", "-r", blob, "-c", path("k.ctx")});
+    ASSERT_EQ(load.exit_code, 0) << load.output;
+    auto pub = tool({"tpm2_readpublic", "-c", path("k.ctx")});
+    ASSERT_EQ(pub.exit_code, 0) << pub.output;
+    auto attrs = attributes_of(pub.output);
+    for (const auto& a : kRequired) EXPECT_TRUE(attrs.count(a)) << a << " missing from " << join(attrs);
+    EXPECT_FALSE(attrs.count("decrypt")) << join(attrs);
+    // A restricted signing key cannot sign a digest it did not hash (TLS).
+    EXPECT_FALSE(attrs.count("restricted")) << join(attrs);
+    EXPECT_NE(pub.output.find(k.type_line), std::string::npos) << pub.output;
+    EXPECT_NE(pub.output.find(k.size_line), std::string::npos) << pub.output;
+    ASSERT_EQ(tool({"tpm2_flushcontext", "-t"}).exit_code, 0);
+  }
+  // Both keys are listed, and a label is taken once.
+  auto info = cc({"token", "info"});
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("ra-rsa"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("ra-ec"), std::string::npos) << info.output;
+  auto again = cc({"ra", "keygen", "--label", "ra-ec", "--key-type", "ec-p256"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("error custody.label_exists"), std::string::npos) << again.output;
+  expect_nothing_loaded("token info and a refused keygen");
+}
+
+TEST_F(TpmKeys, ErrorsAreNamed) {
+  auto missing = cc({"ra", "csr", "--label", "nope", "--subject", "CN=x"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("error custody.key_not_found"), std::string::npos) << missing.output;
+  auto missing_file = cc({"ra", "csr", "--label", "tpm2:file=" + path("nope.tss2"), "--subject", "CN=x"});
+  EXPECT_EQ(missing_file.exit_code, 1);
+  EXPECT_NE(missing_file.output.find("error custody.key_not_found"), std::string::npos) << missing_file.output;
+  auto missing_handle = cc({"ra", "csr", "--label", "tpm2:handle=0x81000009", "--subject", "CN=x"});
+  EXPECT_EQ(missing_handle.exit_code, 1);
+  EXPECT_NE(missing_handle.output.find("error custody.key_not_found"), std::string::npos) << missing_handle.output;
+
+  tpm_->stop();
+  auto down = cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.output.find("error custody.tpm_unreachable"), std::string::npos) << down.output;
+  EXPECT_NE(down.output.find(" — "), std::string::npos) << "a remedy: " << down.output;
+}
+
+// The same key through tpm2:object=<label>, tpm2:file=<path> and a plain label.
+TEST_F(TpmKeys, UriFormsNameTheSameKey) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "tpm2:object=ra", "--key-type", "ec-p256"}).exit_code, 0);
+  ASSERT_TRUE(std::filesystem::exists(tpm_->blob("ra")));
+  std::string first;
+  for (const std::string& label : {std::string("ra"), std::string("tpm2:object=ra"), "tpm2:file=" + tpm_->blob("ra")}) {
+    SCOPED_TRACE(label);
+    auto c = cc({"ra", "csr", "--label", label, "--subject", "CN=uri", "--out", path("u.csr")});
+    ASSERT_EQ(c.exit_code, 0) << c.output;
+    EXPECT_EQ(openssl({"req", "-in", path("u.csr"), "-verify", "-noout"}).exit_code, 0);
+    const std::string pub = csr_public_key(path("u.csr"), path("u.pub"));
+    if (first.empty()) first = pub;
+    EXPECT_EQ(pub, first);
+  }
+  expect_nothing_loaded("ra csr");
+}
+
+// Mutual TLS, the client key in the TPM: through our provider in openssl
+// s_client, and through the executable (ca ping), against openssl s_server
+// requiring a client certificate from the test CA.
+struct TpmTlsCase {
+  const char* key_type;
+  const char* version;
+  bool ours_first;  // -provider certcustody -provider default, or the other order
+  const char* name;
+};
+void PrintTo(const TpmTlsCase& c, std::ostream* os) { *os << c.name; }
+
+class TpmTls : public TpmBase, public ::testing::WithParamInterface<TpmTlsCase> {};
+
+TEST_P(TpmTls, MutualTlsHandshakeSignedInTheTpm) {
+  const TpmTlsCase& c = GetParam();
+  make_ca();
+  const std::string cert = make_ra("ra", c.key_type);
+  ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                     path("srv.key"), "-out", path("srv.pem"), "-subj", "/CN=localhost", "-addext",
+                     "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2"})
+                .exit_code,
+            0);
+  const int port = free_loopback_port();
+  Process server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", path("srv.pem"),
+                  "-key", path("srv.key"), "-CAfile", path("ca.pem"), "-Verify", "1", "-verify_return_error",
+                  std::string("-") + c.version, "-naccept", "2", "-www"},
+                 {}, path("s_server.log"));
+  ASSERT_TRUE(server.wait_for_output("ACCEPT", 5000)) << server.log();
+
+  // 1. openssl s_client with our provider, the key named by its URI, sends
+  // a GET: the server's answer shows it accepted the client's signature
+  // (under TLS 1.3 the client reports the session before that).
+  std::vector<std::string> providers = {"-provider", "certcustody", "-provider", "default"};
+  if (!c.ours_first) std::swap(providers[1], providers[3]);
+  std::vector<std::string> a = {"sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | exec \"$@\"", "sh",
+                                "openssl", "s_client", "-provider-path", CERTCUSTODY_PROVIDER_DIR};
+  a.insert(a.end(), providers.begin(), providers.end());
+  a.insert(a.end(), {"-connect", "127.0.0.1:" + std::to_string(port), std::string("-") + c.version, "-key",
+                     "tpm2:object=ra", "-cert", cert, "-CAfile", path("srv.pem"), "-verify_return_error", "-ign_eof"});
+  auto client = run(a, env());
+  EXPECT_EQ(client.exit_code, 0) << client.output;
+  const std::string expected = std::string("New, ") + (c.version == std::string("tls1_3") ? "TLSv1.3" : "TLSv1.2");
+  EXPECT_NE(client.output.find(expected), std::string::npos) << client.output;
+  EXPECT_NE(client.output.find("HTTP/1.0 200 ok"), std::string::npos) << client.output;
+  expect_no_auth(client);
+
+  // 2. The executable: ca ping, an HTTPS GET over mutual TLS.
+  write_file(config_, read_file(config_) + "\n[ra]\nkey = \"tpm2:object=ra\"\n\n[ca.test]\nurl = \"https://localhost:" +
+                          std::to_string(port) + "/\"\ntrust_anchor = \"" + path("srv.pem") + "\"\n");
+  auto ping = cc({"ca", "ping", "--ca", "test"});
+  EXPECT_EQ(ping.exit_code, 0) << ping.output << server.log();
+  EXPECT_NE(ping.output.find("HTTP 200 over mutual TLS as \"CN=RA ra\""), std::string::npos) << ping.output;
+
+  server.wait(5000);
+  const std::string log = server.log();
+  auto first = log.find("depth=0 CN = RA ra");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_NE(log.find("depth=0 CN = RA ra", first + 1), std::string::npos) << "two verified clients:\n" << log;
+  expect_nothing_loaded("the handshakes");
+}
+
+INSTANTIATE_TEST_SUITE_P(Tpm, TpmTls,
+                         ::testing::Values(TpmTlsCase{"rsa2048", "tls1_3", true, "rsa_tls13"},
+                                           TpmTlsCase{"rsa2048", "tls1_2", true, "rsa_tls12"},
+                                           TpmTlsCase{"ec-p256", "tls1_3", true, "ec_tls13"},
+                                           TpmTlsCase{"ec-p256", "tls1_2", true, "ec_tls12"},
+                                           TpmTlsCase{"rsa2048", "tls1_3", false, "rsa_tls13_default_first"},
+                                           TpmTlsCase{"ec-p256", "tls1_2", false, "ec_tls12_default_first"}),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+class TpmInterop : public TpmBase {};
+
+// tpm2-openssl asks for a TSS2 key's auth value through OpenSSL's passphrase
+// callback when the PEM says emptyAuth FALSE; -passin file: reads the first
+// line of our auth file.
+TEST_F(TpmInterop, OurBlobUsedByTpm2Openssl) {
+  write_file(path("msg"), "signed by tpm2-openssl with a key certcustody made\n");
+  for (auto [label, type] : {std::pair{"ra-ec", "ec-p256"}, std::pair{"ra-rsa", "rsa2048"}}) {
+    SCOPED_TRACE(label);
+    ASSERT_EQ(cc({"ra", "keygen", "--label", label, "--key-type", type}).exit_code, 0);
+    auto csr = cc({"ra", "csr", "--label", label, "--subject", "CN=interop", "--out", path("i.csr")});
+    ASSERT_EQ(csr.exit_code, 0) << csr.output;
+    csr_public_key(path("i.csr"), path(std::string(label) + ".pub"));
+    // Our provider exports the same public key.
+    auto exported = ours({"pkey", "-in", std::string("tpm2:object=") + label, "-pubout"});
+    EXPECT_EQ(exported.exit_code, 0) << exported.output;
+    EXPECT_EQ(exported.output, read_file(path(std::string(label) + ".pub")));
+
+    auto s = openssl({"pkeyutl", "-provider", "tpm2", "-provider", "default", "-propquery", "?provider=tpm2", "-sign",
+                      "-inkey", tpm_->blob(label), "-passin", "file:" + tpm_->auth_file(), "-rawin", "-digest",
+                      "sha256", "-in", path("msg"), "-out", path("sig")});
+    ASSERT_EQ(s.exit_code, 0) << s.output;
+    auto v = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path(std::string(label) + ".pub"), "-rawin",
+                      "-digest", "sha256", "-in", path("msg"), "-sigfile", path("sig")});
+    EXPECT_EQ(v.exit_code, 0) << v.output;
+    EXPECT_NE(v.output.find("Signature Verified Successfully"), std::string::npos) << v.output;
+  }
+}
+
+TEST_F(TpmInterop, Tpm2ToolsPersistentKeyUsedByUs) {
+  // certcustody makes the SRK (TCG template) at 0x81000001 on first use.
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "first", "--key-type", "ec-p256"}).exit_code, 0);
+  ASSERT_NE(tpm_->persistent_handles().find("0x81000001"), std::string::npos) << tpm_->persistent_handles();
+  auto c = tool({"tpm2_create", "-C", kSrkHandle, "-G", "ecc256", "-g", "sha256", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-p", "str:" + tpm_->auth_value(),
+                 "-u", path("t.pub"), "-r", path("t.priv")});
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  auto l = tool({"tpm2_load", "-C", kSrkHandle, "-u", path("t.pub"), "-r", path("t.priv"), "-c", path("t.ctx")});
+  ASSERT_EQ(l.exit_code, 0) << l.output;
+  auto e = tool({"tpm2_evictcontrol", "-C", "o", "-c", path("t.ctx"), "0x81000002"});
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  ASSERT_EQ(tool({"tpm2_flushcontext", "-t"}).exit_code, 0);
+  auto rp = tool({"tpm2_readpublic", "-c", "0x81000002", "-f", "pem", "-o", path("t.pub.pem")});
+  ASSERT_EQ(rp.exit_code, 0) << rp.output;
+
+  auto csr = cc({"ra", "csr", "--label", "tpm2:handle=0x81000002", "--subject", "CN=x", "--out", path("t.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  auto v = openssl({"req", "-in", path("t.csr"), "-verify", "-noout", "-subject"});
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_NE(v.output.find("verify OK"), std::string::npos) << v.output;
+  EXPECT_NE(v.output.find("subject=CN = x"), std::string::npos) << v.output;
+  // It is that key, not a new one.
+  EXPECT_EQ(csr_public_key(path("t.csr"), path("t.csr.pub")), read_file(path("t.pub.pem")));
+  expect_nothing_loaded("ra csr with a persistent key");
+  EXPECT_NE(tpm_->persistent_handles().find("0x81000002"), std::string::npos) << "the key is still there";
+}
+
+class TpmKek : public TpmBase {};
+
+TEST_F(TpmKek, CreateAndABlobFromAnotherTpmIsForeign) {
+  auto kek = cc({"kek", "create", "--label", "kek"});
+  ASSERT_EQ(kek.exit_code, 0) << kek.output;
+  expect_no_auth(kek);
+  struct stat st {};
+  ASSERT_EQ(::stat(tpm_->blob("kek").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = cc({"kek", "create", "--label", "kek"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("error custody.label_exists"), std::string::npos) << again.output;
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0);
+  expect_nothing_loaded("kek create and ra keygen");
+
+  // Another TPM, the same blobs and the same auth value: the blobs are
+  // bound to the first TPM's SRK.
+  Swtpm other;
+  write_file(other.auth_file(), read_file(tpm_->auth_file()));
+  for (const char* label : {"ra", "kek"})
+    std::filesystem::copy_file(tpm_->blob(label), other.blob(label));
+  const std::string other_config = other.write_config_file(other.path("state"));
+  std::vector<std::string> e = other.env();
+  e.push_back("CERTCUSTODY_CONFIG=" + other_config);
+  auto csr = run({CERTCUSTODY_BINARY, "--config", other_config, "ra", "csr", "--label", "ra", "--subject", "CN=x"}, e);
+  EXPECT_EQ(csr.exit_code, 1) << csr.output;
+  EXPECT_NE(csr.output.find("error custody.tpm_key_foreign"), std::string::npos) << csr.output;
+  EXPECT_EQ(csr.output.find("BEGIN CERTIFICATE REQUEST"), std::string::npos) << csr.output;
+  auto custody = Tpm2Custody::open(other.custody_config());
+  ASSERT_TRUE(custody) << custody.error().to_string();
+  const Bytes plain = {1, 2, 3, 4};
+  auto sealed = custody.value()->aes_gcm_encrypt("kek", plain, {});
+  ASSERT_FALSE(sealed);
+  EXPECT_EQ(sealed.error().code, "custody.tpm_key_foreign") << sealed.error().to_string();
+  // The first TPM still uses them.
+  EXPECT_EQ(cc({"ra", "csr", "--label", "ra", "--subject", "CN=x"}).exit_code, 0);
+}
+
+TEST_F(TpmKek, AesGcmRoundTripInTheTpm) {
+  ASSERT_EQ(cc({"kek", "create", "--label", "kek"}).exit_code, 0);
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  const Bytes plain = {'a', ' ', 'P', 'F', 'X', ' ', 'p', 'a', 's', 's', 'w', 'o', 'r', 'd'};
+  const Bytes aad = {'i', 'd', '-', '1'};
+  auto ct = custody.aes_gcm_encrypt("kek", plain, aad);
+  ASSERT_TRUE(ct) << ct.error().to_string();
+  EXPECT_EQ(ct->ciphertext_and_tag.size(), plain.size() + 16);
+  EXPECT_EQ(std::search(ct->ciphertext_and_tag.begin(), ct->ciphertext_and_tag.end(), plain.begin(), plain.end()),
+            ct->ciphertext_and_tag.end());
+  auto pt = custody.aes_gcm_decrypt("kek", *ct, aad);
+  ASSERT_TRUE(pt) << pt.error().to_string();
+  EXPECT_EQ(Bytes(pt->begin(), pt->end()), plain);
+  GcmCiphertext bad = *ct;
+  bad.ciphertext_and_tag.back() ^= 1;
+  EXPECT_FALSE(custody.aes_gcm_decrypt("kek", bad, aad));
+  const Bytes other_aad = {'i', 'd', '-', '2'};
+  EXPECT_FALSE(custody.aes_gcm_decrypt("kek", *ct, other_aad));
+  auto again = custody.aes_gcm_encrypt("kek", plain, aad);
+  ASSERT_TRUE(again);
+  EXPECT_NE(again->iv, ct->iv);
+}
+
+class TpmAuth : public TpmBase {};
+
+TEST_F(TpmAuth, WrongAuthNamedAndLockoutRoseAtMostOnce) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0);
+  std::string wrong_value;
+  const std::string wrong = tpm_->make_auth_file("b.auth", &wrong_value);
+  const std::string wrong_config = tpm_->write_config_file(path("state"), wrong, "wrong.toml");
+  const long before = tpm_->lockout_counter();
+  ASSERT_GE(before, 0);
+  auto r = cc_with(wrong_config, {"ra", "csr", "--label", "ra", "--subject", "CN=x", "--out", path("x.csr")});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error custody.tpm_auth_failed"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(wrong_value), std::string::npos) << "the auth value was printed";
+  EXPECT_EQ(r.output.find(tpm_->auth_value()), std::string::npos);
+  const long after = tpm_->lockout_counter();
+  EXPECT_LE(after - before, 1) << "one command, at most one failed authorisation (never retried)";
+  EXPECT_GE(after, before);
+  expect_nothing_loaded("a failed authorisation");
+  // The right value still works.
+  auto ok = cc({"ra", "csr", "--label", "ra", "--subject", "CN=x", "--out", path("x.csr")});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
+// swtpm allows 3 failed authorisations (TPM2_PT_MAX_AUTH_FAIL) before lockout.
+TEST_F(TpmAuth, LockoutIsNamed) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0);
+  const std::string wrong_config = tpm_->write_config_file(path("state"), tpm_->make_auth_file("b.auth"), "wrong.toml");
+  auto max = tool({"tpm2_getcap", "properties-variable"});
+  ASSERT_NE(max.output.find("TPM2_PT_MAX_AUTH_FAIL: 0x3"), std::string::npos) << max.output;
+  for (int i = 0; i < 3 && tpm_->lockout_counter() < 3; ++i)
+    cc_with(wrong_config, {"ra", "csr", "--label", "ra", "--subject", "CN=x"});
+  ASSERT_EQ(tpm_->lockout_counter(), 3);
+  auto r = cc({"ra", "csr", "--label", "ra", "--subject", "CN=x"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error custody.tpm_lockout"), std::string::npos) << r.output;
+}
+
+class TpmSessions : public TpmBase {};
+
+TEST_F(TpmSessions, ThousandSignaturesLeaveNoTransient) {
+  EvpPkeyPtr pub;
+  Bytes sig;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  const std::string msg = "the message";
+  SHA256(reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), digest);
+  {
+    auto opened = Tpm2Custody::open(tpm_->custody_config());
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    auto& custody = *opened.value();
+    ASSERT_TRUE(custody.generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+    for (int i = 0; i < 1000; ++i) {
+      auto s = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, std::span(digest, sizeof digest));
+      ASSERT_TRUE(s) << i << ": " << s.error().to_string();
+      if (i == 999) sig = *s;
+    }
+    auto p = custody.public_key("ra");
+    ASSERT_TRUE(p) << p.error().to_string();
+    pub = std::move(p.value());
+  }
+  EXPECT_EQ(tpm_->transient_handles(), "");
+  auto s = tool({"tpm2_getcap", "handles-loaded-session"});
+  EXPECT_EQ(s.output, "");
+  // And the last signature is a good one.
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub.get(), nullptr));
+  ASSERT_TRUE(ctx);
+  ASSERT_EQ(EVP_PKEY_verify_init(ctx.get()), 1);
+  EXPECT_EQ(EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), digest, sizeof digest), 1);
+}
+
+
+// A TPM without symmetric encryption gets an HMAC KEK; the sealed format is the
+// same. swtpm has EncryptDecrypt2, so the HMAC key is made with tpm2-tools as
+// such a TPM's officer would, and encoded as a TSS2 PRIVATE KEY.
+TEST_F(TpmKek, HmacKekSealsInTheSameFormat) {
+  ASSERT_EQ(cc({"kek", "create", "--label", "aes-kek"}).exit_code, 0);  // also creates the SRK
+  const std::string auth = "str:" + tpm_->auth_value();
+  auto created = tool({"tpm2_create", "-C", kSrkHandle, "-G", "hmac", "-a",
+                       "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-p", auth, "-u", path("hk.pub"),
+                       "-r", path("hk.priv")});
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  auto encoded = tool({"tpm2_encodeobject", "-C", kSrkHandle, "-u", path("hk.pub"), "-r", path("hk.priv"), "-o",
+                       tpm_->blob("hmac-kek")});
+  ASSERT_EQ(encoded.exit_code, 0) << encoded.output;
+  tool({"tpm2_flushcontext", "-t"});
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  auto info = custody.find_key("hmac-kek");
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->algorithm, "HMAC");
+  const Bytes plain = {'s', 'e', 'c', 'r', 'e', 't'};
+  auto hm = custody.aes_gcm_encrypt("hmac-kek", plain, {});
+  auto aes = custody.aes_gcm_encrypt("aes-kek", plain, {});
+  ASSERT_TRUE(hm) << hm.error().to_string();
+  ASSERT_TRUE(aes) << aes.error().to_string();
+  EXPECT_EQ(hm->iv.size(), aes->iv.size());
+  EXPECT_EQ(hm->ciphertext_and_tag.size(), aes->ciphertext_and_tag.size());
+  auto back = custody.aes_gcm_decrypt("hmac-kek", *hm, {});
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(Bytes(back->begin(), back->end()), plain);
+  // Each KEK opens only what it sealed.
+  EXPECT_FALSE(custody.aes_gcm_decrypt("aes-kek", *hm, {}));
+  EXPECT_FALSE(custody.aes_gcm_decrypt("hmac-kek", *aes, {}));
+}
+
+class TpmRecovery : public TpmBase {};
+
+// The TPM (or its resource manager) restarts: the operation that meets the
+// loss fails with a named error, and a later one reconnects by itself.
+TEST_F(TpmRecovery, ATpmThatComesBackIsUsedAgain) {
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  ASSERT_TRUE(custody.generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+  const Bytes digest(32, 7);
+  ASSERT_TRUE(custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest));
+  EXPECT_EQ(custody.loaded_objects(), 1u) << "the key stays loaded between signatures";
+  tpm_->stop();
+  auto lost = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, "custody.tpm_unreachable") << lost.error().to_string();
+  EXPECT_NE(lost.error().what.find(tpm_->tcti()), std::string::npos) << lost.error().to_string();
+  tpm_->start();
+  Result<Bytes> back = Error{};
+  for (int i = 0; i < 40; ++i) {  // at most one reconnect attempt a second
+    back = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+    if (back) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(back) << back.error().to_string();
+  auto pub = custody.public_key("ra");
+  ASSERT_TRUE(pub);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub->get(), nullptr));
+  ASSERT_EQ(EVP_PKEY_verify_init(ctx.get()), 1);
+  EXPECT_EQ(EVP_PKEY_verify(ctx.get(), back->data(), back->size(), digest.data(), digest.size()), 1);
+}
+
+// More keys in use than the TPM has object slots: least recently used keys
+// are flushed and loaded again, never more than the slots allow.
+TEST_F(TpmRecovery, MoreKeysThanSlotsTakeTurns) {
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  const Bytes digest(32, 1);
+  for (const char* label : {"k1", "k2", "k3", "k4"})
+    ASSERT_TRUE(custody.generate_key_pair(label, KeyType::ec_p256, KeyPurpose::sign));
+  for (int round = 0; round < 5; ++round) {
+    for (const char* label : {"k1", "k2", "k3", "k4"}) {
+      auto s = custody.sign_digest(label, SignScheme::ecdsa, HashAlg::sha256, digest);
+      ASSERT_TRUE(s) << label << ": " << s.error().to_string();
+      EXPECT_LE(custody.loaded_objects(), 2u);
+    }
+  }
+  std::istringstream handles(tpm_->transient_handles());
+  int loaded = 0;
+  for (std::string line; std::getline(handles, line);) loaded += line.empty() ? 0 : 1;
+  EXPECT_EQ(loaded, 2) << tpm_->transient_handles();
+}
+
+// In one process a refused auth value is never sent again: the TPM's lockout
+// counter rises once, however many operations follow, until the file changes.
+TEST_F(TpmAuth, ARefusedValueIsNotSentAgainUntilTheFileChanges) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0);
+  const std::string good = read_file(tpm_->auth_file());
+  write_file(tpm_->auth_file(), "not-the-value\n");
+  const long before = tpm_->lockout_counter();
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  const Bytes digest(32, 3);
+  for (int i = 0; i < 5; ++i) {
+    auto s = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, "custody.tpm_auth_failed") << s.error().to_string();
+  }
+  EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+  write_file(tpm_->auth_file(), good);  // the operator fixes the file
+  auto s = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  EXPECT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+}
+
+// Commands check the auth value when they start (TPM2_PolicySecret, no side
+// effect): a wrong one stops them before anything is created.
+TEST_F(TpmAuth, AWrongValueStopsACommandAtLogin) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0);
+  const std::string wrong_config = tpm_->write_config_file(path("state"), tpm_->make_auth_file("b.auth"), "wrong.toml");
+  const long before = tpm_->lockout_counter();
+  auto r = cc_with(wrong_config, {"kek", "create", "--label", "kek"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error custody.tpm_auth_failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("TPM2_PolicySecret"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(tpm_->blob("kek"))) << "no key made with the wrong auth value";
+  EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+  const std::string log = read_file(path("state") + "/audit.log");
+  EXPECT_NE(log.find("\"event\":\"token.login\",\"outcome\":\"failed\",\"error\":\"custody.tpm_auth_failed\""),
+            std::string::npos);
+  expect_nothing_loaded("a refused login");
+}
+
+}  // namespace
+}  // namespace certcustody::testing

@@ -9,16 +9,17 @@ seconds=${FUZZ_SECONDS:-20}
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCERTCUSTODY_FUZZ=ON \
   -DCERTCUSTODY_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz policy_fuzz soap_response_fuzz audit_log_fuzz
+cmake --build build-fuzz -j2 --target subject_name_fuzz config_fuzz policy_fuzz soap_response_fuzz audit_log_fuzz \
+  tss2_key_file_fuzz
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # The policy engine and the CA answer parser get the longest runs: one judges
 # every request's attributes, the other reads what comes over the network.
 declare -A budget=([subject_name]=$seconds [config]=$seconds [policy]=$((seconds * 3)) [soap_response]=$((seconds * 3))
-  [audit_log]=$seconds)
-declare -A max_len=([subject_name]=4096 [config]=4096 [policy]=4096 [soap_response]=16384 [audit_log]=16384)
-for target in subject_name config policy soap_response audit_log; do
+  [audit_log]=$seconds [tss2_key_file]=$seconds)
+declare -A max_len=([subject_name]=4096 [config]=4096 [policy]=4096 [soap_response]=16384 [audit_log]=16384 [tss2_key_file]=8192)
+for target in subject_name config policy soap_response audit_log tss2_key_file; do
   mkdir -p "$scratch/$target"
   cp tests/fuzz/corpus/$target/* "$scratch/$target/"
   echo "== fuzzing $target for ${budget[$target]}s"

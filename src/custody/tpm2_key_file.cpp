@@ -92,7 +92,10 @@ Result<TpmKeyBlob> read_tss2_file(const std::string& path) {
                  "`certcustody kek create`) or fix the label (check [custody] key_dir and its permissions)"};
   std::ostringstream ss;
   ss << in.rdbuf();
-  const std::string text = ss.str();
+  return parse_tss2_pem(ss.str(), path);
+}
+
+Result<TpmKeyBlob> parse_tss2_pem(const std::string& text, const std::string& path) {
   if (text.size() > kMaxFileBytes) return blob_invalid(path, "it is larger than any TPM key file");
   BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   char* name = nullptr;

@@ -25,6 +25,8 @@ struct TpmKeyBlob {
 Result<std::string> encode_tss2_pem(const TpmKeyBlob& blob);
 // Parses the PEM file at `path` (named in errors).
 Result<TpmKeyBlob> read_tss2_file(const std::string& path);
+// Parses PEM text; `name` (the file) is named in errors (custody.key_file_invalid).
+Result<TpmKeyBlob> parse_tss2_pem(const std::string& text, const std::string& name);
 
 // Templates of the keys certcustody makes. Sign keys: fixedTPM, fixedParent,
 // sensitiveDataOrigin, userWithAuth, sign (scheme chosen per signature).

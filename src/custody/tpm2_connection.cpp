@@ -1,9 +1,12 @@
 // The ESYS connection of a Tpm2Custody: TCTI, storage key, HMAC session,
 // loaded keys, and what an auth failure or a lost TPM does to them.
 #include <dirent.h>
+#include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <set>
 
 #include <cstring>
 
@@ -135,6 +138,37 @@ Status Tpm2Custody::Impl::open_srk() {
   return e;
 }
 
+bool Tpm2Custody::Impl::behind_resource_manager() const {
+  return cfg.tcti.rfind("device:/dev/tpmrm", 0) == 0 || cfg.tcti.rfind("tabrmd", 0) == 0;
+}
+
+std::size_t Tpm2Custody::Impl::flush_leftovers(TPM2_HANDLE first) {
+  if (behind_resource_manager()) return 0;
+  std::set<TPM2_HANDLE> ours;
+  auto add = [&](ESYS_TR tr) {
+    TPM2_HANDLE h = 0;
+    if (tr != ESYS_TR_NONE && Esys_TR_GetTpmHandle(esys, tr, &h) == TSS2_RC_SUCCESS) ours.insert(h);
+  };
+  for (const auto& [name, k] : keys) add(k.tr);
+  add(session);
+  auto raw = capability(TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES);
+  TSS2_SYS_CONTEXT* sys = nullptr;
+  if (!raw || Esys_GetSysContext(esys, &sys) != TSS2_RC_SUCCESS) return 0;
+  EsysPtr<TPMS_CAPABILITY_DATA> cap(*raw);
+  std::size_t flushed = 0;
+  for (UINT32 i = 0; i < cap->data.handles.count; ++i) {
+    const TPM2_HANDLE h = cap->data.handles.handle[i];
+    if ((h >> 24) != (first >> 24) || ours.count(h) != 0) continue;
+    if (Tss2_Sys_FlushContext(sys, h) == TSS2_RC_SUCCESS) ++flushed;
+  }
+  if (flushed > 0)
+    std::fprintf(stderr,
+                 "certcustody: flushed %zu %s left loaded in the TPM at %s by an earlier process (no resource "
+                 "manager: prefer device:/dev/tpmrm0)\n",
+                 flushed, first == TPM2_TRANSIENT_FIRST ? "objects" : "sessions", cfg.tcti.c_str());
+  return flushed;
+}
+
 Status Tpm2Custody::Impl::start_session() {
   // Salted with the SRK: the session key never crosses the bus, so neither
   // the key auth value nor encrypted parameters can be read off it.
@@ -144,6 +178,9 @@ Status Tpm2Custody::Impl::start_session() {
   sym.mode.aes = TPM2_ALG_CFB;
   TSS2_RC rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
                                      TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &session);
+  if (tpm_base_rc(rc) == TPM2_RC_SESSION_MEMORY && flush_leftovers(TPM2_LOADED_SESSION_FIRST) > 0)
+    rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr, TPM2_SE_HMAC,
+                               &sym, TPM2_ALG_SHA256, &session);
   if (rc != TSS2_RC_SUCCESS) {
     session = ESYS_TR_NONE;
     return tpm_error(rc, context("TPM2_StartAuthSession"));
@@ -282,8 +319,11 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
       evict_lru();
     }
     TSS2_RC rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &blob.priv, &blob.pub, &k.tr);
-    if (tpm_base_rc(rc) == TPM2_RC_OBJECT_MEMORY) {  // slots taken by someone else: give back ours and retry once
-      while (!keys.empty() && std::any_of(keys.begin(), keys.end(), [](auto& e) { return e.second.transient; })) evict_lru();
+    // Slots taken by someone else: leftovers of a killed process are flushed
+    // (bare TPM only), else ours are given back; then the load is retried.
+    for (int retry = 0; tpm_base_rc(rc) == TPM2_RC_OBJECT_MEMORY && retry < 2; ++retry) {
+      if (flush_leftovers(TPM2_TRANSIENT_FIRST) == 0)
+        while (std::any_of(keys.begin(), keys.end(), [](auto& e) { return e.second.transient; })) evict_lru();
       rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &blob.priv, &blob.pub, &k.tr);
     }
     if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_Load", loc.describe()));

@@ -91,6 +91,12 @@ struct Tpm2Custody::Impl {
   Result<TpmDeviceInfo> device_info();
 
  private:
+  // Without a resource manager (a bare TPM or a simulator), objects and
+  // sessions a killed process had loaded stay in the TPM's few slots. When a
+  // load or a session start finds them full, those (not ours) are flushed:
+  // a bare TPM has one user at a time anyway. Returns how many.
+  std::size_t flush_leftovers(TPM2_HANDLE first);
+  bool behind_resource_manager() const;
   Status open_srk();
   Status start_session();
   Status read_commands();

@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -669,6 +671,37 @@ TEST_F(TpmAuth, AWrongValueStopsACommandAtLogin) {
   EXPECT_NE(log.find("\"event\":\"token.login\",\"outcome\":\"failed\",\"error\":\"custody.tpm_auth_failed\""),
             std::string::npos);
   expect_nothing_loaded("a refused login");
+}
+
+
+// Without a resource manager, a process killed while it held keys leaves them
+// (and its session) in the TPM's few slots. Later processes flush those
+// leftovers when the slots are full instead of failing with 0x902 / 0x903.
+TEST_F(TpmRecovery, LeftoversOfKilledProcessesAreFlushedOnABareTpm) {
+  {
+    auto opened = Tpm2Custody::open(tpm_->custody_config());
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    for (const char* label : {"k1", "k2"})
+      ASSERT_TRUE(opened.value()->generate_key_pair(label, KeyType::ec_p256, KeyPurpose::sign));
+  }
+  const Bytes digest(32, 9);
+  for (int run = 0; run < 5; ++run) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // signs with both keys, then dies without closing anything
+      auto opened = Tpm2Custody::open(tpm_->custody_config());
+      bool ok = opened.ok();
+      for (const char* label : {"k1", "k2"})
+        ok = ok && opened.value()->sign_digest(label, SignScheme::ecdsa, HashAlg::sha256, digest).ok();
+      ::_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "run " << run << " could not sign";
+  }
+  EXPECT_NE(tpm_->transient_handles(), "") << "the last run's keys are still loaded, as after a crash";
+  tool({"tpm2_flushcontext", "-t"});
+  tool({"tpm2_flushcontext", "-l"});
 }
 
 }  // namespace

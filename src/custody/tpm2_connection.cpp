@@ -103,6 +103,7 @@ Status Tpm2Custody::Impl::open_srk() {
     rc = Esys_ReadPublic(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
     if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_ReadPublic", "storage key " + hex32(cfg.srk_handle)));
     EsysPtr<TPM2B_PUBLIC> pub(raw);
+    srk_public = pub->publicArea;
     if (!is_restricted_storage_key(pub->publicArea))
       return Error{"custody.tpm_srk_invalid",
                    "the object at " + hex32(cfg.srk_handle) + " is not a storage key (restricted, decrypt)",
@@ -120,11 +121,15 @@ Status Tpm2Custody::Impl::open_srk() {
   ESYS_TR primary = ESYS_TR_NONE;
   rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl,
                           &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr);
+  TPM2B_PUBLIC* made = nullptr;
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_ReadPublic(esys, primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &made, nullptr, nullptr);
   if (rc == TSS2_RC_SUCCESS) {
+    srk_public = made->publicArea;
     rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                            cfg.srk_handle, &srk);
-    Esys_FlushContext(esys, primary);
   }
+  Esys_Free(made);
+  if (primary != ESYS_TR_NONE) Esys_FlushContext(esys, primary);
   if (rc == TSS2_RC_SUCCESS) return {};
   srk = ESYS_TR_NONE;
   Error e = tpm_error(rc, context("creating the storage key (SRK) at " + hex32(cfg.srk_handle)));
@@ -151,6 +156,7 @@ std::size_t Tpm2Custody::Impl::flush_leftovers(TPM2_HANDLE first) {
   };
   for (const auto& [name, k] : keys) add(k.tr);
   add(session);
+  if (sign_session->started()) ours.insert(sign_session->handle());
   auto raw = capability(TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES);
   TSS2_SYS_CONTEXT* sys = nullptr;
   if (!raw || Esys_GetSysContext(esys, &sys) != TSS2_RC_SUCCESS) return 0;
@@ -237,10 +243,13 @@ void Tpm2Custody::Impl::disconnect() noexcept {
       else Esys_TR_Close(esys, &k.tr);
     }
     for (auto& [index, tr] : counters) Esys_TR_Close(esys, &tr);
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    if (Esys_GetSysContext(esys, &sys) == TSS2_RC_SUCCESS) sign_session->close(sys);
     if (session != ESYS_TR_NONE) Esys_FlushContext(esys, session);
     if (srk != ESYS_TR_NONE) Esys_TR_Close(esys, &srk);
     Esys_Finalize(&esys);
   }
+  sign_session->forget();
   keys.clear();
   counters.clear();
   session = ESYS_TR_NONE;
@@ -265,6 +274,24 @@ Error Tpm2Custody::Impl::failed(TSS2_RC rc, const TpmContext& ctx) {
   const bool session_lost = base == TPM2_RC_REFERENCE_S0 || base == (TPM2_RC_FMT1 | 0x00B);  // not loaded / handle
   if (tpm_is_tcti_failure(rc) || base == TPM2_RC_INITIALIZE || base == TPM2_RC_FAILURE || session_lost) disconnect();
   return e;
+}
+
+Result<TPMT_SIGNATURE> Tpm2Custody::Impl::sign(const LoadedKey& k, const TpmKeyLocation& loc, const TPM2B_DIGEST& digest,
+                                               const TPMT_SIG_SCHEME& scheme) {
+  TSS2_SYS_CONTEXT* sys = nullptr;
+  TPM2_HANDLE key = 0;
+  TSS2_RC rc = Esys_GetSysContext(esys, &sys);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_GetTpmHandle(esys, k.tr, &key);
+  if (rc == TSS2_RC_SUCCESS && !sign_session->started()) {
+    rc = sign_session->start(sys, cfg.srk_handle, srk_public);
+    if (tpm_base_rc(rc) == TPM2_RC_SESSION_MEMORY && flush_leftovers(TPM2_LOADED_SESSION_FIRST) > 0)
+      rc = sign_session->start(sys, cfg.srk_handle, srk_public);
+    if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_StartAuthSession (signing)"));
+  }
+  TPMT_SIGNATURE sig{};
+  if (rc == TSS2_RC_SUCCESS) rc = sign_session->sign(sys, key, k.name, k.empty_auth ? SecureBytes{} : auth, digest, scheme, sig);
+  if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_Sign", loc.describe()));
+  return sig;
 }
 
 Result<TPMS_CAPABILITY_DATA*> Tpm2Custody::Impl::capability(TPM2_CAP cap, std::uint32_t property, std::uint32_t count) {
@@ -328,7 +355,9 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
     }
     if (rc != TSS2_RC_SUCCESS) return failed(rc, context("TPM2_Load", loc.describe()));
     k.pub = blob.pub;
+    k.empty_auth = blob.empty_auth;
   }
+  k.name = public_area_name(k.pub.publicArea);
   if (TSS2_RC rc = Esys_TR_SetAuth(esys, k.tr, &key_auth); rc != TSS2_RC_SUCCESS) {
     if (k.transient) Esys_FlushContext(esys, k.tr);
     else Esys_TR_Close(esys, &k.tr);

@@ -410,16 +410,9 @@ Result<Bytes> Tpm2Custody::sign_digest(const std::string& label, SignScheme sche
     TPMT_SIG_SCHEME s{};
     s.scheme = want_ec ? TPM2_ALG_ECDSA : scheme == SignScheme::rsa_pss ? TPM2_ALG_RSAPSS : TPM2_ALG_RSASSA;
     s.details.any.hashAlg = tpm_hash(hash);
-    TPMT_TK_HASHCHECK validation{};
-    validation.tag = TPM2_ST_HASHCHECK;
-    validation.hierarchy = TPM2_RH_NULL;
-    TPMT_SIGNATURE* raw = nullptr;
-    TSS2_RC rc = Esys_Sign(impl_->esys, k->tr, impl_->auth_session(0), ESYS_TR_NONE, ESYS_TR_NONE, &d, &s,
-                           &validation, &raw);
-    if (rc != TSS2_RC_SUCCESS) return impl_->failed(rc, impl_->context("TPM2_Sign", loc.describe()));
-    EsysPtr<TPMT_SIGNATURE> sig(raw);
-    if (want_ec) return ecdsa_to_der(sig->signature.ecdsa);
-    const auto& rsa = scheme == SignScheme::rsa_pss ? sig->signature.rsapss.sig : sig->signature.rsassa.sig;
+    CC_TRY_ASSIGN(TPMT_SIGNATURE sig, impl_->sign(*k, loc, d, s));
+    if (want_ec) return ecdsa_to_der(sig.signature.ecdsa);
+    const auto& rsa = scheme == SignScheme::rsa_pss ? sig.signature.rsapss.sig : sig.signature.rsassa.sig;
     return to_bytes(rsa.buffer, rsa.size);
   });
 }

@@ -13,6 +13,7 @@
 #include "custody/tpm2_custody.h"
 #include "custody/tpm2_error.h"
 #include "custody/tpm2_key_file.h"
+#include "custody/tpm2_sign_session.h"
 
 namespace certcustody {
 
@@ -25,6 +26,8 @@ using EsysPtr = std::unique_ptr<T, EsysFree>;
 struct LoadedKey {
   ESYS_TR tr = ESYS_TR_NONE;
   TPM2B_PUBLIC pub{};
+  Bytes name;               // the TPM object name (for the sign session's cpHash)
+  bool empty_auth = false;  // a blob that says its auth value is empty
   bool transient = true;  // loaded from a blob (flushed when evicted); else a persistent handle
   std::uint64_t last_use = 0;
 };
@@ -39,6 +42,8 @@ struct Tpm2Custody::Impl {
   ESYS_CONTEXT* esys = nullptr;
   ESYS_TR srk = ESYS_TR_NONE;
   ESYS_TR session = ESYS_TR_NONE;
+  TPMT_PUBLIC srk_public{};
+  std::unique_ptr<TpmSignSession> sign_session;  // TPM2_Sign's own salted session (tpm2_sign_session.h)
   bool encrypt_decrypt2 = false;
   bool encrypt_decrypt = false;
   std::size_t capacity = 2;  // transient keys kept loaded at once
@@ -53,7 +58,8 @@ struct Tpm2Custody::Impl {
   std::chrono::steady_clock::time_point retry_connect_at{};
   std::optional<Error> connect_error;
 
-  Impl(CustodyConfig c, SoftwareContext s, PinSource p) : cfg(std::move(c)), sw(s), auth_source(std::move(p)) {}
+  Impl(CustodyConfig c, SoftwareContext s, PinSource p)
+      : cfg(std::move(c)), sw(s), auth_source(std::move(p)), sign_session(std::make_unique<TpmSignSession>(sw)) {}
   ~Impl() { disconnect(); }
 
   TpmContext context(std::string operation, std::string object = {}) const {
@@ -87,6 +93,9 @@ struct Tpm2Custody::Impl {
   // The HMAC session for a command, with parameter encryption as asked
   // (TPMA_SESSION_DECRYPT: the command's first parameter; _ENCRYPT: the response's).
   ESYS_TR auth_session(TPMA_SESSION encryption);
+  // TPM2_Sign with a loaded key through the sign session.
+  Result<TPMT_SIGNATURE> sign(const LoadedKey& k, const TpmKeyLocation& loc, const TPM2B_DIGEST& digest,
+                              const TPMT_SIG_SCHEME& scheme);
   Result<TPMS_CAPABILITY_DATA*> capability(TPM2_CAP cap, std::uint32_t property, std::uint32_t count);
   Result<TpmDeviceInfo> device_info();
 

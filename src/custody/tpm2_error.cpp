@@ -60,6 +60,14 @@ Error tpm_error(TSS2_RC rc, const TpmContext& ctx) {
                "or the resource manager / simulator is running";
     return e;
   }
+  if (rc == TSS2_ESYS_RC_RSP_AUTH_FAILED) {
+    e.code = "custody.tpm_response_forged";
+    e.what = "the TPM's answer to " + about(ctx) + " does not authenticate: it was altered between the TPM and "
+             "certcustody, or did not come from the TPM; the result was discarded";
+    e.remedy = "check the path to the TPM (resource manager, bus interposers, a simulator in between); the "
+               "session is started afresh for the next operation";
+    return e;
+  }
   if (!is_tpm_layer(rc)) return e;
   switch (tpm_base_rc(rc)) {
     case TPM2_RC_AUTH_FAIL:

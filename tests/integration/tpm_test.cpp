@@ -3,12 +3,18 @@
 // command line. Each test starts its own swtpm (tests/support/swtpm.h).
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <random>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -702,6 +708,154 @@ TEST_F(TpmRecovery, LeftoversOfKilledProcessesAreFlushedOnABareTpm) {
   EXPECT_NE(tpm_->transient_handles(), "") << "the last run's keys are still loaded, as after a crash";
   tool({"tpm2_flushcontext", "-t"});
   tool({"tpm2_flushcontext", "-l"});
+}
+
+
+// A man in the middle on the TPM's command port: relays swtpm's two ports and,
+// while `tamper` is set, flips the last byte of every successful TPM2_Sign
+// response (inside the signature or the response HMAC).
+class TamperingProxy {
+ public:
+  explicit TamperingProxy(int upstream_port) : upstream_(upstream_port) {
+    for (int attempt = 0; attempt < 50 && port_ == 0; ++attempt) {
+      const int p = 20000 + static_cast<int>(std::random_device{}() % 12000);
+      int a = listen_on(p), b = a >= 0 ? listen_on(p + 1) : -1;
+      if (a >= 0 && b >= 0) {
+        listeners_[0] = a;
+        listeners_[1] = b;
+        port_ = p;
+      } else {
+        if (a >= 0) ::close(a);
+      }
+    }
+    if (port_ == 0) throw std::runtime_error("no free port pair for the proxy");
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~TamperingProxy() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : listeners_) ::close(fd);
+  }
+  std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
+  std::atomic<bool> tamper{false};
+  std::atomic<int> tampered{0};
+
+ private:
+  static int listen_on(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 8) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  static int connect_to(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // One client connection relayed to its upstream until either side closes.
+  void relay(int client, int server, bool command_port) {
+    std::vector<std::uint8_t> request, response;
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    std::uint8_t buf[8192];
+    while (!stop_ && ::poll(fds, 2, 50) >= 0) {
+      if (fds[0].revents & (POLLIN | POLLHUP)) {
+        const ssize_t n = ::read(client, buf, sizeof buf);
+        if (n <= 0) break;
+        if (command_port) request.insert(request.end(), buf, buf + n);
+        if (::write(server, buf, static_cast<std::size_t>(n)) != n) break;
+      }
+      if (fds[1].revents & (POLLIN | POLLHUP)) {
+        const ssize_t n = ::read(server, buf, sizeof buf);
+        if (n <= 0) break;
+        if (!command_port) {
+          if (::write(client, buf, static_cast<std::size_t>(n)) != n) break;
+          continue;
+        }
+        response.insert(response.end(), buf, buf + n);
+        if (response.size() < 10) continue;
+        const std::size_t size = static_cast<std::size_t>(response[2]) << 24 | response[3] << 16 | response[4] << 8 | response[5];
+        if (response.size() < size) continue;
+        const bool sign = request.size() >= 10 && request[6] == 0 && request[7] == 0 && request[8] == 0x01 && request[9] == 0x5D;
+        const bool ok = response[6] == 0 && response[7] == 0 && response[8] == 0 && response[9] == 0;
+        if (sign && ok && tamper) {
+          response[size - 1] ^= 0x01;
+          ++tampered;
+        }
+        if (::write(client, response.data(), response.size()) != static_cast<ssize_t>(response.size())) break;
+        response.clear();
+        request.clear();
+      }
+    }
+    ::close(client);
+    ::close(server);
+  }
+  void serve() {
+    std::vector<std::thread> relays;
+    pollfd fds[2] = {{listeners_[0], POLLIN, 0}, {listeners_[1], POLLIN, 0}};
+    while (!stop_) {
+      if (::poll(fds, 2, 50) <= 0) continue;
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & POLLIN)) continue;
+        int c = ::accept(listeners_[i], nullptr, nullptr);
+        int u = c >= 0 ? connect_to(upstream_ + i) : -1;
+        if (u < 0) {
+          if (c >= 0) ::close(c);
+          continue;
+        }
+        relays.emplace_back([this, c, u, i] { relay(c, u, i == 0); });
+      }
+    }
+    for (auto& t : relays) t.join();
+  }
+
+  int upstream_;
+  int port_ = 0;
+  int listeners_[2] = {-1, -1};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// The signing session checks the TPM's response HMAC: an answer altered on
+// the way is refused with a named error and never returned as a signature;
+// the next operation starts a new session and signs again.
+TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
+  TamperingProxy proxy(tpm_->port());
+  CustodyConfig cfg = tpm_->custody_config();
+  cfg.tcti = proxy.tcti();
+  auto opened = Tpm2Custody::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  ASSERT_TRUE(custody.generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+  const Bytes digest(32, 5);
+  ASSERT_TRUE(custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest)) << "through the proxy, untouched";
+  proxy.tamper = true;
+  auto forged = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, "custody.tpm_response_forged") << forged.error().to_string();
+  EXPECT_GE(proxy.tampered.load(), 1);
+  proxy.tamper = false;
+  auto good = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  ASSERT_TRUE(good) << good.error().to_string();
+  auto pub = custody.public_key("ra");
+  ASSERT_TRUE(pub);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub->get(), nullptr));
+  ASSERT_EQ(EVP_PKEY_verify_init(ctx.get()), 1);
+  EXPECT_EQ(EVP_PKEY_verify(ctx.get(), good->data(), good->size(), digest.data(), digest.size()), 1);
 }
 
 }  // namespace

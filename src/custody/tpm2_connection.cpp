@@ -319,6 +319,10 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
   }
   LoadedKey k;
   TPM2B_AUTH key_auth = to_tpm_auth(auth);
+  struct Wipe {
+    TPM2B_AUTH& a;
+    ~Wipe() { secure_wipe(&a, sizeof a); }
+  } wipe{key_auth};
   if (loc.kind == TpmKeyLocation::Kind::handle) {
     k.transient = false;
     TSS2_RC rc = Esys_TR_FromTPMPublic(esys, loc.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &k.tr);
@@ -363,7 +367,6 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
     else Esys_TR_Close(esys, &k.tr);
     return failed(rc, context("Esys_TR_SetAuth", loc.describe()));
   }
-  secure_wipe(&key_auth, sizeof key_auth);
   k.last_use = ++tick;
   return &(keys[id] = k);
 }

@@ -275,13 +275,44 @@ Result<TpmDeviceInfo> Tpm2Custody::device_info() {
 
 namespace {
 
+// Keeps a key just created at its persistent handle: loaded, made persistent
+// (owner authorisation), the transient copy flushed. No blob is written.
+Status persist_key(Tpm2Custody::Impl& impl, const TpmKeyLocation& loc, const TPM2B_PRIVATE& priv,
+                   const TPM2B_PUBLIC& pub) {
+  ESYS_TR loaded = ESYS_TR_NONE, persistent = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_Load(impl.esys, impl.srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &loaded);
+  if (rc != TSS2_RC_SUCCESS) return impl.failed(rc, impl.context("TPM2_Load", loc.describe()));
+  rc = Esys_EvictControl(impl.esys, ESYS_TR_RH_OWNER, loaded, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, loc.handle,
+                         &persistent);
+  Esys_FlushContext(impl.esys, loaded);
+  if (rc == TSS2_RC_SUCCESS) {
+    Esys_TR_Close(impl.esys, &persistent);
+    return {};
+  }
+  Error e = impl.failed(rc, impl.context("TPM2_EvictControl", loc.describe()));
+  if (tpm_is_auth_failure(rc)) {
+    impl.refused.reset();  // the owner's auth value, not the keys'
+    e.code = "custody.tpm_owner_auth";
+    e.remedy = "making a key persistent needs the owner's auth value: generate it under a label (a blob), then the "
+               "owner runs `tpm2_load -r <blob> -c key.ctx && tpm2_evictcontrol -C o -P <owner auth> -c key.ctx " +
+               hex32(loc.handle) + "`";
+  }
+  return e;
+}
+
 Result<ObjectInfo> create_key(Tpm2Custody::Impl& impl, const TpmKeyLocation& loc, TPM2B_PUBLIC tmpl) {
-  if (loc.kind != TpmKeyLocation::Kind::file)
-    return Error{"custody.label_invalid", "certcustody creates keys as blobs, not at " + loc.describe(),
-                 "generate under a label, then persist it if wanted with `tpm2_evictcontrol`"};
-  if (::access(loc.path.c_str(), F_OK) == 0)
+  if (loc.kind == TpmKeyLocation::Kind::file && ::access(loc.path.c_str(), F_OK) == 0)
     return Error{"custody.label_exists", loc.describe() + " already exists",
                  "choose another label; the existing key is kept"};
+  if (loc.kind == TpmKeyLocation::Kind::handle) {
+    ESYS_TR taken = ESYS_TR_NONE;
+    if (Esys_TR_FromTPMPublic(impl.esys, loc.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &taken) ==
+        TSS2_RC_SUCCESS) {
+      Esys_TR_Close(impl.esys, &taken);
+      return Error{"custody.label_exists", "the TPM already holds an object at " + hex32(loc.handle),
+                   "choose a free persistent handle (`tpm2_getcap handles-persistent`); the existing key is kept"};
+    }
+  }
   TPM2B_SENSITIVE_CREATE sensitive{};
   sensitive.sensitive.userAuth.size = static_cast<UINT16>(impl.auth.size());
   std::memcpy(sensitive.sensitive.userAuth.buffer, impl.auth.data(), impl.auth.size());
@@ -296,6 +327,10 @@ Result<ObjectInfo> create_key(Tpm2Custody::Impl& impl, const TpmKeyLocation& loc
   if (rc != TSS2_RC_SUCCESS) return impl.failed(rc, impl.context("TPM2_Create", loc.describe()));
   EsysPtr<TPM2B_PRIVATE> priv_hold(priv);
   EsysPtr<TPM2B_PUBLIC> pub_hold(pub);
+  if (loc.kind == TpmKeyLocation::Kind::handle) {
+    CC_TRY(persist_key(impl, loc, *priv, *pub));
+    return public_area_info(pub->publicArea, loc.label);
+  }
   TpmKeyBlob blob;
   blob.pub = *pub;
   blob.priv = *priv;
@@ -322,7 +357,7 @@ Result<TPM2B_PUBLIC> public_of(Tpm2Custody::Impl& impl, const TpmKeyLocation& lo
 Result<ObjectInfo> Tpm2Custody::generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) {
   CC_TRY_ASSIGN(TpmKeyLocation loc, locate_tpm_key(label, impl_->cfg.key_dir));
   CC_TRY_ASSIGN(TPM2B_PUBLIC tmpl, key_pair_template(type, purpose));
-  CC_TRY(ensure_key_dir(impl_->cfg.key_dir));
+  if (loc.kind == TpmKeyLocation::Kind::file) CC_TRY(ensure_key_dir(impl_->cfg.key_dir));
   return impl_->run([&]() { return create_key(*impl_, loc, tmpl); });
 }
 

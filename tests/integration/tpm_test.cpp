@@ -858,5 +858,29 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   EXPECT_EQ(EVP_PKEY_verify(ctx.get(), good->data(), good->size(), digest.data(), digest.size()), 1);
 }
 
+
+// `ra keygen --label tpm2:handle=…` keeps the key at that persistent handle
+// (owner authorisation, empty here) instead of writing a blob.
+TEST_F(TpmKeys, KeyMadeAtAPersistentHandle) {
+  auto k = cc({"ra", "keygen", "--label", "tpm2:handle=0x81000010", "--key-type", "rsa2048"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto pub = tool({"tpm2_readpublic", "-c", "0x81000010"});
+  ASSERT_EQ(pub.exit_code, 0) << pub.output;
+  const auto attrs = attributes_of(pub.output);
+  for (const auto& a : kRequired) EXPECT_TRUE(attrs.count(a)) << a << " missing: " << join(attrs);
+  EXPECT_FALSE(attrs.count("decrypt")) << join(attrs);
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::is_empty(tpm_->key_dir(), ec) || !std::filesystem::exists(tpm_->key_dir()))
+      << "no blob for a persistent key";
+  auto again = cc({"ra", "keygen", "--label", "tpm2:handle=0x81000010", "--key-type", "ec-p256"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("error custody.label_exists"), std::string::npos) << again.output;
+  auto csr = cc({"ra", "csr", "--label", "tpm2:handle=0x81000010", "--subject", "CN=persistent", "--out", path("p.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  auto v = openssl({"req", "-in", path("p.csr"), "-verify", "-noout"});
+  EXPECT_NE(v.output.find("verify OK"), std::string::npos) << v.output;
+  expect_nothing_loaded("a key made at a persistent handle");
+}
+
 }  // namespace
 }  // namespace certcustody::testing

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "audit/token_signer.h"
 #include "ca/ca_factory.h"
+#include "common/durable_file.h"
 #include "custody/custody_factory.h"
 #include "provider_context.h"
 
@@ -99,16 +101,9 @@ Result<std::string> read_text(const std::string& path, const char* what) {
 }
 
 Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0)
-    return Error{"cli.output_unwritable", "cannot create " + tmp, "check that the directory exists and is writable"};
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
-  ok = (::close(fd) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Error{"cli.output_unwritable", "cannot write " + path, "check free space and permissions"};
-  }
+  if (const int err = write_file_durably(path, data, mode, Existing::replace); err != 0)
+    return Error{"cli.output_unwritable", "cannot write " + path + ": " + std::strerror(err),
+                 "check that the directory exists and is writable, and free space"};
   return {};
 }
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/durable_file.h"
 #include "custody/mechanisms.h"
 #include "custody/tpm2_impl.h"
 
@@ -78,30 +79,14 @@ Result<std::string> read_small_file(const std::string& path) {
   return ss.str();
 }
 
-// Writes `data` to `path` through a temporary file. Without `replace` the
-// final link fails when the name exists, so a key is never overwritten.
+// A key is never written over an existing file (Existing::keep).
 Status write_file(const std::string& path, const std::string& data, mode_t mode, bool replace) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0)
-    return Error{"custody.key_dir_unwritable", "cannot create " + tmp + ": " + std::strerror(errno),
-                 "check that [custody] key_dir exists and this user may write to it"};
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  int err = 0;
-  if (ok) {
-    ok = replace ? std::rename(tmp.c_str(), path.c_str()) == 0 : ::link(tmp.c_str(), path.c_str()) == 0;
-    err = errno;
-  }
-  ::unlink(tmp.c_str());
-  if (!ok && err == EEXIST)
+  const int err = write_file_durably(path, data, mode, replace ? Existing::replace : Existing::keep);
+  if (err == EEXIST)
     return Error{"custody.label_exists", path + " already exists", "choose another label; the existing key is kept"};
-  if (!ok) return Error{"custody.key_dir_unwritable", "cannot write " + path, "check free space and permissions"};
-  const std::string dir = path.substr(0, path.rfind('/') + 1);
-  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  if (err != 0)
+    return Error{"custody.key_dir_unwritable", "cannot write " + path + ": " + std::strerror(err),
+                 "check that [custody] key_dir exists, this user may write to it, and free space"};
   return {};
 }
 

@@ -29,8 +29,20 @@ std::string resolve_relative(const std::string& source_name, const std::string& 
   return (std::filesystem::path(source_name).parent_path() / p).lexically_normal().string();
 }
 
+Status read_reconnect_interval(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  if (const toml::node* n = c.get("reconnect_interval_ms")) {
+    auto v = integer_of(*n);
+    if (!v || *v < 0 || *v > 600000)
+      return config_error("config.invalid_value", where(file, n->source()), "custody.reconnect_interval_ms",
+                          "must be an integer from 0 to 600000 (milliseconds)");
+    out.reconnect_interval_ms = static_cast<unsigned>(*v);
+  }
+  return {};
+}
+
 Status parse_tpm2_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
-  CC_TRY(reject_unknown(c, file, "custody", {"backend", "tcti", "auth_file", "key_dir", "srk_handle"}));
+  CC_TRY(reject_unknown(c, file, "custody",
+                        {"backend", "tcti", "auth_file", "key_dir", "srk_handle", "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "tcti", true, out.tcti));
   CC_TRY(read_string(c, file, "custody", "auth_file", true, out.auth_file));
   CC_TRY(read_string(c, file, "custody", "key_dir", false, out.key_dir));
@@ -47,7 +59,7 @@ Status parse_tpm2_custody(const toml::table& c, const std::string& file, Custody
                           "set srk_handle = \"0x81000001\" (the TCG SRK handle)");
     out.srk_handle = static_cast<std::uint32_t>(v);
   }
-  return {};
+  return read_reconnect_interval(c, file, out);
 }
 
 Status parse_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
@@ -74,14 +86,7 @@ Status parse_custody(const toml::table& c, const std::string& file, CustodyConfi
                           "must be an integer from 1 to 256");
     out.sessions = static_cast<unsigned>(*v);
   }
-  if (const toml::node* n = c.get("reconnect_interval_ms")) {
-    auto v = integer_of(*n);
-    if (!v || *v < 0 || *v > 600000)
-      return config_error("config.invalid_value", where(file, n->source()), "custody.reconnect_interval_ms",
-                          "must be an integer from 0 to 600000 (milliseconds)");
-    out.reconnect_interval_ms = static_cast<unsigned>(*v);
-  }
-  return {};
+  return read_reconnect_interval(c, file, out);
 }
 
 Status read_timeout(const toml::table& t, const std::string& file, const std::string& section, const char* key,

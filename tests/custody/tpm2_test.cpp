@@ -37,12 +37,14 @@ TEST(TpmConfig, ParsesTheContractKeysWithDefaults) {
 
 TEST(TpmConfig, KeyDirAndSrkHandleAndRelativeAuthFile) {
   std::string text = kTpmConfig;
-  text.replace(text.find("\"tpm.auth\""), 10, "\"./tpm.auth\"\nkey_dir = \"keys\"\nsrk_handle = \"0x81000005\"");
+  text.replace(text.find("\"tpm.auth\""), 10,
+               "\"./tpm.auth\"\nkey_dir = \"keys\"\nsrk_handle = \"0x81000005\"\nreconnect_interval_ms = 250");
   auto c = parse_config(text, "/etc/certcustody/certcustody.toml");
   ASSERT_TRUE(c) << c.error().to_string();
   EXPECT_EQ(c->custody.auth_file, "/etc/certcustody/tpm.auth");
   EXPECT_EQ(c->custody.key_dir, "/etc/certcustody/keys");
   EXPECT_EQ(c->custody.srk_handle, 0x81000005u);
+  EXPECT_EQ(c->custody.reconnect_interval_ms, 250u);
 }
 
 TEST(TpmConfig, RejectsPkcs11KeysAndBadHandles) {

@@ -4,6 +4,7 @@
 #include "cli/context.h"
 #include "custody/pkcs11_custody.h"
 #include "custody/tpm2_custody.h"
+#include "custody/tpm2_key_file.h"
 #include "ra/distinguished_name.h"
 #include "ra/ra_credential.h"
 
@@ -58,24 +59,18 @@ void print_object(const ObjectInfo& o, KeyCustody& custody) {
   std::printf("\n");
 }
 
-std::string handle_hex(std::uint32_t h) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", h);
-  return buf;
-}
-
 Status tpm_info(const Config& cfg) {
   CC_TRY_ASSIGN(auto custody, Tpm2Custody::open(cfg.custody));
   CC_TRY_ASSIGN(TpmDeviceInfo d, custody->device_info());
   std::printf("TPM: %s (manufacturer \"%s\", firmware %s, TPM %s)\n", cfg.custody.tcti.c_str(),
               d.manufacturer.c_str(), d.firmware.c_str(), d.spec.c_str());
-  std::printf("storage key (SRK): %s\nkey directory: %s\n", handle_hex(cfg.custody.srk_handle).c_str(),
+  std::printf("storage key (SRK): %s\nkey directory: %s\n", tpm_handle_hex(cfg.custody.srk_handle).c_str(),
               cfg.custody.key_dir.c_str());
   std::printf("dictionary-attack protection: %u of %u failures recorded, one forgotten every %u s%s\n",
               d.lockout_counter, d.max_auth_fail, d.lockout_interval_s, d.in_lockout ? "  LOCKED OUT" : "");
   std::printf("KEKs: %s\n", d.encrypt_decrypt ? "AES (TPM2_EncryptDecrypt2)" : "HMAC-SHA-256 (this TPM has no EncryptDecrypt)");
   std::printf("persistent handles:");
-  for (std::uint32_t h : d.persistent) std::printf(" %s", handle_hex(h).c_str());
+  for (std::uint32_t h : d.persistent) std::printf(" %s", tpm_handle_hex(h).c_str());
   std::printf("\ntransient objects loaded: %zu\n", d.transient.size());
   CC_TRY_ASSIGN(auto objects, custody->list_objects());
   std::printf("objects (%zu):\n", objects.size());

@@ -17,12 +17,6 @@ namespace {
 
 constexpr std::size_t kMaxAuthBytes = 32;  // an object's authValue: at most its nameAlg's digest (SHA-256)
 
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
-
 bool is_restricted_storage_key(const TPMT_PUBLIC& p) {
   const TPMA_OBJECT a = p.objectAttributes;
   return (a & TPMA_OBJECT_RESTRICTED) && (a & TPMA_OBJECT_DECRYPT) && !(a & TPMA_OBJECT_SIGN_ENCRYPT) &&
@@ -101,18 +95,18 @@ Status Tpm2Custody::Impl::open_srk() {
   if (rc == TSS2_RC_SUCCESS) {
     TPM2B_PUBLIC* raw = nullptr;
     rc = Esys_ReadPublic(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
-    if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_ReadPublic", "storage key " + hex32(cfg.srk_handle)));
+    if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_ReadPublic", "storage key " + tpm_handle_hex(cfg.srk_handle)));
     EsysPtr<TPM2B_PUBLIC> pub(raw);
     srk_public = pub->publicArea;
     if (!is_restricted_storage_key(pub->publicArea))
       return Error{"custody.tpm_srk_invalid",
-                   "the object at " + hex32(cfg.srk_handle) + " is not a storage key (restricted, decrypt)",
+                   "the object at " + tpm_handle_hex(cfg.srk_handle) + " is not a storage key (restricted, decrypt)",
                    "point [custody] srk_handle at the SRK, or free the handle (`tpm2_evictcontrol -C o -c " +
-                       hex32(cfg.srk_handle) + "`) so that certcustody creates it"};
+                       tpm_handle_hex(cfg.srk_handle) + "`) so that certcustody creates it"};
     return {};
   }
   srk = ESYS_TR_NONE;
-  if (tpm_base_rc(rc) != TPM2_RC_HANDLE) return tpm_error(rc, context("reading the storage key", hex32(cfg.srk_handle)));
+  if (tpm_base_rc(rc) != TPM2_RC_HANDLE) return tpm_error(rc, context("reading the storage key", tpm_handle_hex(cfg.srk_handle)));
   // No SRK yet: create it from the TCG template and keep it at its handle.
   TPM2B_SENSITIVE_CREATE sensitive{};
   TPM2B_PUBLIC tmpl = srk_template();
@@ -132,13 +126,13 @@ Status Tpm2Custody::Impl::open_srk() {
   if (primary != ESYS_TR_NONE) Esys_FlushContext(esys, primary);
   if (rc == TSS2_RC_SUCCESS) return {};
   srk = ESYS_TR_NONE;
-  Error e = tpm_error(rc, context("creating the storage key (SRK) at " + hex32(cfg.srk_handle)));
+  Error e = tpm_error(rc, context("creating the storage key (SRK) at " + tpm_handle_hex(cfg.srk_handle)));
   if (tpm_is_auth_failure(rc)) {
     e.code = "custody.tpm_owner_auth";
-    e.what = "the TPM has no storage key at " + hex32(cfg.srk_handle) + " and creating one needs the owner's auth value";
+    e.what = "the TPM has no storage key at " + tpm_handle_hex(cfg.srk_handle) + " and creating one needs the owner's auth value";
     e.remedy = "the TPM owner creates it once: `tpm2_createprimary -C o -P <owner auth> -g sha256 -G rsa2048:aes128cfb "
                "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c srk.ctx && "
-               "tpm2_evictcontrol -C o -P <owner auth> -c srk.ctx " + hex32(cfg.srk_handle) + "`";
+               "tpm2_evictcontrol -C o -P <owner auth> -c srk.ctx " + tpm_handle_hex(cfg.srk_handle) + "`";
   }
   return e;
 }
@@ -312,7 +306,7 @@ void Tpm2Custody::Impl::evict_lru() {
 }
 
 Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
-  const std::string id = loc.kind == TpmKeyLocation::Kind::file ? "file:" + loc.path : "handle:" + hex32(loc.handle);
+  const std::string id = loc.kind == TpmKeyLocation::Kind::file ? "file:" + loc.path : "handle:" + tpm_handle_hex(loc.handle);
   if (auto it = keys.find(id); it != keys.end()) {
     it->second.last_use = ++tick;
     return &it->second;
@@ -339,9 +333,9 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
     CC_TRY_ASSIGN(TpmKeyBlob blob, read_tss2_file(loc.path));
     if (blob.parent != cfg.srk_handle && blob.parent != TPM2_RH_OWNER)
       return Error{"custody.tpm_key_foreign",
-                   loc.describe() + " was made under the parent " + hex32(blob.parent) + ", not under the storage key " +
-                       hex32(cfg.srk_handle),
-                   "set [custody] srk_handle to " + hex32(blob.parent) + " if that is this TPM's SRK, or generate the key again"};
+                   loc.describe() + " was made under the parent " + tpm_handle_hex(blob.parent) + ", not under the storage key " +
+                       tpm_handle_hex(cfg.srk_handle),
+                   "set [custody] srk_handle to " + tpm_handle_hex(blob.parent) + " if that is this TPM's SRK, or generate the key again"};
     if (blob.empty_auth) key_auth = TPM2B_AUTH{};
     for (std::size_t n = 0; n < keys.size() && n < 8; ++n) {
       std::size_t loaded = 0;

@@ -33,12 +33,6 @@ constexpr const char* kCertSuffix = ".crt.pem";
 // Context of the HMAC-derived content keys (KEKs on TPMs without EncryptDecrypt).
 constexpr const char kHmacKdfContext[] = "certcustody kek v1";
 
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
-
 bool valid_label(const std::string& l) {
   if (l.empty() || l.size() > 64 || l[0] == '.' || l[0] == '-') return false;
   return std::all_of(l.begin(), l.end(), [](char c) {
@@ -158,7 +152,7 @@ Result<SecureBytes> gcm_decrypt(const SoftwareContext& sw, const SecureBytes& ke
 // ---- names -------------------------------------------------------------
 
 std::string TpmKeyLocation::describe() const {
-  if (kind == Kind::handle) return "TPM key at " + hex32(handle);
+  if (kind == Kind::handle) return "TPM key at " + tpm_handle_hex(handle);
   return "TPM key '" + label + "' (" + path + ")";
 }
 
@@ -178,7 +172,7 @@ Result<TpmKeyLocation> locate_tpm_key(const std::string& label, const std::strin
                      "write e.g. tpm2:handle=0x81000002"};
       loc.kind = TpmKeyLocation::Kind::handle;
       loc.handle = *h;
-      loc.cert_path = key_dir + "/handle-" + hex32(*h) + kCertSuffix;
+      loc.cert_path = key_dir + "/handle-" + tpm_handle_hex(*h) + kCertSuffix;
       return loc;
     }
     if (attr == "file") {
@@ -280,7 +274,7 @@ Status persist_key(Tpm2Custody::Impl& impl, const TpmKeyLocation& loc, const TPM
     e.code = "custody.tpm_owner_auth";
     e.remedy = "making a key persistent needs the owner's auth value: generate it under a label (a blob), then the "
                "owner runs `tpm2_load -r <blob> -c key.ctx && tpm2_evictcontrol -C o -P <owner auth> -c key.ctx " +
-               hex32(loc.handle) + "`";
+               tpm_handle_hex(loc.handle) + "`";
   }
   return e;
 }
@@ -294,7 +288,7 @@ Result<ObjectInfo> create_key(Tpm2Custody::Impl& impl, const TpmKeyLocation& loc
     if (Esys_TR_FromTPMPublic(impl.esys, loc.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &taken) ==
         TSS2_RC_SUCCESS) {
       Esys_TR_Close(impl.esys, &taken);
-      return Error{"custody.label_exists", "the TPM already holds an object at " + hex32(loc.handle),
+      return Error{"custody.label_exists", "the TPM already holds an object at " + tpm_handle_hex(loc.handle),
                    "choose a free persistent handle (`tpm2_getcap handles-persistent`); the existing key is kept"};
     }
   }
@@ -391,7 +385,7 @@ Result<std::vector<ObjectInfo>> Tpm2Custody::list_objects() {
     if (h == impl_->cfg.srk_handle) continue;
     TpmKeyLocation loc;
     loc.kind = TpmKeyLocation::Kind::handle;
-    loc.label = "tpm2:handle=" + hex32(h);
+    loc.label = "tpm2:handle=" + tpm_handle_hex(h);
     loc.handle = h;
     if (auto pub = public_of(*impl_, loc)) out.push_back(public_area_info(pub->publicArea, loc.label));
   }
@@ -609,7 +603,7 @@ constexpr TPMA_NV kCounterAttributes =
 // The counter's ESYS handle, defined first when `create` (owner auth empty).
 Result<std::optional<ESYS_TR>> counter_handle(Tpm2Custody::Impl& impl, std::uint32_t index, bool create) {
   if (auto it = impl.counters.find(index); it != impl.counters.end()) return std::optional<ESYS_TR>{it->second};
-  const std::string name = "NV counter " + hex32(index);
+  const std::string name = "NV counter " + tpm_handle_hex(index);
   ESYS_TR tr = ESYS_TR_NONE;
   TSS2_RC rc = Esys_TR_FromTPMPublic(impl.esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
   if (rc == TSS2_RC_SUCCESS) {
@@ -642,7 +636,7 @@ Result<std::optional<ESYS_TR>> counter_handle(Tpm2Custody::Impl& impl, std::uint
       if (tpm_is_auth_failure(rc)) {
         impl.refused.reset();  // the owner's auth, not the key's
         e.code = "custody.tpm_owner_auth";
-        e.remedy = "the TPM owner defines it once: `tpm2_nvdefine " + hex32(index) +
+        e.remedy = "the TPM owner defines it once: `tpm2_nvdefine " + tpm_handle_hex(index) +
                    " -C o -P <owner auth> -s 8 -a 'nt=counter|authread|authwrite' -p file:<[custody] auth_file>`";
       }
       return e;
@@ -664,9 +658,9 @@ Result<std::uint64_t> read_nv_counter(Tpm2Custody::Impl& impl, std::uint32_t ind
   TPM2B_MAX_NV_BUFFER* raw = nullptr;
   TSS2_RC rc = Esys_NV_Read(impl.esys, tr, tr, impl.auth_session(0), ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &raw);
   if (tpm_base_rc(rc) == TPM2_RC_NV_UNINITIALIZED) return std::uint64_t{0};
-  if (rc != TSS2_RC_SUCCESS) return impl.failed(rc, impl.context("TPM2_NV_Read", "NV counter " + hex32(index)));
+  if (rc != TSS2_RC_SUCCESS) return impl.failed(rc, impl.context("TPM2_NV_Read", "NV counter " + tpm_handle_hex(index)));
   EsysPtr<TPM2B_MAX_NV_BUFFER> data(raw);
-  if (data->size != 8) return Error{"custody.tpm_nv_conflict", "NV counter " + hex32(index) + " is not 8 bytes", "name another index"};
+  if (data->size != 8) return Error{"custody.tpm_nv_conflict", "NV counter " + tpm_handle_hex(index) + " is not 8 bytes", "name another index"};
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | data->buffer[i];
   return v;
@@ -679,7 +673,7 @@ Result<std::uint64_t> Tpm2Custody::advance_counter(const std::string& label) {
   return impl_->run([&]() -> Result<std::uint64_t> {
     CC_TRY_ASSIGN(auto tr, counter_handle(*impl_, index, true));
     TSS2_RC rc = Esys_NV_Increment(impl_->esys, *tr, *tr, impl_->auth_session(0), ESYS_TR_NONE, ESYS_TR_NONE);
-    if (rc != TSS2_RC_SUCCESS) return impl_->failed(rc, impl_->context("TPM2_NV_Increment", "NV counter " + hex32(index)));
+    if (rc != TSS2_RC_SUCCESS) return impl_->failed(rc, impl_->context("TPM2_NV_Increment", "NV counter " + tpm_handle_hex(index)));
     return read_nv_counter(*impl_, index, *tr);
   });
 }

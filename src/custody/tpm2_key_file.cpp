@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <tss2/tss2_mu.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -233,6 +234,12 @@ Result<EvpPkeyPtr> public_area_to_pkey(const TPMT_PUBLIC& pub, const std::string
   }
   return Error{"custody.key_type_unsupported", "key '" + label + "' is neither RSA nor EC",
                "use an RSA or EC key pair"};
+}
+
+std::string tpm_handle_hex(std::uint32_t handle) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", handle);
+  return buf;
 }
 
 Bytes public_area_name(const TPMT_PUBLIC& pub) {

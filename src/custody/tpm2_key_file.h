@@ -47,4 +47,7 @@ ObjectInfo public_area_info(const TPMT_PUBLIC& pub, const std::string& label);
 // The TPM object name (nameAlg || H(public area)).
 Bytes public_area_name(const TPMT_PUBLIC& pub);
 
+// A TPM handle as tpm2-tools write it: "0x81000001".
+std::string tpm_handle_hex(std::uint32_t handle);
+
 }  // namespace certcustody

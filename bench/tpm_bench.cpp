@@ -278,6 +278,18 @@ void set_swtpm_counter(benchmark::State& state, double cpu_us) {
 
 // --- benchmarks -------------------------------------------------------------
 
+// The end of a run through someone else's client (tpm2-openssl, raw ESYS):
+// what it left loaded is not ours to judge, but the next benchmark needs the
+// slots.
+void finish_peer_run(benchmark::State& state, TpmBench& t, double swtpm_us) {
+  state.SetItemsProcessed(state.iterations());
+  set_swtpm_counter(state, swtpm_us);
+  if (std::string left = t.transient(); !left.empty()) {
+    state.counters["transient_left"] = 1;
+    t.flush_transient();
+  }
+}
+
 void bm_certcustody(benchmark::State& state, std::size_t alg) {
   TpmBench* t = fixture(state);
   if (t == nullptr) return;
@@ -417,13 +429,7 @@ void bm_tpm2_openssl(benchmark::State& state, std::size_t alg) {
     state.SkipWithError(e.what());
     return;
   }
-  state.SetItemsProcessed(state.iterations());
-  set_swtpm_counter(state, swtpm1 - swtpm0);
-  // Not ours to judge, but the next benchmark needs the slots.
-  if (std::string left = t->transient(); !left.empty()) {
-    state.counters["transient_left"] = 1;
-    t->flush_transient();
-  }
+  finish_peer_run(state, *t, swtpm1 - swtpm0);
 }
 
 void bm_tpm2_sign_loop(benchmark::State& state, std::size_t alg) {
@@ -566,12 +572,7 @@ void bm_esys(benchmark::State& state, std::size_t alg, Auth mode) {
     state.SkipWithError(e.what());
     return;
   }
-  state.SetItemsProcessed(state.iterations());
-  set_swtpm_counter(state, swtpm1 - swtpm0);
-  if (std::string left = t->transient(); !left.empty()) {
-    state.counters["transient_left"] = 1;
-    t->flush_transient();
-  }
+  finish_peer_run(state, *t, swtpm1 - swtpm0);
 }
 
 }  // namespace

@@ -75,14 +75,22 @@ Error broken(const std::string& name, std::size_t line, const std::string& why) 
                "last verified copy and its checkpoints"};
 }
 
-// The seq of a record line, or nullopt when it is not a record.
-std::optional<std::uint64_t> seq_of(std::string_view line) {
+struct RecordHead {
+  std::uint64_t seq = 0;
+  bool checkpoint = false;  // an audit.checkpoint record
+};
+
+// The seq and kind of a record line, or nullopt when it is not a record.
+std::optional<RecordHead> record_head(std::string_view line) {
   auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   auto it = j.find("seq");
   if (it == j.end() || !it->is_number_unsigned()) return std::nullopt;
-  return it->get<std::uint64_t>();
+  auto event = j.find("event");
+  return RecordHead{it->get<std::uint64_t>(), event != j.end() && *event == "audit.checkpoint"};
 }
+
+constexpr std::chrono::milliseconds kCheckpointBackoffFirst{1000}, kCheckpointBackoffMax{60000};
 
 }  // namespace
 
@@ -137,11 +145,12 @@ Status AuditLog::recover_tail() {
   if (!tail.empty()) {
     tail.pop_back();  // its newline
     const std::string last = tail.substr(tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1);
-    auto seq = seq_of(last);
-    if (!seq)
+    auto rec = record_head(last);
+    if (!rec)
       return Error{"audit.corrupt", "the last record of " + options_.path + " is not an audit record",
                    "run `certcustody audit verify`, keep the file as evidence, and start a new log"};
-    seq_ = *seq;
+    seq_ = rec->seq;
+    last_is_checkpoint_ = rec->checkpoint;
     head_ = sha256_hex(last);
   }
   if (torn.empty()) return {};
@@ -196,8 +205,24 @@ Status AuditLog::append(const Event& e) {
   std::lock_guard l(mu_);
   CC_TRY_ASSIGN(auto fl, lock_current());
   CC_TRY(append_locked(e));
-  if (options_.signer && ++since_checkpoint_ >= options_.checkpoint_every) return checkpoint_locked(*options_.signer);
-  return {};
+  if (options_.signer && ++since_checkpoint_ >= options_.checkpoint_every)
+    if (Status s = checkpoint_backing_off_locked(); !s) unreported_ = s.error();
+  return {};  // the record is written, signed or not
+}
+
+// The checkpoint of append() and the timer: after a failure (the token away)
+// the next waits for a backoff instead of costing every append a token call.
+Status AuditLog::checkpoint_backing_off_locked() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < retry_at_) return {};
+  Status s = checkpoint_locked(*options_.signer);
+  if (s) {
+    backoff_ = std::chrono::milliseconds(0);
+    return s;
+  }
+  backoff_ = std::clamp(backoff_ * 2, kCheckpointBackoffFirst, kCheckpointBackoffMax);
+  retry_at_ = now + backoff_;
+  return s;
 }
 
 Status AuditLog::append_locked(const Event& e) {
@@ -231,6 +256,7 @@ Status AuditLog::append_locked(const Event& e) {
   size_ += line.size();
   ++seq_;
   head_ = hash;
+  last_is_checkpoint_ = e.type == "audit.checkpoint";
   return {};
 }
 
@@ -247,9 +273,22 @@ Status AuditLog::checkpoint(const CheckpointSigner& signer) {
 
 Status AuditLog::maybe_checkpoint(std::chrono::milliseconds interval) {
   std::lock_guard l(mu_);
+  if (unreported_) {
+    Error e = std::move(*unreported_);
+    unreported_.reset();
+    return e;
+  }
   if (!options_.signer || since_checkpoint_ == 0 || std::chrono::steady_clock::now() - last_checkpoint_ < interval)
     return {};
   CC_TRY_ASSIGN(auto fl, lock_current());
+  return checkpoint_backing_off_locked();
+}
+
+Status AuditLog::checkpoint_unsigned_tail() {
+  std::lock_guard l(mu_);
+  if (!options_.signer) return {};
+  CC_TRY_ASSIGN(auto fl, lock_current());
+  if (seq_ == 0 || last_is_checkpoint_) return {};
   return checkpoint_locked(*options_.signer);
 }
 
@@ -271,6 +310,9 @@ Status AuditLog::rotate(const std::string& archive) {
   if (fd < 0) return io_error("cannot create " + next);
   const int old = fd_;
   const std::size_t old_size = size_;
+  const std::uint64_t old_seq = seq_;
+  const std::string old_head = head_;
+  const bool old_last_checkpoint = last_is_checkpoint_;
   fd_ = fd;
   size_ = 0;
   const std::string name = archive.substr(archive.rfind('/') + 1);
@@ -283,6 +325,9 @@ Status AuditLog::rotate(const std::string& archive) {
     ::unlink(next.c_str());
     fd_ = old;
     size_ = old_size;
+    seq_ = old_seq;  // the record went with the file: the chain goes on from the old head
+    head_ = old_head;
+    last_is_checkpoint_ = old_last_checkpoint;
     return first;
   }
   const std::string dir = options_.path.substr(0, options_.path.rfind('/') == std::string::npos ? 0 : options_.path.rfind('/'));
@@ -481,7 +526,7 @@ Result<VerifyReport> verify_log(const std::string& text, const std::string& name
   }
   r.unsigned_tail = r.checkpoints == 0 ? r.records : r.last_seq - r.last_checkpoint_seq;
   if (o.public_key == nullptr) return r;
-  if (r.checkpoints == 0)
+  if (r.checkpoints == 0 && o.previous_counter == 0)  // a file after a rotation may not have one yet
     return Error{"audit.unsigned", name + " holds " + std::to_string(r.records) + " records and no checkpoint",
                  "a log with no signed checkpoint proves nothing: check that the daemon has its audit key"};
   if (r.last_counter < o.min_counter)

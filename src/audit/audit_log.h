@@ -84,6 +84,9 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   // Appends one record; safe from many threads (file order = seq order).
+  // Succeeds once the record is written: a checkpoint due after it that
+  // fails (the token away) leaves the record appended and unsigned, is
+  // tried again after a backoff, and is reported by maybe_checkpoint().
   Status append(const Event& event);
   // Makes every appended record durable (fdatasync).
   Status sync();
@@ -91,8 +94,13 @@ class AuditLog {
   // head, counter, key id, signature), then syncs.
   Status checkpoint(const CheckpointSigner& signer);
   // A checkpoint with options.signer when records were appended since the
-  // last one and `interval` has passed since it (the daemon's timer).
+  // last one and `interval` has passed since it (the daemon's timer). After a
+  // failed checkpoint the next waits for a backoff (1 s doubling to 60 s);
+  // a failure of a checkpoint that append() attempted is returned here once.
   Status maybe_checkpoint(std::chrono::milliseconds interval);
+  // A checkpoint now when any record follows the last checkpoint of the file
+  // (the daemon's start: the tail a killed run left unsigned), else nothing.
+  Status checkpoint_unsigned_tail();
   // Closes this file with a checkpoint (with options.signer), keeps it as
   // `archive` (never over an existing file) and goes on in a new file at the
   // same path whose first record, audit.rotated, continues the chain.
@@ -112,6 +120,7 @@ class AuditLog {
   Status follow_file();
   Status append_locked(const Event& event);
   Status checkpoint_locked(const CheckpointSigner& signer);
+  Status checkpoint_backing_off_locked();
   Status write_line(const std::string& line);
 
   int fd_;
@@ -122,6 +131,12 @@ class AuditLog {
   std::size_t size_ = 0;  // of the file after this process's last look or write
   std::uint64_t since_checkpoint_ = 0;
   std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
+  bool last_is_checkpoint_ = false;  // the file's last record is an audit.checkpoint
+  // After a failed checkpoint: none before retry_at_; the failure of one
+  // that append() tried waits in unreported_ for maybe_checkpoint().
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::optional<Error> unreported_;
 };
 
 // What a verification found: records and checkpoints read, the chain's head.

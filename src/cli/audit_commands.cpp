@@ -19,6 +19,7 @@ struct AuditOptions {
   std::vector<std::string> pubkeys;
   std::string previous_head = audit::kGenesis;
   std::uint64_t counter = 0;
+  bool require_signed_tail = false;
 };
 
 Result<std::string> public_key_pem(EVP_PKEY* key) {
@@ -73,6 +74,33 @@ Result<EvpPkeyPtr> read_public_key(const std::string& path) {
   return key;
 }
 
+using ull = unsigned long long;
+
+// What was proven and what was not: the signed part, the unsigned tail, and
+// whether a rollback (a cut or older copy) could have been seen.
+void print_report(const audit::VerifyReport& r, const AuditOptions& o) {
+  std::printf("OK: %llu records (seq %llu-%llu), %llu checkpoints, last counter %llu; %llu records after the last "
+              "checkpoint\n",
+              static_cast<ull>(r.records), static_cast<ull>(r.first_seq), static_cast<ull>(r.last_seq),
+              static_cast<ull>(r.checkpoints), static_cast<ull>(r.last_counter), static_cast<ull>(r.unsigned_tail));
+  std::printf("signed: seq %llu-%llu, by the checkpoint at seq %llu (counter %llu)\n", static_cast<ull>(r.first_seq),
+              static_cast<ull>(r.last_checkpoint_seq - 1), static_cast<ull>(r.last_checkpoint_seq),
+              static_cast<ull>(r.last_counter));
+  if (r.unsigned_tail != 0)
+    std::printf("NOT SIGNED: %llu records (seq %llu-%llu) follow the last checkpoint: whoever can write the file "
+                "could have appended or changed them (--require-signed-tail refuses this)\n",
+                static_cast<ull>(r.unsigned_tail), static_cast<ull>(r.last_seq - r.unsigned_tail + 1),
+                static_cast<ull>(r.last_seq));
+  if (o.counter == 0)
+    std::printf("rollback NOT checked: without --counter a copy cut before its last checkpoints, or an older copy, "
+                "passes too; keep the last counter printed here (or `certcustody audit counter`) and give it as "
+                "--counter next time\n");
+  else
+    std::printf("rollback checked: the last checkpoint's counter %llu is at least --counter %llu\n",
+                static_cast<ull>(r.last_counter), static_cast<ull>(o.counter));
+  std::printf("head %s\n", r.head.c_str());
+}
+
 // The files in order, oldest first: each continues the one before (rotation).
 Status verify(const AuditOptions& o) {
   std::vector<EvpPkeyPtr> keys;
@@ -84,7 +112,7 @@ Status verify(const AuditOptions& o) {
   for (std::size_t i = 1; i < keys.size(); ++i) successors.push_back(keys[i].get());
   audit::VerifyReport r;
   r.head = o.previous_head;
-  std::uint64_t records = 0, checkpoints = 0, first_seq = 0;
+  std::uint64_t records = 0, checkpoints = 0, first_seq = 0, last_checkpoint_seq = 0;
   for (std::size_t i = 0; i < o.logs.size(); ++i) {
     CC_TRY_ASSIGN(std::string text, read_text(o.logs[i], "audit log"));
     const bool last = i + 1 == o.logs.size();
@@ -99,16 +127,19 @@ Status verify(const AuditOptions& o) {
     if (i == 0) first_seq = r.first_seq;
     records += r.records;
     checkpoints += r.checkpoints;
+    if (r.checkpoints != 0) last_checkpoint_seq = r.last_checkpoint_seq;
   }
+  r.last_checkpoint_seq = last_checkpoint_seq;
+  r.unsigned_tail = r.last_seq - last_checkpoint_seq;
   r.records = records;
   r.checkpoints = checkpoints;
   r.first_seq = first_seq;
-  std::printf("OK: %llu records (seq %llu-%llu), %llu checkpoints, last counter %llu; %llu records after the last "
-              "checkpoint\nhead %s\n",
-              static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.first_seq),
-              static_cast<unsigned long long>(r.last_seq), static_cast<unsigned long long>(r.checkpoints),
-              static_cast<unsigned long long>(r.last_counter), static_cast<unsigned long long>(r.unsigned_tail),
-              r.head.c_str());
+  print_report(r, o);
+  if (o.require_signed_tail && r.unsigned_tail != 0)
+    return Error{"audit.unsigned_tail",
+                 std::to_string(r.unsigned_tail) + " records after the last checkpoint are not covered by a signature",
+                 "verify again after the daemon's next checkpoint (checkpoint_interval_ms; the daemon signs at start "
+                 "and stop too), or start the daemon once if it is stopped"};
   return {};
 }
 
@@ -135,6 +166,8 @@ void add_audit_commands(CLI::App& app, const Globals& g, Action& action) {
       ->required();
   vf->add_option("--counter", o.counter, "the audit counter as last seen (audit counter): older copies fail");
   vf->add_option("--previous-head", o.previous_head, "the head of the file before the first given (when not given)");
+  vf->add_flag("--require-signed-tail", o.require_signed_tail,
+               "fail (audit.unsigned_tail) when records follow the last checkpoint");
   vf->callback([&action] { action = [] { return verify(o); }; });
 }
 

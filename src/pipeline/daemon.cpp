@@ -126,6 +126,10 @@ void block_daemon_signals() {
 }
 
 Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOptions& o) {
+  // The records a killed run (or a CLI command since) left after the last
+  // checkpoint are signed before anything else happens.
+  if (o.audit != nullptr)
+    if (Status s = o.audit->checkpoint_unsigned_tail(); !s) log_daemon("audit checkpoint at start: " + s.error().to_string());
   CC_TRY(pipeline.recover());
   Shared sh;
   const unsigned scan_ms = pipeline.runtime()->pcfg.scan_interval_ms;
@@ -180,7 +184,7 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
   }
   record(o, {.type = "daemon.stop"});
   if (o.audit != nullptr)
-    if (Status s = o.audit->maybe_checkpoint(std::chrono::milliseconds(0)); !s)
+    if (Status s = o.audit->checkpoint_unsigned_tail(); !s)
       log_daemon("audit checkpoint at stop: " + s.error().to_string());
   return {};
 }

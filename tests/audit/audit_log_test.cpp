@@ -383,6 +383,70 @@ TEST(AuditCheckpoints, EveryNRecordsAndOnTheTimer) {
   EXPECT_EQ(r->unsigned_tail, 0u);
 }
 
+// The token goes away: a checkpoint due after an append fails, yet the
+// record is written and append() succeeds (a caller that saw a failure would
+// record the same step again and again); the failure is reported once by
+// maybe_checkpoint(), and the signer is not called on every append.
+TEST(AuditCheckpoints, AFailingCheckpointNeitherFailsTheAppendNorIsRetriedPerRecord) {
+  TempDir d;
+  SoftwareAuditKey k;
+  bool token_away = false;
+  int sign_calls = 0;
+  CheckpointSigner flaky = k.signer();
+  auto sign = flaky.sign;
+  flaky.sign = [&](std::span<const std::uint8_t> md) -> Result<Bytes> {
+    ++sign_calls;
+    if (token_away) return Error{"custody.token_not_present", "the token is away", "bring it back"};
+    return sign(md);
+  };
+  auto opened = AuditLog::open({.path = d / "audit.log", .signer = flaky, .checkpoint_every = 2});
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& log = *opened;
+  token_away = true;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(log->append({.type = "request.received", .request_id = std::to_string(i)}));
+  EXPECT_EQ(sign_calls, 1) << "one attempt, then the backoff";
+  auto chain = verify_chain(read_file(d / "audit.log"), "audit.log");
+  ASSERT_TRUE(chain) << chain.error().to_string();
+  EXPECT_EQ(chain->records, 50u) << "every record written once";
+  auto reported = log->maybe_checkpoint(std::chrono::milliseconds(0));
+  ASSERT_FALSE(reported);
+  EXPECT_EQ(reported.error().code, "custody.token_not_present");
+  EXPECT_TRUE(log->maybe_checkpoint(std::chrono::milliseconds(0))) << "reported once; backing off";
+  EXPECT_EQ(sign_calls, 1);
+
+  token_away = false;  // back: after the backoff the timer signs the whole tail
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(log->maybe_checkpoint(std::chrono::milliseconds(0)));
+  auto r = verify_log(read_file(d / "audit.log"), "audit.log", {.public_key = k.key()});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->unsigned_tail, 0u);
+}
+
+// What a killed daemon left unsigned is signed by the next one at its start;
+// a log that ends in a checkpoint gets none.
+TEST(AuditCheckpoints, TheUnsignedTailOfAnEarlierRunIsSignedAtStart) {
+  TempDir d;
+  SoftwareAuditKey k;
+  {
+    auto killed = AuditLog::open({.path = d / "audit.log", .signer = k.signer(), .checkpoint_every = 1000});
+    ASSERT_TRUE(killed);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*killed)->append({.type = "request.received"}));
+  }
+  auto next = AuditLog::open({.path = d / "audit.log", .signer = k.signer()});
+  ASSERT_TRUE(next);
+  ASSERT_TRUE((*next)->checkpoint_unsigned_tail());
+  EXPECT_EQ(k.counter, 1u);
+  ASSERT_TRUE((*next)->checkpoint_unsigned_tail());
+  EXPECT_EQ(k.counter, 1u) << "the log already ends in a checkpoint";
+  auto r = verify_log(read_file(d / "audit.log"), "audit.log", {.public_key = k.key(), .min_counter = 1});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->unsigned_tail, 0u);
+  EXPECT_EQ(r->records, 6u);
+  auto reopened = AuditLog::open({.path = d / "audit.log", .signer = k.signer()});
+  ASSERT_TRUE((*reopened)->checkpoint_unsigned_tail());
+  EXPECT_EQ(k.counter, 1u) << "found to end in a checkpoint after reopening too";
+}
+
 // Audit-key rotation: checkpoints by the old key, then by the new one (the
 // token's counter runs on). Verified with both keys, oldest first; the old
 // key alone, or the keys in the wrong order, name the checkpoint.

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -386,6 +387,53 @@ TEST_F(Pipeline, TheAuditLogRecordsEveryStepSignedAndWithoutSecrets) {
     ASSERT_GE(secret.size(), 8u);
     EXPECT_EQ(text.find(secret), std::string::npos) << "a secret is in the audit log";
   }
+}
+
+// A daemon killed before any checkpoint leaves its records unsigned; verify
+// says so plainly (and fails with --require-signed-tail); the next daemon
+// signs that tail first thing, even if it too is killed soon after.
+TEST_F(Pipeline, TheUnsignedTailOfAKilledRunIsReportedAndSignedAtTheNextStart) {
+#ifndef CERTCUSTODY_FAULT_POINTS
+  GTEST_SKIP() << "built without CERTCUSTODY_FAULT_POINTS";
+#endif
+  ASSERT_EQ(cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")}).exit_code, 0);
+  const std::string log = state() + "/audit.log";
+  auto verify = [&](std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {CERTCUSTODY_BINARY, "audit", "verify", "--log", log, "--pubkey", path("audit.pub.pem")};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run(a, env());
+  };
+  submit("dc-1", "users");
+  ASSERT_EQ(serve({"CERTCUSTODY_FAULT_POINT=after_claim"}).exit_code, 128 + SIGKILL);
+  auto records = [&] {
+    std::vector<nlohmann::json> out;
+    std::istringstream in(read_file(log));
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+  };
+  const std::uint64_t first_run_last = records().back()["seq"];
+
+  auto plain = verify();
+  EXPECT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_NE(plain.output.find("NOT SIGNED: "), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find("rollback NOT checked"), std::string::npos) << plain.output;
+  auto strict = verify({"--require-signed-tail"});
+  EXPECT_NE(strict.exit_code, 0) << strict.output;
+  EXPECT_NE(strict.output.find("audit.unsigned_tail"), std::string::npos) << strict.output;
+
+  submit("dc-2", "users");
+  ASSERT_EQ(serve({"CERTCUSTODY_FAULT_POINT=after_claim"}).exit_code, 128 + SIGKILL);
+  std::uint64_t covered = 0;
+  for (const auto& r : records())
+    if (r["event"] == "audit.checkpoint") covered = std::stoull(r["detail"]["covers_seq"].get<std::string>());
+  EXPECT_GE(covered, first_run_last) << "the second run signed the first run's tail at its start";
+
+  ASSERT_EQ(serve().exit_code, 0);
+  auto clean = verify({"--require-signed-tail"});
+  EXPECT_EQ(clean.exit_code, 0) << clean.output;
+  EXPECT_NE(clean.output.find("0 records after the last checkpoint"), std::string::npos) << clean.output;
+  EXPECT_EQ(status("dc-1")["state"], "delivered");
+  EXPECT_EQ(status("dc-2")["state"], "delivered");
 }
 
 // OpenSSL's CMP mock server as the CA. It answers every enrolment with one

@@ -169,6 +169,11 @@ bool ck_is_session_loss(CK_RV rv) {
   return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
 }
 
+bool ck_may_be_token_loss(CK_RV rv) {
+  return rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_MEMORY ||
+         rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+}
+
 bool ck_is_stale_handle(CK_RV rv) {
   return rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
 }

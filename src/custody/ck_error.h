@@ -27,6 +27,11 @@ Error ck_error(CK_RV rv, const CkContext& ctx);
 bool ck_is_token_loss(CK_RV rv);
 // The session (or its login) went away: open new sessions and log in again.
 bool ck_is_session_loss(CK_RV rv);
+// An error a token that went away may give instead of CKR_TOKEN_NOT_PRESENT
+// (network HSMs, remote p11-kit modules, SoftHSM without its directory):
+// CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, a handle or key that vanished. The
+// pool probes the token to tell.
+bool ck_may_be_token_loss(CK_RV rv);
 // A cached object handle is no longer valid: look the object up again.
 bool ck_is_stale_handle(CK_RV rv);
 

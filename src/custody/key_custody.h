@@ -69,9 +69,23 @@ struct SoftwareContext {
   const char* propq = nullptr;
 };
 
+// Whether the keys can be used now; when not, since when and why.
+struct CustodyHealth {
+  bool available = true;
+  std::optional<Error> error{};                    // the last reconnect's error
+  std::int64_t since_ms = 0;                       // away since (Unix epoch, ms)
+};
+
 class KeyCustody {
  public:
   virtual ~KeyCustody() = default;
+
+  // What the last operations and reconnects found; never blocks on the token.
+  virtual CustodyHealth health() const { return {}; }
+  // For a timer: notices a token that went away while unused (and reconnects
+  // one that is away, with backoff). A lost token comes back by itself
+  // either way: operations reconnect too.
+  virtual Status check() { return connect(); }
 
   // Reaches the token now (PKCS#11: logs in; TPM: opens the TPM and its
   // storage key), so that a refused PIN or a missing device is seen here.

@@ -50,12 +50,14 @@ Result<CK_OBJECT_HANDLE> create_counter(TokenSession& s, const std::string& labe
 
 }  // namespace
 
-namespace {
-
-struct CounterObjects {
+struct Pkcs11Custody::CounterObjects {
   std::uint64_t value = 0;
   std::vector<CK_OBJECT_HANDLE> handles;
 };
+
+namespace {
+
+using CounterObjects = Pkcs11Custody::CounterObjects;
 
 Result<CounterObjects> counter_objects(TokenSession& s, const std::string& label) {
   CK_OBJECT_CLASS cls = CKO_DATA;
@@ -72,22 +74,42 @@ Result<CounterObjects> counter_objects(TokenSession& s, const std::string& label
 
 }  // namespace
 
+// A counter below a value this process saw before is a token that lost
+// sight of its objects (away, misreporting, or restored from an old backup):
+// never advanced from there, or the audit checkpoints would count backwards.
+Result<CounterObjects> Pkcs11Custody::counter_now(TokenSession& s, const std::string& label) {
+  CC_TRY_ASSIGN(CounterObjects now, counter_objects(s, label));
+  std::uint64_t& seen = counter_seen_[label];
+  if (now.value < seen)
+    return Error{"custody.counter_vanished",
+                 "counter '" + label + "' reads " + std::to_string(now.value) + " on token " + pool_->uri().text() +
+                     " after " + std::to_string(seen) + " was seen",
+                 "if the token was away it is reconnected by itself; if it was restored from a backup, the audit "
+                 "counter went back: keep the audit log as evidence and have the HSM officer restore the newest "
+                 "backup",
+                 CKR_OBJECT_HANDLE_INVALID};
+  seen = now.value;
+  return now;
+}
+
 Result<std::uint64_t> Pkcs11Custody::advance_counter(const std::string& label) {
   std::lock_guard l(counter_mu_);
   return pool_->run([&](TokenSession& s) -> Result<std::uint64_t> {
-    CC_TRY_ASSIGN(CounterObjects now, counter_objects(s, label));
+    CC_TRY_ASSIGN(CounterObjects now, counter_now(s, label));
     if (now.value == UINT64_MAX)
       return Error{"custody.counter_exhausted", "counter '" + label + "' is at its maximum",
                    "create a new counter under another label (and record the change)"};
     CC_TRY(create_counter(s, label, encode(now.value + 1)));
+    counter_seen_[label] = now.value + 1;
     for (CK_OBJECT_HANDLE old : now.handles) CC_TRY(s.destroy_object(old, "counter " + label));
     return now.value + 1;
   });
 }
 
 Result<std::uint64_t> Pkcs11Custody::read_counter(const std::string& label) {
+  std::lock_guard l(counter_mu_);
   return pool_->run([&](TokenSession& s) -> Result<std::uint64_t> {
-    CC_TRY_ASSIGN(CounterObjects now, counter_objects(s, label));
+    CC_TRY_ASSIGN(CounterObjects now, counter_now(s, label));
     return now.value;
   });
 }

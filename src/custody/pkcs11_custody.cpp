@@ -45,6 +45,13 @@ Result<std::unique_ptr<Pkcs11Custody>> Pkcs11Custody::open(const CustodyConfig& 
   return std::unique_ptr<Pkcs11Custody>(new Pkcs11Custody(std::move(pool)));
 }
 
+CustodyHealth Pkcs11Custody::health() const {
+  const auto h = pool_->health();
+  if (h.available) return {};
+  return {false, h.error,
+          std::chrono::duration_cast<std::chrono::milliseconds>(h.since.time_since_epoch()).count()};
+}
+
 void Pkcs11Custody::forget(CK_OBJECT_CLASS cls, const std::string& label) {
   std::lock_guard l(cache_mu_);
   cache_.erase({cls, label});
@@ -57,7 +64,16 @@ Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_C
     if (it != cache_.end() && it->second.generation == s.generation()) return it->second;
   }
   CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
-  if (!found) return key_not_found(class_name(cls), label, pool_->uri(), cls);
+  if (!found) {
+    std::lock_guard l(cache_mu_);
+    if (seen_.count({cls, label}) == 0) return key_not_found(class_name(cls), label, pool_->uri(), cls);
+    return Error{"custody.key_vanished",
+                 std::string(class_name(cls)) + " '" + label + "' was on token " + pool_->uri().text() +
+                     " and is not found now",
+                 "requests wait for it: if the token was restored or failed over, restore the key (from the HSM's "
+                 "backup or the cluster's other members); certcustody finds it again by itself",
+                 CKR_OBJECT_HANDLE_INVALID};
+  }
   KeyHandle k;
   k.handle = *found;
   k.generation = s.generation();
@@ -70,6 +86,7 @@ Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_C
   }
   std::lock_guard l(cache_mu_);
   cache_[{cls, label}] = k;
+  seen_.insert({cls, label});
   return k;
 }
 

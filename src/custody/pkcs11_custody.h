@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -23,6 +24,8 @@ class Pkcs11Custody final : public KeyCustody {
   Status connect() override { return pool_->connect(); }
   std::string location() const override { return pool_->uri().text(); }
   void abandon() override { pool_->abandon(); }
+  CustodyHealth health() const override;
+  Status check() override { return pool_->check(); }
 
   Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) override;
   Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) override;
@@ -75,12 +78,20 @@ class Pkcs11Custody final : public KeyCustody {
  private:
   explicit Pkcs11Custody(std::unique_ptr<TokenSessionPool> pool) : pool_(std::move(pool)) {}
   void forget(CK_OBJECT_CLASS cls, const std::string& label);
+ public:
+  struct CounterObjects;  // pkcs11_counter.cpp
+ private:
+  Result<CounterObjects> counter_now(TokenSession& s, const std::string& label);  // holds counter_mu_
   Status require_free_label(TokenSession& s, const std::string& label);
 
   std::unique_ptr<TokenSessionPool> pool_;
   std::mutex cache_mu_;
   std::mutex counter_mu_;  // advance_counter: read, add one, write as one step in this process
+  std::map<std::string, std::uint64_t> counter_seen_;  // the largest value of each counter seen (counter_mu_)
   std::map<std::pair<CK_OBJECT_CLASS, std::string>, KeyHandle> cache_;
+  // Keys found before: one not found later vanished (a token partly or
+  // wrongly restored, or away and misreporting), custody.key_vanished.
+  std::set<std::pair<CK_OBJECT_CLASS, std::string>> seen_;
 };
 
 // Security Officer set-up of a fresh token (SoftHSM, or an HSM partition that

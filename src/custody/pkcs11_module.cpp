@@ -43,7 +43,12 @@ Status Pkcs11Module::initialize() {
   if (rv == CKR_CANT_LOCK)
     return Error{"custody.module_not_thread_safe", path_ + " cannot use OS locking (CKR_CANT_LOCK)",
                  "use a thread-safe build of the HSM's PKCS#11 module", rv};
-  return ck_error(rv, CkContext{"C_Initialize of " + path_, {}, {}, {}});
+  // Its configuration, its token store (SoftHSM's token directory) or, for a
+  // network HSM, its connection: the token is out of reach, not refused.
+  return Error{"custody.module_unavailable", "C_Initialize of " + path_ + " failed: " + ck_rv_name(rv),
+               "check the module's configuration and that its token store or HSM is reachable (its own logs say "
+               "which); certcustody retries by itself and requests wait meanwhile",
+               rv};
 }
 
 CK_RV Pkcs11Module::slot_ids(bool token_present, std::vector<CK_SLOT_ID>& out) {

@@ -1,11 +1,101 @@
 #include "custody/token_session_pool.h"
 
+#include <pthread.h>
+
+#include <algorithm>
+#include <new>
+#include <set>
+#include <thread>
+
 namespace certcustody {
+namespace {
+
+constexpr std::chrono::milliseconds kMaxReconnectDelay{8000};
+// A token a module reports missing may be mid-rewrite by another process
+// (SoftHSM rewrites token.object at every C_Login, and a C_Initialize that
+// reads it then sees no initialised token): look again for ~0.8 s.
+constexpr std::chrono::milliseconds kRescanDelays[] = {std::chrono::milliseconds(25), std::chrono::milliseconds(50),
+                                                       std::chrono::milliseconds(100), std::chrono::milliseconds(200),
+                                                       std::chrono::milliseconds(400)};
+
+// The pools of this process, for the fork handlers.
+std::mutex& pools_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<TokenSessionPool*>& pools() {
+  static std::set<TokenSessionPool*> p;
+  return p;
+}
+
+}  // namespace
 
 TokenSessionPool::TokenSessionPool(std::shared_ptr<Pkcs11Module> module, TokenUri uri, PinSource pin, Options options)
     : module_(std::move(module)), uri_(std::move(uri)), pin_(std::move(pin)), options_(options) {
   context_.token = uri_.text();
   context_.pin_source = pin_.describe();
+  register_fork_handlers(this, true);
+}
+
+// fork() happens with no operation in flight (prepare takes every pool's
+// locks, waiting for running calls); the child then drops the parent's
+// sessions and login without calling the module (its handles are the
+// parent's) and re-initialises the module on first use. A thread that forks
+// while it holds a Lease deadlocks here: certcustody never does.
+void TokenSessionPool::register_fork_handlers(TokenSessionPool* pool, bool add) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork(
+        [] {
+          pools_mutex().lock();
+          for (TokenSessionPool* p : pools()) p->before_fork();
+        },
+        [] {
+          for (TokenSessionPool* p : pools()) p->after_fork(false);
+          pools_mutex().unlock();
+        },
+        [] {
+          for (TokenSessionPool* p : pools()) p->after_fork(true);
+          pools_mutex().unlock();
+        });
+  });
+  std::lock_guard l(pools_mutex());
+  if (add) {
+    pools().insert(pool);
+  } else {
+    pools().erase(pool);
+  }
+}
+
+void TokenSessionPool::before_fork() {
+  module_mu_.lock();
+  mu_.lock();
+}
+
+void TokenSessionPool::after_fork(bool child) {
+  if (!child) {
+    mu_.unlock();
+    module_mu_.unlock();
+    return;
+  }
+  if (ready_) {
+    ready_ = false;
+    idle_.clear();
+    open_ = 0;
+    anchor_ = CK_INVALID_HANDLE;
+    ++generation_;
+    reinit_before_connect_ = true;
+    last_connect_error_.reset();
+    connect_failures_ = 0;
+  }
+  recovering_ = false;
+  // The parent's threads that waited on these count in them still (a
+  // waiting reader is a reader to glibc's rwlock) and will never leave: the
+  // child, alone with them, starts from fresh ones. Placement-new without
+  // destroying: they hold no resources, and the old state must not be woken.
+  new (&module_mu_) std::shared_mutex;
+  new (&mu_) std::mutex;
+  new (&cv_) std::condition_variable;
 }
 
 Result<std::unique_ptr<TokenSessionPool>> TokenSessionPool::open(std::shared_ptr<Pkcs11Module> module, TokenUri uri,
@@ -17,6 +107,7 @@ Result<std::unique_ptr<TokenSessionPool>> TokenSessionPool::open(std::shared_ptr
 }
 
 TokenSessionPool::~TokenSessionPool() {
+  register_fork_handlers(this, false);
   std::unique_lock mod(module_mu_);
   std::lock_guard l(mu_);
   if (abandoned_) return;
@@ -82,8 +173,7 @@ Status TokenSessionPool::ensure_ready() {
   {
     std::lock_guard l(mu_);
     if (ready_) return {};
-    if (last_connect_error_ &&
-        std::chrono::steady_clock::now() - last_connect_failure_ < options_.reconnect_interval)
+    if (last_connect_error_ && std::chrono::steady_clock::now() - last_connect_failure_ < retry_delay_locked())
       return *last_connect_error_;
   }
   Status s = connect_locked();
@@ -95,10 +185,83 @@ Status TokenSessionPool::ensure_ready() {
 void TokenSessionPool::note_connect_result_locked(const Status& s) {
   if (s) {
     last_connect_error_.reset();
-  } else {
-    last_connect_error_ = s.error();
-    last_connect_failure_ = std::chrono::steady_clock::now();
+    connect_failures_ = 0;
+    return;
   }
+  if (!last_connect_error_) unavailable_since_ = std::chrono::system_clock::now();
+  last_connect_error_ = s.error();
+  last_connect_failure_ = std::chrono::steady_clock::now();
+  ++connect_failures_;
+}
+
+// reconnect_interval after the first failed reconnect, then doubling up to
+// 8 s (or reconnect_interval, if longer): an absent HSM is not hammered, and
+// a token back after a minute is found within seconds.
+std::chrono::milliseconds TokenSessionPool::retry_delay_locked() const {
+  const unsigned doublings = std::min(connect_failures_ == 0 ? 0u : connect_failures_ - 1, 4u);
+  return std::min(options_.reconnect_interval * (1u << doublings),
+                  std::max(options_.reconnect_interval, kMaxReconnectDelay));
+}
+
+TokenSessionPool::Health TokenSessionPool::health() const {
+  std::lock_guard l(mu_);
+  if (ready_ || !last_connect_error_) return {};
+  return Health{false, last_connect_error_, unavailable_since_};
+}
+
+TokenSessionPool::Loss TokenSessionPool::classify(CK_RV rv) {
+  if (ck_is_token_loss(rv)) return Loss::token;
+  if (ck_is_session_loss(rv)) return Loss::session;
+  if (!ck_may_be_token_loss(rv)) return Loss::none;
+  return token_still_there() ? Loss::none : Loss::token;
+}
+
+// The token the URI names is still in its slot and initialised, and the
+// login's anchor session is still known. Asked twice, 50 ms apart, before a
+// loss is concluded: a module may show a token half-written by another
+// process for a moment (see kRescanDelays).
+bool TokenSessionPool::token_still_there() {
+  CK_SLOT_ID slot = 0;
+  CK_SESSION_HANDLE anchor = CK_INVALID_HANDLE;
+  {
+    std::lock_guard l(mu_);
+    if (!ready_) return false;
+    slot = slot_;
+    anchor = anchor_;
+  }
+  for (int probe = 0; probe < 2; ++probe) {
+    if (probe > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CK_SESSION_INFO session{};
+    CK_SLOT_INFO si{};
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(*module_, C_GetSessionInfo, anchor, &session) == CKR_OK &&
+        P11_CALL(*module_, C_GetSlotInfo, slot, &si) == CKR_OK && (si.flags & CKF_TOKEN_PRESENT) &&
+        P11_CALL(*module_, C_GetTokenInfo, slot, &ti) == CKR_OK && (ti.flags & CKF_TOKEN_INITIALIZED) &&
+        uri_.matches(slot, si, ti))
+      return true;
+  }
+  return false;
+}
+
+Status TokenSessionPool::check() {
+  std::uint64_t gen = 0;
+  bool ready = false;
+  {
+    std::lock_guard l(mu_);
+    if (recovering_) return {};
+    gen = generation_;
+    ready = ready_;
+  }
+  if (!ready) return ensure_ready();
+  bool there = false;
+  {
+    std::shared_lock mod(module_mu_);
+    if (generation() != gen) return {};  // reconnected meanwhile
+    there = token_still_there();
+  }
+  if (there) return {};
+  recover(gen, true);
+  return ensure_ready();
 }
 
 Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
@@ -128,9 +291,10 @@ Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
     if (generation_ == gen) --open_;
     cv_.notify_one();
     l.unlock();
+    const Loss loss = round == 0 ? classify(rv) : Loss::none;
     mod.unlock();
-    if (round == 0 && (ck_is_token_loss(rv) || ck_is_session_loss(rv))) {
-      recover(gen, rv);
+    if (loss != Loss::none) {
+      recover(gen, loss == Loss::token);
       continue;
     }
     CkContext c = context_;
@@ -139,7 +303,7 @@ Result<TokenSessionPool::Lease> TokenSessionPool::acquire() {
   }
 }
 
-void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
+void TokenSessionPool::recover(std::uint64_t broken_gen, bool reinit_module) {
   {
     std::lock_guard l(mu_);
     // Someone else already reconnected, or is doing it now.
@@ -147,7 +311,7 @@ void TokenSessionPool::recover(std::uint64_t broken_gen, CK_RV cause) {
     recovering_ = true;
   }
   std::unique_lock mod(module_mu_);
-  disconnect_locked(ck_is_token_loss(cause));
+  disconnect_locked(reinit_module);
   Status s = connect_locked();  // a failure shows up on the next acquire()
   std::lock_guard l(mu_);
   note_connect_result_locked(s);
@@ -202,16 +366,6 @@ Result<CK_SLOT_ID> TokenSessionPool::find_slot_locked() {
   return matches.front();
 }
 
-// A token that was removed and came back may only show up after the module
-// re-initialises (SoftHSM scans its token directory in C_Initialize), so a
-// miss is retried once on a freshly initialised module.
-Result<CK_SLOT_ID> TokenSessionPool::find_slot_rescanning_locked() {
-  auto slot = find_slot_locked();
-  if (slot || slot.error().code != "custody.token_not_present") return slot;
-  module_->finalize();
-  return find_slot_locked();
-}
-
 Status TokenSessionPool::login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info) {
   std::string fp = pin_.fingerprint();
   {
@@ -243,8 +397,36 @@ Status TokenSessionPool::login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_I
   return e;
 }
 
+// A failure while connecting that a token mid-rewrite, or one just back,
+// gives: looked at again on a freshly initialised module (SoftHSM scans its
+// token directory only in C_Initialize).
+namespace {
+bool connect_failure_may_pass(const Error& e) {
+  return e.code == "custody.token_not_present" || e.code == "custody.module_unavailable" ||
+         ck_is_token_loss(e.native) || ck_may_be_token_loss(e.native);
+}
+}  // namespace
+
 Status TokenSessionPool::connect_locked() {
-  CC_TRY_ASSIGN(CK_SLOT_ID slot, find_slot_rescanning_locked());
+  {
+    std::lock_guard l(mu_);
+    if (reinit_before_connect_) {  // a forked child: C_Initialize of its own, never the parent's state
+      module_->finalize();
+      reinit_before_connect_ = false;
+    }
+  }
+  Status s = connect_once_locked();
+  for (const auto delay : kRescanDelays) {
+    if (s || !connect_failure_may_pass(s.error())) return s;
+    module_->finalize();
+    std::this_thread::sleep_for(delay);
+    s = connect_once_locked();
+  }
+  return s;
+}
+
+Status TokenSessionPool::connect_once_locked() {
+  CC_TRY_ASSIGN(CK_SLOT_ID slot, find_slot_locked());
   CK_TOKEN_INFO ti{};
   CK_RV rv = P11_CALL(*module_, C_GetTokenInfo, slot, &ti);
   CkContext c = context_;

@@ -7,6 +7,15 @@
 // CKR_CRYPTOKI_NOT_INITIALIZED, ...), run() reconnects — re-initialising the
 // module and finding the token again if need be — and runs the task once
 // more. A token that comes back is therefore used again without a restart.
+// Network HSMs, remote p11-kit modules and SoftHSM losing its directory fail
+// differently: CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, a handle or a key that
+// is suddenly gone. After such an error the pool probes the token (slot and
+// token info still those the URI names); if it is not there, that is a loss.
+// Reconnecting backs off (reconnect_interval, doubling up to 8 s) while the
+// token stays away; health() says whether it is away and why.
+//
+// After fork() the child never uses the parent's sessions (PKCS#11 §5.1.4):
+// the child's pool re-initialises the module and logs in again on first use.
 //
 // A PIN the token rejected is never tried again until the PIN file changes,
 // so a wrong PIN cannot lock the token through retries.
@@ -96,14 +105,27 @@ class TokenSessionPool {
       if (!lease) return lease.error();
       auto r = f(lease->session());
       if (r.ok() || attempt > 0) return r;
-      CK_RV rv = r.error().native;
-      if (!ck_is_token_loss(rv) && !ck_is_session_loss(rv)) return r;
+      const Loss loss = classify(r.error().native);
+      if (loss == Loss::none) return r;
       std::uint64_t gen = lease->generation();
       lease->mark_broken();
       { auto drop = std::move(lease.value()); }
-      recover(gen, rv);
+      recover(gen, loss == Loss::token);
     }
   }
+
+  // Whether the token is usable now, and if not since when and why (the
+  // last reconnect's error). Never blocks on the token.
+  struct Health {
+    bool available = true;
+    std::optional<Error> error{};
+    std::chrono::system_clock::time_point since{};  // away since (when not available)
+  };
+  Health health() const;
+  // Probes a connected token (a loss found is reconnected, as in run());
+  // reconnects one that is away, subject to the backoff. For the daemon's
+  // timer: notices a token that left while nothing used it.
+  Status check();
 
   // At process exit some modules (SoftHSM 2.6.1) crash in C_CloseSession or
   // C_Finalize once OpenSSL has cleaned up; an abandoned pool leaves its
@@ -130,11 +152,20 @@ class TokenSessionPool {
   TokenSessionPool(std::shared_ptr<Pkcs11Module> module, TokenUri uri, PinSource pin, Options options);
   void release(CK_SESSION_HANDLE h, std::uint64_t gen, bool broken);
   Status ensure_ready();
-  Status connect_locked();                 // holds module_mu_ exclusively
+  Status connect_locked();                 // holds module_mu_ exclusively; looks again for ~0.8 s
+  Status connect_once_locked();
   void disconnect_locked(bool reinit_module);
-  void recover(std::uint64_t broken_gen, CK_RV cause);
+  enum class Loss { none, session, token };
+  // What a failed call means for the connection; a call that only may mean
+  // a lost token (ck_may_be_token_loss) is decided by probing the token.
+  Loss classify(CK_RV rv);
+  bool token_still_there();               // holds module_mu_ shared
+  void recover(std::uint64_t broken_gen, bool reinit_module);
+  std::chrono::milliseconds retry_delay_locked() const;  // holds mu_
+  static void register_fork_handlers(TokenSessionPool* pool, bool add);
+  void before_fork();
+  void after_fork(bool child);
   Result<CK_SLOT_ID> find_slot_locked();
-  Result<CK_SLOT_ID> find_slot_rescanning_locked();
   Status login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info);
   void note_connect_result_locked(const Status& s);  // holds mu_
 
@@ -163,6 +194,9 @@ class TokenSessionPool {
   unsigned login_attempts_ = 0;
   std::optional<Error> last_connect_error_;
   std::chrono::steady_clock::time_point last_connect_failure_{};
+  unsigned connect_failures_ = 0;                            // in a row: the backoff
+  std::chrono::system_clock::time_point unavailable_since_{};  // set with the first failure
+  bool reinit_before_connect_ = false;                       // a forked child: the module state is the parent's
 };
 
 }  // namespace certcustody

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
+#include <thread>
 
 #include "support/softhsm_token.h"
 
@@ -46,6 +49,50 @@ class Cli : public ::testing::Test {
   std::unique_ptr<SoftHsmToken> token_;
   std::string config_;
 };
+
+// SoftHSM rewrites its token.object at every C_Login, so a process that
+// initialises the module at that moment (a CLI command beside a starting
+// daemon, which logs in) sees no initialised token. That state is brief:
+// the command looks again for a while before it reports the token missing.
+// First the state itself, held for 300 ms; then the real thing, another
+// process logging in over and over while commands start.
+TEST_F(Cli, ATokenBrieflyHalfWrittenByAnotherProcessIsFoundAfterAll) {
+  ASSERT_EQ(cc({"kek", "create", "--label", "kek"}).exit_code, 0);
+  std::string object;
+  for (const auto& e : std::filesystem::directory_iterator(token_->token_dir()))
+    object = (e.path() / "token.object").string();
+  ASSERT_TRUE(std::filesystem::exists(object));
+  const std::string saved = read_file(object);
+  write_file(object, "");  // as another process's rewrite leaves it for a moment
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    write_file(object, saved);
+  });
+  auto r = cc({"token", "info"});
+  writer.join();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("kek"), std::string::npos) << r.output;
+
+  std::atomic<bool> stop{false};
+  std::thread other([&] {  // a throwaway token: the PIN on pkcs11-tool's command line is acceptable here only
+    while (!stop)
+      run({"pkcs11-tool", "--module", kSoftHsmModule, "--token-label", token_->label(), "--login", "--pin",
+           token_->user_pin(), "--list-objects"},
+          {token_->softhsm_env()});
+  });
+  int failed = 0;
+  std::string last;
+  for (int i = 0; i < 20; ++i) {
+    auto info = cc({"token", "info"});
+    if (info.exit_code != 0) {
+      ++failed;
+      last = info.output;
+    }
+  }
+  stop = true;
+  other.join();
+  EXPECT_EQ(failed, 0) << last;
+}
 
 TEST_F(Cli, RaKeygenCsrImportWithThumbprints) {
   auto keygen = cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa2048"});

@@ -17,24 +17,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "common/file_lock.h"
 #include "common/ossl.h"
 
 namespace certcustody::audit {
 
-// flock(2) for the time of one append: processes sharing the log take turns.
-class FileLock {
- public:
-  explicit FileLock(int fd) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~FileLock() { ::flock(fd_, LOCK_UN); }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  int fd_;
-};
 namespace {
 
 constexpr std::size_t kMaxLine = 16 * 1024;  // a record; the tail is searched within this

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/file_lock.h"
 #include "common/ossl.h"
 
 namespace certcustody::audit {
@@ -61,8 +62,6 @@ std::string checkpoint_payload(std::uint64_t covers_seq, const std::string& head
 
 // The hash of the record before the first one of a new chain.
 inline constexpr const char* kGenesis = "0000000000000000000000000000000000000000000000000000000000000000";
-
-class FileLock;
 
 class AuditLog {
  public:

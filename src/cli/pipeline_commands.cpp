@@ -4,12 +4,14 @@
 #include <openssl/rand.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <ctime>
 #include <thread>
 
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "pipeline/daemon.h"
+#include "pipeline/owner.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/spool.h"
 
@@ -63,7 +65,7 @@ Status open_pipeline(const Globals& g, PipelineSession& s, const std::string& co
   CC_TRY_ASSIGN(auto rt, build_runtime(g, s.cfg.ra.key));
   const auto spool = pipeline::spool_paths(s.cfg.state.dir);
   CC_TRY(pipeline::ensure_spool(spool));
-  CC_TRY_ASSIGN(s.store, store::RequestStore::open(store_path(s.cfg)));
+  CC_TRY_ASSIGN(s.store, store::RequestStore::open(store_path(s.cfg), {.owner = pipeline::this_process_owner()}));
   s.pipeline = std::make_unique<pipeline::Pipeline>(*s.store, *s.custody, spool, std::move(rt));
   s.pipeline->set_audit(s.audit.get());
   return {};
@@ -110,6 +112,8 @@ Status serve(const Globals& g, const PipelineOptions& o) {
   d.audit = s.audit.get();
   d.checkpoint_interval_ms = s.cfg.audit.checkpoint_interval_ms;
   d.rotate_bytes = s.cfg.audit.rotate_bytes;
+  d.custody = s.custody.get();
+  d.state_dir = s.cfg.state.dir;
   return pipeline::run_daemon(*s.pipeline, *s.store, d);
 }
 
@@ -136,12 +140,39 @@ Status print_csr(const std::string& id, const store::Artifacts& a) {
   return {};
 }
 
+// A line on the running daemon, when there is one: is it up, and can it
+// reach its keys (serve.status.json, written by the daemon on each change).
+void print_daemon_status(const std::string& state_dir) {
+  if (!pipeline::DaemonLock::held(state_dir)) {
+    std::printf("daemon    not running\n");
+    return;
+  }
+  auto text = read_text(pipeline::daemon_status_path(state_dir), "daemon status");
+  auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+  if (j.is_discarded() || !j.is_object() || !j.contains("custody")) {
+    std::printf("daemon    running\n");
+    return;
+  }
+  const auto& c = j["custody"];
+  const std::string where = c.value("location", "");
+  if (c.value("available", true)) {
+    std::printf("daemon    running (pid %ld); keys at %s: reachable\n", j.value("pid", 0L), where.c_str());
+    return;
+  }
+  const auto& e = c.contains("error") ? c["error"] : nlohmann::json::object();
+  std::printf("daemon    running (pid %ld); keys at %s: OUT OF REACH since %s, requests wait\n"
+              "          error %s: %s\n          remedy %s\n",
+              j.value("pid", 0L), where.c_str(), utc(c.value("since_ms", std::int64_t{0})).c_str(),
+              e.value("code", "").c_str(), e.value("what", "").c_str(), e.value("remedy", "").c_str());
+}
+
 Status status(const Globals& g, const PipelineOptions& o) {
   CC_TRY_ASSIGN(Config cfg, load(g));
   CC_TRY_ASSIGN(auto st, store::RequestStore::open(store_path(cfg)));
   if (o.id.empty() && (o.csr || o.json))
     return Error{"cli.invalid_argument", "--csr and --json describe one request", "name the request: status ID --json"};
   if (o.id.empty()) {
+    print_daemon_status(cfg.state.dir);
     CC_TRY_ASSIGN(auto all, st->list());
     for (const auto& r : all)
       std::printf("%-40s %-10s %-12s %s%s\n", r.id.c_str(), std::string(store::state_name(r.state)).c_str(),

@@ -84,8 +84,9 @@ class KeyCustody {
   virtual CustodyHealth health() const { return {}; }
   // For a timer: notices a token that went away while unused (and reconnects
   // one that is away, with backoff). A lost token comes back by itself
-  // either way: operations reconnect too.
-  virtual Status check() { return connect(); }
+  // either way: operations reconnect too. Backends that cannot probe cheaply
+  // leave it to their operations.
+  virtual Status check() { return {}; }
 
   // Reaches the token now (PKCS#11: logs in; TPM: opens the TPM and its
   // storage key), so that a refused PIN or a missing device is seen here.

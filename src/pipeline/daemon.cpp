@@ -13,15 +13,22 @@
 #include <cstdio>
 #include <cstring>
 #include <thread>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
+
+#include "common/durable_file.h"
 
 namespace certcustody::pipeline {
 namespace {
 
 void log_daemon(const std::string& text) { std::fprintf(stderr, "certcustody serve: %s\n", text.c_str()); }
 
+constexpr std::chrono::milliseconds kMaintenanceInterval{1000};
+
 struct Shared {
   std::atomic<bool> stop{false};
+  std::atomic<bool> custody_available{true};  // false: workers pause, requests wait in the store
   std::atomic<int> busy{0};
   std::mutex mu;
   std::condition_variable wake;
@@ -41,7 +48,11 @@ void worker(Pipeline& p, Shared& sh, unsigned scan_ms) {
   while (!sh.stop) {
     std::uint64_t seen = 0;
     {
-      std::lock_guard l(sh.mu);
+      std::unique_lock l(sh.mu);
+      if (!sh.custody_available) {  // nothing to do but wait for the keys
+        sh.wake.wait_for(l, std::chrono::seconds(1), [&] { return sh.stop.load() || sh.custody_available.load(); });
+        continue;
+      }
       seen = sh.intake_rounds;
     }
     ++sh.busy;
@@ -102,7 +113,76 @@ void reload(Pipeline& p, const DaemonOptions& o) {
   log_daemon("configuration reloaded");
 }
 
+std::int64_t epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The keys' reachability as the daemon last saw it.
+struct CustodyWatch {
+  bool available = true;
+  std::optional<Error> error;
+  std::int64_t since_ms = 0;
+  std::int64_t started_ms = epoch_ms();
+};
+
+void write_daemon_status(const DaemonOptions& o, const CustodyWatch& w) {
+  if (o.state_dir.empty()) return;
+  nlohmann::json custody = {{"location", o.custody != nullptr ? o.custody->location() : ""},
+                            {"available", w.available}};
+  if (!w.available) {
+    custody["since_ms"] = w.since_ms;
+    if (w.error) custody["error"] = {{"code", w.error->code}, {"what", w.error->what}, {"remedy", w.error->remedy}};
+  }
+  const nlohmann::json j = {{"version", 1}, {"pid", static_cast<long>(::getpid())}, {"started_at_ms", w.started_ms},
+                            {"custody", custody}};
+  if (int err = write_file_durably(daemon_status_path(o.state_dir), j.dump(2) + "\n", 0600, Existing::replace); err)
+    log_daemon(std::string("cannot write ") + daemon_status_path(o.state_dir) + ": " + std::strerror(err));
+}
+
+// Probes the keys (a token that left while nothing used it is noticed too)
+// and acts on a change: workers pause or resume, the change is logged,
+// recorded and shown in serve.status.json.
+void watch_custody(const DaemonOptions& o, Shared& sh, CustodyWatch& w) {
+  if (o.custody == nullptr) return;
+  (void)o.custody->check();
+  const CustodyHealth h = o.custody->health();
+  if (h.available == w.available) return;
+  w.available = h.available;
+  const std::string where = o.custody->location();
+  if (!h.available) {
+    w.error = h.error;
+    w.since_ms = h.since_ms != 0 ? h.since_ms : epoch_ms();
+    const std::string why = h.error ? h.error->to_string() : "unknown";
+    log_daemon("the keys at " + where + " are out of reach, requests wait: " + why);
+    record(o, {.type = "custody.unavailable", .outcome = "failed",
+               .error_code = h.error ? h.error->code : "", .detail = {{"location", where}}});
+  } else {
+    const std::int64_t away = epoch_ms() - w.since_ms;
+    w.error.reset();
+    log_daemon("the keys at " + where + " are back after " + std::to_string(away) + " ms; requests resume");
+    record(o, {.type = "custody.recovered", .detail = {{"location", where}, {"away_ms", std::to_string(away)}}});
+  }
+  {
+    std::lock_guard l(sh.mu);
+    sh.custody_available = h.available;
+  }
+  sh.wake.notify_all();
+  write_daemon_status(o, w);
+}
+
 }  // namespace
+
+std::string daemon_status_path(const std::string& state_dir) { return state_dir + "/serve.status.json"; }
+
+bool DaemonLock::held(const std::string& state_dir) {
+  const std::string path = state_dir + "/serve.lock";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  const bool taken = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return taken;
+}
 
 Result<std::unique_ptr<DaemonLock>> DaemonLock::acquire(const std::string& state_dir) {
   const std::string path = state_dir + "/serve.lock";
@@ -143,7 +223,17 @@ Status run_daemon(Pipeline& pipeline, store::RequestStore& store, const DaemonOp
                         {"config_sha256", pipeline.runtime()->cfg.sha256}}});
   const sigset_t set = daemon_signals();
   auto next_scan = std::chrono::steady_clock::now();
+  auto next_maintenance = next_scan + kMaintenanceInterval;
+  CustodyWatch watch;
+  write_daemon_status(o, watch);
   while (!sh.stop) {
+    if (std::chrono::steady_clock::now() >= next_maintenance) {
+      // Requests of processes that died (a killed redeliver), status records
+      // a kill left unwritten: picked up without a restart.
+      if (Status s = pipeline.maintain(); !s) log_daemon("maintenance: " + s.error().to_string());
+      watch_custody(o, sh, watch);
+      next_maintenance = std::chrono::steady_clock::now() + kMaintenanceInterval;
+    }
     if (std::chrono::steady_clock::now() >= next_scan) {
       auto taken = pipeline.intake();
       if (!taken) log_daemon("intake: " + taken.error().to_string());

@@ -18,6 +18,8 @@ namespace certcustody::pipeline {
 class DaemonLock {
  public:
   static Result<std::unique_ptr<DaemonLock>> acquire(const std::string& state_dir);
+  // Whether a daemon holds the lock of `state_dir` now.
+  static bool held(const std::string& state_dir);
   ~DaemonLock();
   DaemonLock(const DaemonLock&) = delete;
   DaemonLock& operator=(const DaemonLock&) = delete;
@@ -34,7 +36,15 @@ struct DaemonOptions {
   audit::AuditLog* audit = nullptr;     // start, reload and stop events; checkpoints on a timer and at stop
   unsigned checkpoint_interval_ms = 1000;
   std::uint64_t rotate_bytes = 0;  // the audit log's size for a new, chained file (0: never)
+  // Watched on a timer: while the keys are out of reach the workers pause (the
+  // requests wait in the store), and the loss and the recovery are logged,
+  // recorded in the audit log and shown in <state_dir>/serve.status.json.
+  KeyCustody* custody = nullptr;
+  std::string state_dir;
 };
+
+// What `certcustody status` shows of a running daemon: <state>/serve.status.json.
+std::string daemon_status_path(const std::string& state_dir);
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every
 // thread it starts); call before any other thread exists.

@@ -13,9 +13,11 @@ inline constexpr const char* kFaultPoints[] = {
     "after_csr",       // user key sealed and CSR persisted, not yet submitted
     "before_submit",   // submission marked in the store, not yet sent
     "after_submit",    // the CA answered, the answer not yet persisted
-    "after_issue",     // certificate persisted (issued), PFX not yet built
+    "after_issue",     // certificate persisted, its ca.result not yet recorded
     "after_bundle",    // PFX sealed at rest, not yet written out
     "after_write",     // enveloped PFX written, state not yet delivered
+    "after_delivered", // state delivered, the status record not yet written
+    "spool_tmp_written",  // a spool file complete under its temporary name, not yet renamed
 };
 
 void fault_point(const char* name);

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,7 +14,9 @@
 #include "config/profiles.h"
 #include "pfx/enveloped_data.h"
 #include "pfx/pkcs12_builder.h"
+#include "common/file_lock.h"
 #include "pipeline/fault.h"
+#include "pipeline/owner.h"
 #include "pipeline/sealed.h"
 #include "pipeline/user_key.h"
 
@@ -95,16 +98,25 @@ Error outcome_unknown(const std::string& id, const std::string& ca, const std::s
 
 }  // namespace
 
+bool waits(const Error& e) {
+  // The connector's own resources away: the token or TPM, the audit log, the
+  // state directory. No CA was asked, so no attempt is spent; requests wait
+  // for as long as it takes, and the daemon says why (status, audit log).
+  static const char* const kWaits[] = {
+      "custody.token_not_present", "custody.module_unavailable", "custody.key_vanished", "custody.counter_vanished",
+      "custody.device_error",      "custody.session_lost",       "custody.module_not_initialized",
+      "custody.too_many_sessions", "custody.host_memory",        "custody.token_error",
+      "custody.tpm_unreachable",   "custody.tpm_busy",           "custody.tpm_slots_full",
+      "custody.tpm_lockout",       "custody.tpm_auth_failed",    "audit.unwritable",
+      "spool.unwritable",          "store.busy"};
+  for (const char* c : kWaits)
+    if (e.code == c) return true;
+  return false;
+}
+
 bool retryable(const Error& e) {
-  static const char* const kMore[] = {"ca.circuit_open",      "custody.token_not_present", "custody.session_lost",
-                                      "custody.device_error", "custody.too_many_sessions", "custody.host_memory",
-                                      "store.busy",           "spool.unwritable",          "custody.token_error",
-                                      "audit.unwritable",     "custody.tpm_unreachable",   "custody.tpm_busy",
-                                      "custody.tpm_slots_full", "custody.tpm_lockout",
-                                      // Waits for the operator to fix auth_file: the custody does not send a
-                                      // refused value again, so retrying costs no lockout count.
-                                      "custody.tpm_auth_failed"};
-  if (ca::is_transient(e)) return true;
+  static const char* const kMore[] = {"ca.circuit_open"};
+  if (ca::is_transient(e) || waits(e)) return true;
   for (const char* c : kMore)
     if (e.code == c) return true;
   return false;
@@ -208,10 +220,43 @@ std::shared_ptr<const Runtime> Pipeline::runtime() const {
   return rt_;
 }
 
-Status Pipeline::write_status(const std::string& id) {
-  CC_TRY_ASSIGN(store::RequestRecord r, store_.get(id));
-  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
-  return write_atomic(spool_, spool_.outgoing, id + ".status.json", status_json(r, a));
+// The status record (and revocation record) written out from the store as it
+// is now, under a lock that every process writing them takes: the last
+// writer always read the newest version, so a slower writer never puts back
+// an older one. Then that version is marked written; a version not marked
+// (a process killed in between) is written by publish_due().
+Status Pipeline::publish(const std::string& id) {
+  const std::string lock_path = spool_.root + "/status.lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return Error{"spool.unwritable", "cannot open " + lock_path, "let the service user write the state directory"};
+  const FileLock lock(fd);
+  const auto written = [&]() -> Status {
+    CC_TRY_ASSIGN(store::RequestRecord r, store_.get(id));
+    CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(id));
+    CC_TRY(write_atomic(spool_, spool_.outgoing, id + ".status.json", status_json(r, a)));
+    if (auto rev = get(a, "revocation"); !rev.empty()) {
+      auto parsed = nlohmann::json::parse(rev, nullptr, false);
+      CC_TRY(write_atomic(spool_, spool_.outgoing, id + ".revocation.json",
+                          (parsed.is_discarded() ? nlohmann::json(rev) : parsed).dump(2) + "\n"));
+    }
+    return store_.status_published(id, r.status_version);
+  }();
+  ::close(fd);
+  return written;
+}
+
+// After a step's store change: the record goes out now, or (if writing it
+// fails) at the daemon's next maintenance. The step itself has happened.
+void Pipeline::publish_or_later(const std::string& id) {
+  if (Status s = publish(id); !s) log_line(id, "status record not written now, later: " + s.error().to_string());
+}
+
+Status Pipeline::publish_due() {
+  CC_TRY_ASSIGN(std::vector<store::RequestRecord> due, store_.status_due());
+  for (const auto& r : due)
+    if (r.state != State::processing) CC_TRY(publish(r.id));  // a worker's own record goes out when it is done
+  return {};
 }
 
 Status Pipeline::record(const audit::Event& e) {
@@ -221,9 +266,12 @@ Status Pipeline::record(const audit::Event& e) {
 
 Status Pipeline::fail(const std::string& id, State from, const Error& e) {
   log_line(id, "failed: " + e.to_string());
-  CC_TRY(store_.transition(id, from, State::failed, {.error = e}));
+  // Recorded first: a kill in between leaves the request to be failed again
+  // (a second record), never failed without one.
   CC_TRY(record({.type = "request.failed", .request_id = id, .outcome = "failed", .error_code = e.code}));
-  return write_status(id);
+  CC_TRY(store_.transition(id, from, State::failed, {.error = e, .status_changed = true}));
+  publish_or_later(id);
+  return {};
 }
 
 // ---------------------------------------------------------------- intake
@@ -237,7 +285,7 @@ Status Pipeline::record_bad_file(const std::string& path, const std::string& tex
       log_line(id, "failed: " + e.to_string());
       CC_TRY(record({.type = "request.refused", .request_id = id, .outcome = "failed", .error_code = e.code,
                      .detail = {{"body_sha256", to_hex_lower(sha)}}}));
-      CC_TRY(write_status(id));
+      publish_or_later(id);
       ::unlink(path.c_str());
       return {};
     }
@@ -251,88 +299,115 @@ Status Pipeline::record_bad_file(const std::string& path, const std::string& tex
   return {};
 }
 
+// One claimed file into the store. On an error it stays in claimed/ and is
+// taken again at the next scan (the store and the audit log take the same
+// request twice without harm).
+Status Pipeline::intake_file(const std::string& path, const Runtime& rt) {
+  auto text = read_spool_file(path, rt.pcfg.max_request_bytes);
+  // Too large, or unreadable (e.g. dropped with mode 0): failed, never retried forever.
+  if (!text) return record_bad_file(path, "", text.error());
+  auto checked = [&]() -> Result<std::pair<std::string, std::string>> {
+    CC_TRY_ASSIGN(policy::RequestDocument d, policy::parse_request_document(*text));
+    const std::string name = path.substr(path.rfind('/') + 1);
+    const std::string id = d.id.value_or(name.substr(0, name.size() - 5));
+    if (!valid_request_id(id))
+      return Error{"request.id_invalid", "request id \"" + id + "\" is not 1-128 characters of A-Z a-z 0-9 . _ @ -",
+                   "give the request a valid id"};
+    if (!d.profile)
+      return Error{"request.profile_missing", "the request names no \"profile\"",
+                   "add \"profile\": the [profile.<name>] to issue under"};
+    if (rt.profile(*d.profile) == nullptr)
+      return Error{"request.profile_unknown", "no [profile." + *d.profile + "] is configured",
+                   "use one of the configured profiles (certcustody policy profiles)"};
+    if (!d.recipient)
+      return Error{"request.recipient_missing", "the request names no \"recipient\" (version 2 requests do)",
+                   "add \"recipient\": \"sha256:<thumbprint of a [pipeline] recipients certificate>\""};
+    CC_TRY_ASSIGN(X509 * recipient, rt.recipients.find(*d.recipient));
+    CC_TRY(pfx::check_recipient(recipient));  // an expired recipient: failed now, not issued and stuck
+    return std::pair{id, *d.profile};
+  }();
+  if (!checked) return record_bad_file(path, *text, checked.error());
+  CC_TRY_ASSIGN(Bytes sha, digest("SHA256", as_span(*text)));
+  auto rec = store_.receive(checked->first, checked->second, to_hex_lower(sha), *text);
+  if (!rec) {
+    if (rec.error().code != "store.request_conflict") return rec.error();
+    return record_bad_file(path, *text, rec.error());
+  }
+  CC_TRY(record({.type = "request.received",
+                 .request_id = checked->first,
+                 .detail = {{"profile", checked->second}, {"body_sha256", to_hex_lower(sha)}}}));
+  fault_point("after_intake");
+  ::unlink(path.c_str());
+  return {};
+}
+
+// Every claimed file, oldest first; one that cannot be taken in now (the
+// audit log or the store failing) does not hold up the others.
 Result<int> Pipeline::intake() {
   auto rt = runtime();
   CC_TRY_ASSIGN(std::vector<std::string> files, spool_claim(spool_));
-  int taken = 0;
-  for (const std::string& path : files) {
-    ++taken;
-    auto text = read_spool_file(path, rt->pcfg.max_request_bytes);
-    if (!text) {  // too large, or unreadable (e.g. dropped with mode 0): failed, never retried forever
-      CC_TRY(record_bad_file(path, "", text.error()));
-      continue;
-    }
-    auto checked = [&]() -> Result<std::pair<std::string, std::string>> {
-      CC_TRY_ASSIGN(policy::RequestDocument d, policy::parse_request_document(*text));
-      const std::string name = path.substr(path.rfind('/') + 1);
-      const std::string id = d.id.value_or(name.substr(0, name.size() - 5));
-      if (!valid_request_id(id))
-        return Error{"request.id_invalid", "request id \"" + id + "\" is not 1-128 characters of A-Z a-z 0-9 . _ @ -",
-                     "give the request a valid id"};
-      if (!d.profile)
-        return Error{"request.profile_missing", "the request names no \"profile\"",
-                     "add \"profile\": the [profile.<name>] to issue under"};
-      if (rt->profile(*d.profile) == nullptr)
-        return Error{"request.profile_unknown", "no [profile." + *d.profile + "] is configured",
-                     "use one of the configured profiles (certcustody policy profiles)"};
-      if (!d.recipient)
-        return Error{"request.recipient_missing", "the request names no \"recipient\" (version 2 requests do)",
-                     "add \"recipient\": \"sha256:<thumbprint of a [pipeline] recipients certificate>\""};
-      CC_TRY_ASSIGN(X509 * recipient, rt->recipients.find(*d.recipient));
-      CC_TRY(pfx::check_recipient(recipient));  // an expired recipient: failed now, not issued and stuck
-      return std::pair{id, *d.profile};
-    }();
-    if (!checked) {
-      CC_TRY(record_bad_file(path, *text, checked.error()));
-      continue;
-    }
-    CC_TRY_ASSIGN(Bytes sha, digest("SHA256", as_span(*text)));
-    auto rec = store_.receive(checked->first, checked->second, to_hex_lower(sha), *text);
-    if (!rec) {
-      if (rec.error().code != "store.request_conflict") return rec.error();
-      CC_TRY(record_bad_file(path, *text, rec.error()));
-      continue;
-    }
-    CC_TRY(record({.type = "request.received",
-                   .request_id = checked->first,
-                   .detail = {{"profile", checked->second}, {"body_sha256", to_hex_lower(sha)}}}));
-    fault_point("after_intake");
-    ::unlink(path.c_str());
-  }
-  return taken;
+  std::optional<Error> first;
+  for (const std::string& path : files)
+    if (Status s = intake_file(path, *rt); !s && !first) first = s.error();
+  if (first) return *first;
+  return static_cast<int>(files.size());
 }
 
 // ---------------------------------------------------------------- recovery
 
-Status Pipeline::recover() {
+// A request in processing whose worker is gone (killed) or gave up on an
+// error goes back to where it can resume safely: issued once its certificate
+// is stored, received while nothing was sent, pending at the CA once it has a
+// ticket, received again for a CA that deduplicates (the same transaction
+// id), else failed as ca.outcome_unknown: a CA that cannot deduplicate is
+// never sent a request twice. `why`: the error the worker met (retried after
+// retry_interval_ms, without spending an attempt when it is a wait).
+Status Pipeline::put_back(const store::RequestRecord& r, const Runtime& rt, const std::optional<Error>& why) {
+  CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
+  store::Update u{.error = why, .not_before_ms = why ? now_ms() + rt.pcfg.retry_interval_ms : 0};
+  State to = State::received;
+  if (a.count("certificate") != 0) {
+    to = State::issued;
+    u.status_changed = true;
+  } else if (get(a, "submitted") != "1") {
+    u.refund_attempt = !why || waits(*why);
+  } else if (!r.ca_request_id.empty()) {
+    to = State::pending_ca;
+  } else {
+    const policy::Profile* p = rt.profile(r.profile);
+    bool idempotent = false;
+    if (p != nullptr)
+      if (auto client = rt.ca(p->ca)) idempotent = (*client)->submit_is_idempotent();
+    if (!idempotent)  // not sent again: same transaction id for those that deduplicate
+      return fail(r.id, State::processing,
+                  outcome_unknown(r.id, p != nullptr ? p->ca : r.profile, get(a, "transaction_id")));
+  }
+  CC_TRY(store_.transition(r.id, State::processing, to, u));
+  if (u.status_changed) publish_or_later(r.id);
+  return {};
+}
+
+Status Pipeline::reclaim_orphans() {
   auto rt = runtime();
   CC_TRY_ASSIGN(std::vector<store::RequestRecord> stuck, store_.list(State::processing));
   for (const auto& r : stuck) {
-    CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
-    if (a.count("certificate") != 0) {
-      CC_TRY(store_.transition(r.id, State::processing, State::issued, {.not_before_ms = 0}));
-    } else if (get(a, "submitted") != "1") {
-      CC_TRY(store_.transition(r.id, State::processing, State::received, {.not_before_ms = 0}));
-    } else if (!r.ca_request_id.empty()) {
-      CC_TRY(store_.transition(r.id, State::processing, State::pending_ca, {.not_before_ms = 0}));
-    } else {
-      const policy::Profile* p = rt->profile(r.profile);
-      bool idempotent = false;
-      if (p != nullptr)
-        if (auto client = rt->ca(p->ca)) idempotent = (*client)->submit_is_idempotent();
-      if (idempotent) {
-        CC_TRY(store_.transition(r.id, State::processing, State::received,  // same transaction id again
-                                 {.not_before_ms = 0}));
-      } else {
-        CC_TRY(fail(r.id, State::processing,
-                    outcome_unknown(r.id, p != nullptr ? p->ca : r.profile, get(a, "transaction_id"))));
-        continue;
-      }
-    }
-    log_line(r.id, "resumed after an interrupted run");
+    if (owner_alive(r.owner)) continue;  // its worker (this daemon, or a CLI command) is on it
+    Status s = put_back(r, *rt, std::nullopt);
+    if (!s && s.error().code == "store.state_conflict") continue;  // taken back by another process first
+    CC_TRY(s);
+    log_line(r.id, "resumed: the process that had it (" + (r.owner.empty() ? std::string("unknown") : r.owner) +
+                       ") is gone");
   }
   return {};
 }
+
+Status Pipeline::maintain() {
+  CC_TRY(clean_temp_files(spool_));
+  CC_TRY(reclaim_orphans());
+  return publish_due();
+}
+
+Status Pipeline::recover() { return maintain(); }
 
 // ---------------------------------------------------------------- work
 
@@ -342,7 +417,7 @@ Result<bool> Pipeline::work_once() {
     CC_TRY_ASSIGN(auto claimed, store_.claim_next(from, State::processing));
     if (!claimed) continue;
     fault_point("after_claim");
-    if (Status s = process(*claimed, *rt); !s) log_line(claimed->id, "left for a later attempt: " + s.error().to_string());
+    if (Status s = process(*claimed, *rt); !s) release(claimed->id, *rt, s.error());
     return true;
   }
   return false;
@@ -359,14 +434,29 @@ Status Pipeline::process(const store::RequestRecord& r, const Runtime& rt) {
   return enroll(r, rt, a);
 }
 
+// A step that stopped on an error before settling the request (a store,
+// audit or token failure on the way): the request is not left in
+// processing, where only a dead owner's requests are taken back.
+void Pipeline::release(const std::string& id, const Runtime& rt, const Error& e) {
+  log_line(id, "left for a later attempt: " + e.to_string());
+  auto r = store_.get(id);
+  if (!r || r->state != State::processing) return;  // settled after all
+  if (Status s = put_back(*r, rt, e); !s)
+    log_line(id, "stays in processing until the daemon's next maintenance: " + s.error().to_string());
+}
+
 // A failure on the way: another attempt later when it may pass, else failed.
+// A wait (the token away, ...) never fails a request and spends no attempt.
 Status Pipeline::settle(const store::RequestRecord& r, const Runtime& rt, const Error& e) {
-  if (!retryable(e) || r.attempts >= static_cast<int>(rt.pcfg.max_attempts)) return fail(r.id, State::processing, e);
+  const bool wait = waits(e);
+  if (!retryable(e) || (!wait && r.attempts >= static_cast<int>(rt.pcfg.max_attempts)))
+    return fail(r.id, State::processing, e);
   const State back = r.ca_request_id.empty() ? State::received : State::pending_ca;
-  log_line(r.id, "attempt " + std::to_string(r.attempts) + " met " + e.code + "; again in " +
+  log_line(r.id, (wait ? "waiting: " : "attempt " + std::to_string(r.attempts) + " met ") + e.code + "; again in " +
                      std::to_string(rt.pcfg.retry_interval_ms) + " ms");
   return store_.transition(r.id, State::processing, back,
-                           {.error = e, .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms});
+                           {.error = e, .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms,
+                            .refund_attempt = wait});
 }
 
 Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
@@ -452,25 +542,34 @@ Status Pipeline::take_answer(const store::RequestRecord& r, const Runtime& rt, R
                              {.ca_request_id = e.ticket.request_id,
                               .ca_poll_uri = e.ticket.poll_uri,
                               .not_before_ms = now_ms() + rt.pcfg.poll_interval_ms,
-                              .artifacts = {{"ticket_message", e.ticket.message}}}));
-    return write_status(r.id);
+                              .artifacts = {{"ticket_message", e.ticket.message}},
+                              .status_changed = true}));
+    publish_or_later(r.id);
+    return {};
   }
   CC_TRY_ASSIGN(X509Ptr cert, certificate_of(bytes_text(e.certificate), "certificate"));
-  // Kept while this worker goes on to deliver; a run killed from here on
-  // resumes it as issued (recover()).
+  // Stored first, so a certificate in hand is never lost; its ca.result is
+  // marked as not yet recorded until delivery stores the PKCS#12, and a run
+  // killed in between records it when it delivers (resumed as issued).
   const store::Artifacts issued{{"certificate", bytes_text(e.certificate)},
                                 {"chain", joined(e.chain)},
-                                {"certificate_summary", certificate_summary(cert.get())}};
+                                {"certificate_summary", certificate_summary(cert.get())},
+                                {"ca_result_recorded", "0"}};
   CC_TRY(store_.put(r.id, State::processing, issued));
-  auto cert_sha256 = RecipientSet::thumbprint(cert.get());
-  CC_TRY(record({.type = "ca.result", .request_id = r.id,
-                 .detail = {{"status", "issued"},
-                            {"serial", ca::serial_hex(cert.get())},
-                            {"certificate_sha256", cert_sha256 ? *cert_sha256 : ""}}}));
   fault_point("after_issue");
+  CC_TRY(record_issued(r.id, cert.get()));
   log_line(r.id, "issued, serial " + ca::serial_hex(cert.get()));
   CC_TRY_ASSIGN(store::Artifacts a, store_.artifacts(r.id));
+  a["ca_result_recorded"] = "1";
   return deliver(r, rt, a, {key, cert.get()});
+}
+
+Status Pipeline::record_issued(const std::string& id, X509* cert) {
+  auto cert_sha256 = RecipientSet::thumbprint(cert);
+  return record({.type = "ca.result", .request_id = id,
+                 .detail = {{"status", "issued"},
+                            {"serial", ca::serial_hex(cert)},
+                            {"certificate_sha256", cert_sha256 ? *cert_sha256 : ""}}});
 }
 
 // ---------------------------------------------------------------- delivery
@@ -483,18 +582,22 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
                    "configure it again, then `certcustody redeliver " + r.id + "`"};
     CC_TRY_ASSIGN(policy::RequestDocument doc, policy::parse_request_document(get(a, "request")));
     CC_TRY_ASSIGN(X509 * recipient, rt.recipients.find(doc.recipient.value_or("")));
+    X509Ptr cert_owned;
+    if (in_hand.cert == nullptr) {
+      CC_TRY_ASSIGN(cert_owned, certificate_of(get(a, "certificate"), "certificate"));
+      in_hand.cert = cert_owned.get();
+    }
+    if (get(a, "ca_result_recorded") == "0") {  // a run killed between storing and recording it
+      CC_TRY(record_issued(r.id, in_hand.cert));
+      a["ca_result_recorded"] = "1";
+    }
     SecureBytes p12, password;
     if (a.count("pfx") == 0) {
       EvpPkeyPtr key_owned;
-      X509Ptr cert_owned;
       if (in_hand.key == nullptr) {
         CC_TRY_ASSIGN(SecureBytes pk8, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "user-key", get(a, "key")));
         CC_TRY_ASSIGN(key_owned, private_key_from_pkcs8(pk8));
         in_hand.key = key_owned.get();
-      }
-      if (in_hand.cert == nullptr) {
-        CC_TRY_ASSIGN(cert_owned, certificate_of(get(a, "certificate"), "certificate"));
-        in_hand.cert = cert_owned.get();
       }
       CC_TRY_ASSIGN(std::vector<X509Ptr> chain, chain_of(get(a, "chain")));
       CC_TRY_ASSIGN(pfx::PfxFormat format, pfx::parse_pfx_format(profile->pfx_format));
@@ -502,7 +605,8 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
       CC_TRY_ASSIGN(p12, pfx::build_pkcs12(in_hand.key, in_hand.cert, chain, r.id, password, format));
       CC_TRY_ASSIGN(std::string sealed_pfx, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx", p12));
       CC_TRY_ASSIGN(std::string sealed_pw, seal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx-password", password));
-      CC_TRY(store_.put(r.id, State::processing, {{"pfx", sealed_pfx}, {"password", sealed_pw}}));
+      CC_TRY(store_.put(r.id, State::processing,
+                        {{"pfx", sealed_pfx}, {"password", sealed_pw}, {"ca_result_recorded", "1"}}));
       fault_point("after_bundle");
     } else {
       CC_TRY_ASSIGN(p12, unseal_at_rest(custody_, rt.pcfg.kek, r.id, "pfx", get(a, "pfx")));
@@ -517,18 +621,27 @@ Status Pipeline::deliver(const store::RequestRecord& r, const Runtime& rt, store
     fault_point("after_write");
     return {};
   }();
+  // Recorded before the state moves: a kill in between delivers it again
+  // (a second record), never leaves it delivered without one.
+  if (made) made = record({.type = "request.delivered", .request_id = r.id});
   if (!made) {
     // The certificate exists: an issued request never fails for want of delivery.
     log_line(r.id, "issued, not yet delivered: " + made.error().to_string());
     CC_TRY(store_.transition(r.id, State::processing, State::issued,
-                             {.error = made.error(), .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms}));
-    return write_status(r.id);
+                             {.error = made.error(),
+                              .not_before_ms = now_ms() + rt.pcfg.retry_interval_ms,
+                              .status_changed = true}));
+    publish_or_later(r.id);
+    return {};
   }
   CC_TRY(store_.transition(r.id, State::processing, State::delivered,
-                           {.error = Error{"", "", ""}, .artifacts = {{"delivered_at_ms", std::to_string(now_ms())}}}));
+                           {.error = Error{"", "", ""},
+                            .artifacts = {{"delivered_at_ms", std::to_string(now_ms())}},
+                            .status_changed = true}));
+  fault_point("after_delivered");
   log_line(r.id, "delivered to " + spool_.outgoing + "/" + r.id + ".pfx.p7m");
-  CC_TRY(record({.type = "request.delivered", .request_id = r.id}));
-  return write_status(r.id);
+  publish_or_later(r.id);
+  return {};
 }
 
 Status Pipeline::redeliver(const std::string& id) {
@@ -579,9 +692,8 @@ Status Pipeline::revoke(const std::string& id, ca::RevocationReason reason) {
                         {"reason", std::string(ca::reason_name(reason))},
                         {"at_ms", now_ms()}};
   if (!s) rec["error"] = {{"code", s.error().code}, {"what", s.error().what}, {"remedy", s.error().remedy}};
-  CC_TRY(store_.put(id, r.state, {{"revocation", rec.dump()}}));
-  CC_TRY(write_atomic(spool_, spool_.outgoing, id + ".revocation.json", rec.dump(2) + "\n"));
-  CC_TRY(write_status(id));
+  CC_TRY(store_.put(id, r.state, {{"revocation", rec.dump()}}, true));
+  CC_TRY(publish(id));
   return s;
 }
 

@@ -78,9 +78,12 @@ class Pipeline {
 
   // Spool files -> store (bad ones recorded as failed with the named error).
   Result<int> intake();
-  // After a crash: every request left in processing goes back to where it can
-  // resume safely. Only with no worker running (the daemon's lock held).
-  Status recover();
+  // At the daemon's start and on its timer: requests in processing whose
+  // owner died (a killed run, a killed CLI command) go back to where they can
+  // resume safely; status records not yet written out are written; temporary
+  // files of dead writers are removed. Safe beside live workers and commands.
+  Status maintain();
+  Status recover();  // maintain(), at start
   // Takes one due request (issued first, then pending polls, then new ones)
   // through to its next resting state. False when nothing was due.
   Result<bool> work_once();
@@ -90,6 +93,7 @@ class Pipeline {
   Status revoke(const std::string& id, ca::RevocationReason reason);
 
  private:
+  Status intake_file(const std::string& path, const Runtime& rt);
   Status process(const store::RequestRecord& r, const Runtime& rt);
   Status enroll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
   Status poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a);
@@ -97,9 +101,15 @@ class Pipeline {
                      EVP_PKEY* key);
   Status deliver(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a, InHand in_hand = {});
   Status settle(const store::RequestRecord& r, const Runtime& rt, const Error& e);
+  void release(const std::string& id, const Runtime& rt, const Error& e);
+  Status put_back(const store::RequestRecord& r, const Runtime& rt, const std::optional<Error>& why);
+  Status reclaim_orphans();
   Status fail(const std::string& id, store::State from, const Error& e);
   Status record_bad_file(const std::string& path, const std::string& text, const Error& e);
-  Status write_status(const std::string& id);
+  Status record_issued(const std::string& id, X509* cert);
+  Status publish(const std::string& id);
+  void publish_or_later(const std::string& id);
+  Status publish_due();
   Status record(const audit::Event& e);
 
   store::RequestStore& store_;
@@ -112,5 +122,9 @@ class Pipeline {
 
 // Errors worth another attempt later (the CA, the network or the token away).
 bool retryable(const Error& e);
+// The retryable errors of the connector's own resources (the token or TPM,
+// the audit log, the state directory): a request waits for them without
+// spending an attempt, however long it takes.
+bool waits(const Error& e);
 
 }  // namespace certcustody::pipeline

@@ -1,5 +1,7 @@
 #include "pipeline/spool.h"
 
+#include <openssl/rand.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,6 +13,10 @@
 #include <cstdio>
 #include <cstring>
 #include <utility>
+
+#include "common/ossl.h"
+#include "pipeline/fault.h"
+#include "pipeline/owner.h"
 
 namespace certcustody::pipeline {
 namespace {
@@ -79,12 +85,45 @@ bool valid_request_id(std::string_view id) {
   });
 }
 
+namespace {
+
+// <name>.<pid>-<start time>.<random>: unique (O_EXCL, a new random part on a
+// clash), and a leftover's writer can be told dead (clean_temp_files).
+Result<std::pair<std::string, int>> create_temp(const SpoolPaths& p, const std::string& name) {
+  static const std::string token = this_process_token();
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    unsigned char r[6];
+    if (RAND_bytes(r, sizeof r) != 1) return Error{"spool.unwritable", "no random bytes for a temporary name", "retry"};
+    const std::string tmp = p.tmp + "/" + name + "." + token + "." + to_hex_lower(r);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) return std::pair{tmp, fd};
+    if (errno != EEXIST) return spool_error("cannot create " + tmp);
+  }
+  return spool_error("cannot create a temporary file in " + p.tmp);
+}
+
+}  // namespace
+
+Status clean_temp_files(const SpoolPaths& p) {
+  DIR* d = ::opendir(p.tmp.c_str());
+  if (d == nullptr) return spool_error("cannot read " + p.tmp);
+  std::vector<std::string> dead;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    const auto last = name.rfind('.');
+    const auto token_at = last == std::string::npos || last == 0 ? std::string::npos : name.rfind('.', last - 1);
+    if (name == "." || name == "..") continue;
+    if (token_at == std::string::npos || !process_token_alive(name.substr(token_at + 1, last - token_at - 1)))
+      dead.push_back(p.tmp + "/" + name);
+  }
+  ::closedir(d);
+  for (const std::string& f : dead) ::unlink(f.c_str());
+  return {};
+}
+
 Status write_atomic(const SpoolPaths& p, const std::string& dir, const std::string& name, std::string_view data) {
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp =
-      p.tmp + "/" + name + "." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return spool_error("cannot create " + tmp);
+  CC_TRY_ASSIGN(auto created, create_temp(p, name));
+  const auto& [tmp, fd] = created;
   std::size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -98,6 +137,7 @@ Status write_atomic(const SpoolPaths& p, const std::string& dir, const std::stri
     ::unlink(tmp.c_str());
     return e;
   }
+  fault_point("spool_tmp_written");
   const std::string target = dir + "/" + name;
   if (std::rename(tmp.c_str(), target.c_str()) != 0) {
     Error e = spool_error("cannot move " + tmp + " to " + target);

@@ -40,6 +40,10 @@ Result<std::vector<std::string>> spool_claim(const SpoolPaths& p);
 Result<std::string> read_spool_file(const std::string& path, std::size_t max_bytes);
 
 // Writes `data` to `dir`/`name` by temp file + fsync + rename (+ directory fsync).
+// The temporary file (in tmp/) is named after its writer (pid and start time).
 Status write_atomic(const SpoolPaths& p, const std::string& dir, const std::string& name, std::string_view data);
+// Removes the temporary files of writers that died (killed between creating
+// and renaming one); a live writer's are left alone.
+Status clean_temp_files(const SpoolPaths& p);
 
 }  // namespace certcustody::pipeline

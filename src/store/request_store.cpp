@@ -60,7 +60,7 @@ class Stmt {
 
 constexpr const char* kColumns =
     "id, profile, body_sha256, state, received_at_ms, updated_at_ms, attempts, error_code, error_what, "
-    "error_remedy, ca_request_id, ca_poll_uri, not_before_ms";
+    "error_remedy, ca_request_id, ca_poll_uri, not_before_ms, owner, status_version, status_published";
 
 RequestRecord read_record(const Stmt& s) {
   RequestRecord r;
@@ -77,6 +77,9 @@ RequestRecord read_record(const Stmt& s) {
   r.ca_request_id = s.text(10);
   r.ca_poll_uri = s.text(11);
   r.not_before_ms = s.integer(12);
+  r.owner = s.text(13);
+  r.status_version = s.integer(14);
+  r.status_published = s.integer(15);
   return r;
 }
 
@@ -170,7 +173,7 @@ Status RequestStore::exec(const char* sql) {
   return {};
 }
 
-Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path) {
+Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path, Options options) {
   // Created 0600 before SQLite opens it: request ids and errors are nobody else's business.
   if (const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600); fd >= 0) {
     ::close(fd);
@@ -180,7 +183,7 @@ Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path
   }
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  std::unique_ptr<RequestStore> store(new RequestStore(db, path));
+  std::unique_ptr<RequestStore> store(new RequestStore(db, path, std::move(options)));
   if (rc != SQLITE_OK) return store->db_error("opening", rc);
   sqlite3_busy_timeout(db, 5000);
   // WAL: readers never block the writer; FULL: a committed change survives a power cut.
@@ -193,11 +196,13 @@ Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path
       " received_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
       " error_code TEXT NOT NULL DEFAULT '', error_what TEXT NOT NULL DEFAULT '',"
       " error_remedy TEXT NOT NULL DEFAULT '', ca_request_id TEXT NOT NULL DEFAULT '',"
-      " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, not_before_ms INTEGER NOT NULL DEFAULT 0);"
+      " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, not_before_ms INTEGER NOT NULL DEFAULT 0,"
+      " owner TEXT NOT NULL DEFAULT '', status_version INTEGER NOT NULL DEFAULT 0,"
+      " status_published INTEGER NOT NULL DEFAULT 0);"
       "CREATE INDEX IF NOT EXISTS requests_by_state ON requests(state, seq);"
       "CREATE TABLE IF NOT EXISTS artifacts (id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
       " PRIMARY KEY (id, name));"
-      "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2');"));
+      "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '3');"));
   Stmt v(db, "SELECT value FROM meta WHERE key = 'schema_version'");
   if (!v.ok() || v.step() != SQLITE_ROW) return store->db_error("reading the schema version", v.prepare_rc());
   if (std::stoll(v.text(0)) > kSchemaVersion)
@@ -205,18 +210,25 @@ Result<std::unique_ptr<RequestStore>> RequestStore::open(const std::string& path
                  path + " has schema version " + v.text(0) + "; this certcustody knows up to " +
                      std::to_string(kSchemaVersion),
                  "run the certcustody version that wrote it (or newer); never an older one"};
-  if (std::stoll(v.text(0)) < kSchemaVersion) CC_TRY(store->migrate());
+  if (std::stoll(v.text(0)) < kSchemaVersion) CC_TRY(store->migrate(static_cast<int>(std::stoll(v.text(0)))));
+  CC_TRY(store->exec("CREATE INDEX IF NOT EXISTS requests_status_due ON requests(seq)"
+                     " WHERE status_version > status_published"));
   return store;
 }
 
 RequestStore::~RequestStore() { sqlite3_close_v2(db_); }
 
-// Version 1 (issue-7 groundwork) lacked the due time; artifacts is created above.
-Status RequestStore::migrate() {
+// Version 1 (issue-7 groundwork) lacked the due time; version 2 the owner
+// and the status versions (a version 2 request in processing has no owner:
+// taken back as an orphan). artifacts is created above.
+Status RequestStore::migrate(int from) {
   Transaction tx(db_);
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning the schema upgrade", tx.begin_rc());
-  CC_TRY(exec("ALTER TABLE requests ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;"
-              "UPDATE meta SET value = '2' WHERE key = 'schema_version';"));
+  if (from < 2) CC_TRY(exec("ALTER TABLE requests ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;"));
+  CC_TRY(exec("ALTER TABLE requests ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+              "ALTER TABLE requests ADD COLUMN status_version INTEGER NOT NULL DEFAULT 0;"
+              "ALTER TABLE requests ADD COLUMN status_published INTEGER NOT NULL DEFAULT 0;"
+              "UPDATE meta SET value = '3' WHERE key = 'schema_version';"));
   if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing the schema upgrade", rc);
   return {};
 }
@@ -263,10 +275,11 @@ Result<RequestRecord> RequestStore::insert(const std::string& id, const std::str
   const Error& e = refused != nullptr ? *refused : none;
   Stmt ins(db_,
            "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq,"
-           " error_code, error_what, error_remedy) "
-           "VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), ?, ?, ?)");
+           " error_code, error_what, error_remedy, status_version) "
+           "VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), ?, ?, ?, ?)");
   ins.bind(1, id).bind(2, profile).bind(3, body_sha256).bind(4, std::string(refused ? "failed" : "received"));
   ins.bind(5, now).bind(6, now).bind(7, e.code).bind(8, e.what).bind(9, e.remedy);
+  ins.bind(10, std::int64_t{refused != nullptr});  // a refused request's status record is due
   if (const int rc = ins.step(); rc != SQLITE_DONE) return db_error("recording request " + id, rc);
   if (!body.empty()) CC_TRY(write_artifacts(id, {{"request", std::string(body)}}));
   if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing request " + id, rc);
@@ -276,6 +289,7 @@ Result<RequestRecord> RequestStore::insert(const std::string& id, const std::str
   r.body_sha256 = body_sha256;
   r.received_at_ms = r.updated_at_ms = now;
   if (refused != nullptr) {
+    r.status_version = 1;
     r.state = State::failed;
     r.error_code = e.code;
     r.error_what = e.what;
@@ -295,12 +309,14 @@ Status RequestStore::transition(const std::string& id, State from, State to, con
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
   Stmt up(db_,
           "UPDATE requests SET state = ?1, updated_at_ms = ?2,"
-          " attempts = attempts + (?1 = 'processing' AND ?3 = 'received'),"
+          " attempts = attempts + (?1 = 'processing' AND ?3 = 'received') - ?14,"
           " error_code = CASE WHEN ?4 THEN ?5 ELSE error_code END,"
           " error_what = CASE WHEN ?4 THEN ?6 ELSE error_what END,"
           " error_remedy = CASE WHEN ?4 THEN ?7 ELSE error_remedy END,"
           " ca_request_id = COALESCE(?8, ca_request_id), ca_poll_uri = COALESCE(?9, ca_poll_uri),"
-          " not_before_ms = COALESCE(?11, not_before_ms)"
+          " not_before_ms = COALESCE(?11, not_before_ms),"
+          " owner = CASE WHEN ?1 = 'processing' THEN ?12 ELSE owner END,"
+          " status_version = status_version + ?13"
           " WHERE id = ?10 AND state = ?3");
   up.bind(1, state_name(to)).bind(2, now_ms()).bind(3, state_name(from)).bind(4, std::int64_t{u.error.has_value()});
   if (u.error) up.bind(5, u.error->code).bind(6, u.error->what).bind(7, u.error->remedy);
@@ -308,6 +324,8 @@ Status RequestStore::transition(const std::string& id, State from, State to, con
   if (u.ca_poll_uri) up.bind(9, *u.ca_poll_uri);
   up.bind(10, id);
   if (u.not_before_ms) up.bind(11, *u.not_before_ms);
+  up.bind(12, options_.owner).bind(13, std::int64_t{u.status_changed});
+  up.bind(14, std::int64_t{u.refund_attempt && to == State::received && from == State::processing});
   if (const int rc = up.step(); rc != SQLITE_DONE) return db_error("updating request " + id, rc);
   if (sqlite3_changes(db_) == 1) {
     CC_TRY(write_artifacts(id, u.artifacts));
@@ -328,17 +346,14 @@ Error RequestStore::state_mismatch(const std::string& id, State expected) {
                "none: the other worker owns it now"};
 }
 
-Status RequestStore::put(const std::string& id, State state, const Artifacts& artifacts) {
+Status RequestStore::put(const std::string& id, State state, const Artifacts& artifacts, bool status_changed) {
   std::lock_guard l(mu_);
   Transaction tx(db_);
   if (tx.begin_rc() != SQLITE_OK) return db_error("beginning a transaction", tx.begin_rc());
-  Stmt check(db_, "SELECT 1 FROM requests WHERE id = ? AND state = ?");
-  check.bind(1, id).bind(2, state_name(state));
-  if (const int rc = check.step(); rc == SQLITE_DONE) {
-    return state_mismatch(id, state);
-  } else if (rc != SQLITE_ROW) {
-    return db_error("reading request " + id, rc);
-  }
+  Stmt check(db_, "UPDATE requests SET status_version = status_version + ? WHERE id = ? AND state = ?");
+  check.bind(1, std::int64_t{status_changed}).bind(2, id).bind(3, state_name(state));
+  if (const int rc = check.step(); rc != SQLITE_DONE) return db_error("reading request " + id, rc);
+  if (sqlite3_changes(db_) != 1) return state_mismatch(id, state);
   CC_TRY(write_artifacts(id, artifacts));
   if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing request " + id, rc);
   return {};
@@ -401,11 +416,33 @@ Result<std::optional<RequestRecord>> RequestStore::claim_next(State from, State 
   r->state = to;
   r->updated_at_ms = now_ms();
   if (to == State::processing && from == State::received) ++r->attempts;
-  Stmt up(db_, "UPDATE requests SET state = ?, updated_at_ms = ?, attempts = ? WHERE id = ?");
-  up.bind(1, state_name(to)).bind(2, r->updated_at_ms).bind(3, std::int64_t{r->attempts}).bind(4, r->id);
+  if (to == State::processing) r->owner = options_.owner;
+  Stmt up(db_, "UPDATE requests SET state = ?, updated_at_ms = ?, attempts = ?, owner = ? WHERE id = ?");
+  up.bind(1, state_name(to)).bind(2, r->updated_at_ms).bind(3, std::int64_t{r->attempts}).bind(4, r->owner);
+  up.bind(5, r->id);
   if (const int rc = up.step(); rc != SQLITE_DONE) return db_error("claiming request " + r->id, rc);
   if (const int rc = tx.commit(); rc != SQLITE_OK) return db_error("committing the claim of " + r->id, rc);
   return r;
+}
+
+Result<std::vector<RequestRecord>> RequestStore::status_due() {
+  std::lock_guard l(mu_);
+  Stmt due(db_, (std::string("SELECT ") + kColumns +
+                 " FROM requests WHERE status_version > status_published ORDER BY seq").c_str());
+  std::vector<RequestRecord> out;
+  int rc;
+  while ((rc = due.step()) == SQLITE_ROW) out.push_back(read_record(due));
+  if (rc != SQLITE_DONE) return db_error("listing status records to write", rc);
+  return out;
+}
+
+Status RequestStore::status_published(const std::string& id, std::int64_t version) {
+  std::lock_guard l(mu_);
+  RelaxedSync relaxed(db_);
+  Stmt up(db_, "UPDATE requests SET status_published = MAX(status_published, ?) WHERE id = ?");
+  up.bind(1, version).bind(2, id);
+  if (const int rc = up.step(); rc != SQLITE_DONE) return db_error("marking the status of " + id + " written", rc);
+  return {};
 }
 
 Result<RequestRecord> RequestStore::get(const std::string& id) {

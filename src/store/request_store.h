@@ -45,6 +45,15 @@ struct RequestRecord {
   // The CA's handle on a pending request.
   std::string ca_request_id, ca_poll_uri;
   std::int64_t not_before_ms = 0;  // not claimed before this time (backoff, next poll)
+  // Who moved it to processing (RequestStore::Options::owner): a request whose
+  // owner died is taken back by the pipeline, without waiting for a restart.
+  std::string owner;
+  // The status record the outside reads (outgoing/<id>.status.json) is a
+  // projection of this record: status_version moves on with every change that
+  // shows there; status_published is the version last written out. A version
+  // not yet published (a process killed in between) is written by recovery.
+  std::int64_t status_version = 0, status_published = 0;
+  bool status_due() const { return status_version > status_published; }
 };
 
 // Named blobs kept with a request (the request body, the CSR, the sealed
@@ -58,12 +67,20 @@ struct Update {
   std::optional<std::string> ca_request_id{}, ca_poll_uri{};
   std::optional<std::int64_t> not_before_ms{};
   Artifacts artifacts{};         // written (replaced) in the same transaction
+  bool status_changed = false;   // the status record shows this change: status_version + 1
+  bool refund_attempt = false;   // back to received without counting the attempt (the CA was never asked)
 };
 
 class RequestStore {
  public:
+  struct Options {
+    // Recorded with every move to processing (e.g. "<boot id>/<pid>/<start
+    // time>", pipeline/owner.h); opaque to the store.
+    std::string owner{};
+  };
   // Opens or creates the database file (mode 0600), schema included.
-  static Result<std::unique_ptr<RequestStore>> open(const std::string& path);
+  static Result<std::unique_ptr<RequestStore>> open(const std::string& path, Options options);
+  static Result<std::unique_ptr<RequestStore>> open(const std::string& path) { return open(path, Options{}); }
   ~RequestStore();
   RequestStore(const RequestStore&) = delete;
   RequestStore& operator=(const RequestStore&) = delete;
@@ -86,7 +103,8 @@ class RequestStore {
 
   // Writes artifacts of `id` if, and only if, it is in `state` now: what a
   // worker persists before its next side effect, without a state change.
-  Status put(const std::string& id, State state, const Artifacts& artifacts);
+  // `status_changed`: the status record shows them (status_version + 1).
+  Status put(const std::string& id, State state, const Artifacts& artifacts, bool status_changed = false);
   // All artifacts of `id` (empty when none).
   Result<Artifacts> artifacts(const std::string& id);
 
@@ -99,24 +117,32 @@ class RequestStore {
   // How many requests are in each state.
   Result<std::map<State, std::int64_t>> counts();
 
+  // Requests whose status record has a version not yet written out.
+  Result<std::vector<RequestRecord>> status_due();
+  // The status record of `id` at `version` is written out. Not synced by
+  // itself: lost in a power cut, the record is just written again.
+  Status status_published(const std::string& id, std::int64_t version);
+
   Result<RequestRecord> get(const std::string& id);
   // All requests, or those in `state`, oldest first.
   Result<std::vector<RequestRecord>> list(std::optional<State> state = std::nullopt);
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
  private:
-  explicit RequestStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  explicit RequestStore(sqlite3* db, std::string path, Options o)
+      : db_(db), path_(std::move(path)), options_(std::move(o)) {}
   Status exec(const char* sql);
   Error db_error(const std::string& doing, int rc) const;
   Error state_mismatch(const std::string& id, State expected);
   Status write_artifacts(const std::string& id, const Artifacts& artifacts);
-  Status migrate();
+  Status migrate(int from);
   Result<RequestRecord> insert(const std::string& id, const std::string& profile, const std::string& body_sha256,
                                std::string_view body, const Error* refused);
 
   sqlite3* db_;
   std::string path_;
+  Options options_;
   std::mutex mu_;  // one connection; SQLite serialises, this keeps BEGIN..COMMIT together
 };
 

@@ -167,33 +167,123 @@ TEST(RequestStore, OnlyDueRequestsAreClaimed) {
   EXPECT_EQ(counts[State::processing], 1);
 }
 
+// The tables of an earlier schema version: 1 had no due time and no
+// artifacts, 2 no owner and no status versions.
+std::string old_schema(int version) {
+  return std::string(
+             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+             "CREATE TABLE requests (id TEXT PRIMARY KEY, profile TEXT NOT NULL,"
+             " body_sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at_ms INTEGER NOT NULL,"
+             " updated_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+             " error_code TEXT NOT NULL DEFAULT '', error_what TEXT NOT NULL DEFAULT '',"
+             " error_remedy TEXT NOT NULL DEFAULT '', ca_request_id TEXT NOT NULL DEFAULT '',"
+             " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL") +
+         (version >= 2 ? ", not_before_ms INTEGER NOT NULL DEFAULT 0);"
+                         "CREATE TABLE artifacts (id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+                         " PRIMARY KEY (id, name));"
+                       : ");") +
+         "INSERT INTO meta VALUES ('schema_version', '" + std::to_string(version) + "');";
+}
+
+// A store of that schema version holding request "old" in `state`, opened
+// (and so upgraded) by this version.
+std::unique_ptr<RequestStore> open_old_store(const TempDir& d, int version, const std::string& state) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open((d / "requests.db").c_str(), &db), SQLITE_OK);
+  const std::string sql = old_schema(version) +
+                          "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq)"
+                          " VALUES ('old', 'users', 'h', '" + state + "', 1, 1, 1);";
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  return open_or_die(d / "requests.db");
+}
+
 // A store written by the first schema (no due time, no artifacts) opens and
 // is upgraded in place with its requests kept.
 TEST(RequestStore, UpgradesASchemaVersion1Store) {
   TempDir d;
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((d / "requests.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                         "CREATE TABLE requests (id TEXT PRIMARY KEY, profile TEXT NOT NULL,"
-                         " body_sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at_ms INTEGER NOT NULL,"
-                         " updated_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-                         " error_code TEXT NOT NULL DEFAULT '', error_what TEXT NOT NULL DEFAULT '',"
-                         " error_remedy TEXT NOT NULL DEFAULT '', ca_request_id TEXT NOT NULL DEFAULT '',"
-                         " ca_poll_uri TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL);"
-                         "INSERT INTO meta VALUES ('schema_version', '1');"
-                         "INSERT INTO requests(id, profile, body_sha256, state, received_at_ms, updated_at_ms, seq)"
-                         " VALUES ('old', 'users', 'h', 'received', 1, 1, 1);",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
-  auto s = open_or_die(d / "requests.db");
+  auto s = open_old_store(d, 1, "received");
   ASSERT_TRUE(s);
   EXPECT_EQ(s->get("old")->state, State::received);
   EXPECT_EQ((*s->claim_next(State::received, State::processing))->id, "old");
   EXPECT_TRUE(s->put("old", State::processing, {{"csr", "c"}}));
   s.reset();
-  EXPECT_TRUE(open_or_die(d / "requests.db"));  // and opens again as version 2
+  EXPECT_TRUE(open_or_die(d / "requests.db"));  // and opens again as the current version
+}
+
+// Who took a request: the owner is stamped on every move to processing (a
+// claim or a transition), so that a request whose owner died can be taken
+// back while others work on.
+TEST(RequestStore, EveryMoveToProcessingRecordsItsOwner) {
+  TempDir d;
+  auto daemon = RequestStore::open(d / "requests.db", {.owner = "boot/100/1"});
+  auto cli = RequestStore::open(d / "requests.db", {.owner = "boot/200/2"});
+  ASSERT_TRUE(daemon && cli);
+  ASSERT_TRUE((*daemon)->receive("a", "users", "h"));
+  ASSERT_TRUE((*daemon)->receive("b", "users", "h"));
+  auto claimed = (*daemon)->claim_next(State::received, State::processing);
+  ASSERT_TRUE(claimed && *claimed);
+  EXPECT_EQ((*claimed)->owner, "boot/100/1");
+  EXPECT_EQ((*daemon)->get((*claimed)->id)->owner, "boot/100/1");
+  ASSERT_TRUE((*daemon)->transition("a", State::processing, State::issued));
+  ASSERT_TRUE((*cli)->transition("a", State::issued, State::processing));  // a CLI redelivery
+  EXPECT_EQ((*daemon)->get("a")->owner, "boot/200/2");
+}
+
+// The status record as an outbox: a change that shows there makes its
+// version due; marking an older version written leaves the newer one due,
+// so a writer that read the record before a later change never hides it.
+TEST(RequestStore, StatusVersionsStayDueUntilTheirOwnVersionIsWritten) {
+  TempDir d;
+  auto s = open_or_die(d / "requests.db");
+  ASSERT_TRUE(s->receive("r", "users", "h"));
+  EXPECT_TRUE(s->status_due()->empty());
+  ASSERT_TRUE(s->refuse("bad", "h2", Error{"request.x", "bad", "fix"}));
+  ASSERT_EQ(s->status_due()->size(), 1u);
+  EXPECT_EQ(s->status_due()->front().id, "bad");
+  ASSERT_TRUE(s->status_published("bad", 1));
+
+  ASSERT_TRUE(s->claim_next(State::received, State::processing));
+  ASSERT_TRUE(s->transition("r", State::processing, State::issued, {.status_changed = true}));
+  const auto v1 = s->get("r")->status_version;
+  ASSERT_TRUE(s->put("r", State::issued, {{"revocation", "{}"}}, true));  // a later change
+  EXPECT_TRUE(s->status_published("r", v1));
+  auto due = s->status_due();
+  ASSERT_EQ(due->size(), 1u) << "the later version is still due";
+  EXPECT_TRUE(due->front().status_due());
+  ASSERT_TRUE(s->status_published("r", due->front().status_version));
+  EXPECT_TRUE(s->status_due()->empty());
+  ASSERT_TRUE(s->put("r", State::issued, {{"x", "y"}}));  // not shown in the status
+  EXPECT_TRUE(s->status_due()->empty());
+}
+
+// A request sent back to received because the connector's own resources
+// were away (the token) did not try the CA: the attempt is given back.
+TEST(RequestStore, AnAttemptThatNeverReachedTheCaIsGivenBack) {
+  TempDir d;
+  auto s = open_or_die(d / "requests.db");
+  ASSERT_TRUE(s->receive("r", "users", "h"));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(s->claim_next(State::received, State::processing));
+    ASSERT_TRUE(s->transition("r", State::processing, State::received, {.refund_attempt = true}));
+  }
+  EXPECT_EQ(s->get("r")->attempts, 0);
+  ASSERT_TRUE(s->claim_next(State::received, State::processing));
+  ASSERT_TRUE(s->transition("r", State::processing, State::received));
+  EXPECT_EQ(s->get("r")->attempts, 1);
+}
+
+// A version 2 store (no owner, no status versions) is upgraded in place;
+// its request in processing has no owner, so it counts as an orphan.
+TEST(RequestStore, UpgradesASchemaVersion2Store) {
+  TempDir d;
+  auto s = open_old_store(d, 2, "processing");
+  ASSERT_TRUE(s);
+  auto old = s->get("old");
+  ASSERT_TRUE(old) << old.error().to_string();
+  EXPECT_EQ(old->state, State::processing);
+  EXPECT_EQ(old->owner, "");
+  EXPECT_FALSE(old->status_due());
 }
 
 // Killed in the middle of a stream of committed changes: on reopen every

@@ -247,7 +247,7 @@ bool template_builds_mail_names(const TemplatePolicy& tpl) {
 // mail_lastname cannot take a UPN with characters such as '_'.
 Status check_mail_names(const Profile& p, const RequestAttributes& r, const TemplatePolicy& tpl) {
   if (!template_builds_mail_names(tpl) || !r.upn) return {};
-  if (p.subject == SubjectForm::cn && p.cn_from == "upn") return {};
+  if (p.subject != SubjectForm::cn_with_email && p.cn_from == "upn") return {};  // the Subject is CN=<upn>
   const std::string local = r.upn->substr(0, r.upn->find('@'));
   for (unsigned char c : local)
     if (!std::isalnum(c) && c != '.' && c != '-')
@@ -258,22 +258,40 @@ Status check_mail_names(const Profile& p, const RequestAttributes& r, const Temp
   return {};
 }
 
+// The attributes the CN may come from, the first present wins (cn_from).
+std::vector<std::string> cn_sources(const Profile& p) {
+  if (p.cn_from) return {*p.cn_from};
+  if (p.subject == SubjectForm::cn_as_email) return {"email", "upn"};
+  return {"common_name"};
+}
+
+// cn-as-email: the CN is an address, held to the rules of the attribute it
+// came from (the UPN's domains for a UPN, the e-mail domains otherwise).
+Status check_cn_address(const Profile& p, const std::string& cn, const std::string& from) {
+  if (!mail_syntax_ok(cn))
+    return perr("subject_not_email",
+                "subject form cn-as-email needs an e-mail address (user@domain), but " + from + " is \"" + cn + "\"",
+                "send an address in " + from + ", name another attribute in cn_from, or use subject = \"cn\"");
+  const bool upn = from == "upn";
+  return check_mail(upn ? "UPN" : "e-mail", cn, upn ? p.allowed_upn_domains : p.allowed_email_domains, p.name);
+}
+
 Result<std::string> common_name(const Profile& p, const RequestAttributes& r) {
-  std::string from = p.subject == SubjectForm::cn_as_email ? "email" : p.cn_from;
-  const auto* v = &attr(r, from);
-  if (!*v && p.subject == SubjectForm::cn_as_email) v = &r.upn;  // CN=<mail>, else the UPN
-  if (!*v)
-    return perr("subject_value_missing", "the Subject's CN comes from " + from + ", which the request lacks",
-                "send the user's " + from + ", or change the profile's subject / cn_from");
-  CC_TRY(check_value(("subject CN (" + from + ")").c_str(), **v));
-  if (utf8_length(**v) > kMaxCn)
-    return perr("cn_too_long", "the CN \"" + v->value().substr(0, 20) + "…\" has " + std::to_string(utf8_length(**v)) +
+  const std::vector<std::string> sources = cn_sources(p);
+  const auto from = std::find_if(sources.begin(), sources.end(), [&](const std::string& a) { return attr(r, a).has_value(); });
+  if (from == sources.end()) {
+    const std::string names = sources.size() == 1 ? sources[0] : sources[0] + " or " + sources[1];
+    return perr("subject_value_missing", "the Subject's CN comes from " + names + ", which the request lacks",
+                "send the user's " + names + ", or change the profile's subject / cn_from");
+  }
+  const std::string& cn = *attr(r, *from);
+  CC_TRY(check_value(("subject CN (" + *from + ")").c_str(), cn));
+  if (utf8_length(cn) > kMaxCn)
+    return perr("cn_too_long", "the CN \"" + cn.substr(0, 20) + "…\" has " + std::to_string(utf8_length(cn)) +
                                    " characters; at most 64 are allowed",
                 "use a shorter value for the CN (RFC 5280 ub-common-name)");
-  if (p.subject == SubjectForm::cn_as_email && !is_mail_form(**v))
-    return perr("subject_not_email", "subject form cn-as-email needs an e-mail address, got \"" + **v + "\"",
-                "send the user's e-mail, or use subject = \"cn\"");
-  return **v;
+  if (p.subject == SubjectForm::cn_as_email) CC_TRY(check_cn_address(p, cn, *from));
+  return cn;
 }
 
 Result<X509NamePtr> build_subject(const Profile& p, const RequestAttributes& r, const std::string& cn) {
@@ -327,8 +345,10 @@ Status validate_profile(const Profile& p) {
       return perr("profile_invalid", "profile " + p.name + ": EKU \"" + e + "\" is unknown",
                   "use a name (clientAuth, emailProtection) or an OID");
   }
-  if (p.cn_from != "common_name" && p.cn_from != "upn" && p.cn_from != "email")
-    return perr("profile_invalid", "profile " + p.name + ": cn_from \"" + p.cn_from + "\" is not allowed",
+  if (p.cn_from && *p.cn_from != "common_name" && *p.cn_from != "upn" && *p.cn_from != "email")
+    return perr("profile_invalid",
+                "profile " + p.name + ": cn_from \"" + *p.cn_from + "\" cannot give the CN" +
+                    (p.subject == SubjectForm::cn_as_email ? " of subject cn-as-email (an e-mail address)" : ""),
                 "use common_name, upn or email");
   return {};
 }

@@ -37,7 +37,10 @@ struct Profile {
   std::string ca;        // [ca.<name>] it is issued by
   std::string template_id;  // DigiCert profile OID or Microsoft template name
   SubjectForm subject = SubjectForm::cn;
-  std::string cn_from = "common_name";  // cn / cn_with_email: "common_name", "upn" or "email"
+  // The attribute the CN is taken from: "common_name", "upn" or "email", and
+  // nothing else (no fallback). Unset: common_name, or for cn-as-email the
+  // e-mail, else the UPN. A cn-as-email CN is checked as an address.
+  std::optional<std::string> cn_from;
   std::vector<SanEntry> san;
   KeyType key_type = KeyType::rsa2048;
   unsigned validity_days = 365;

@@ -17,7 +17,11 @@ Status parse_subject(const toml::table& t, const std::string& file, const std::s
     return config_error("config.invalid_value", where(file, t.get("subject")->source()), section + ".subject",
                         "\"" + subject + "\" is not one of the three Subject forms",
                         "use \"cn\", \"cn-with-email\" or \"cn-as-email\"");
-  return read_string(t, file, section, "cn_from", false, p.cn_from);
+  if (t.get("cn_from") == nullptr) return {};  // the form's default source
+  std::string cn_from;
+  CC_TRY(read_string(t, file, section, "cn_from", true, cn_from));
+  p.cn_from = cn_from;
+  return {};
 }
 
 Status parse_san(const toml::table& t, const std::string& file, const std::string& section, policy::Profile& p) {

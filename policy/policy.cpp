@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "characters.h"
+
 namespace certcustody::policy {
 namespace {
 
@@ -15,10 +17,6 @@ constexpr std::size_t kMaxCn = 64;                           // RFC 5280 ub-comm
 
 Error perr(const std::string& code, const std::string& what, const std::string& remedy) {
   return Error{"policy." + code, what, remedy};
-}
-
-bool has_control(const std::string& v) {
-  return std::any_of(v.begin(), v.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
 std::size_t utf8_length(const std::string& v) {
@@ -71,12 +69,17 @@ Status check_mail(const std::string& kind, const std::string& v, const std::vect
   return {};
 }
 
-Status check_value(const char* what, const std::string& v) {
-  if (v.empty()) return perr("value_invalid", std::string(what) + " is empty", "fill in the user's attribute");
-  if (has_control(v))
-    return perr("value_invalid", std::string(what) + " contains a control or NUL character",
-                "fix the user's attribute in the directory");
-  return {};
+// A value and the request attribute it was taken from.
+struct Sourced {
+  std::string value;
+  std::string from;
+};
+
+// Every text value that reaches the Subject or the SAN passes here.
+Status check_value(const std::string& what, const Sourced& v, const Profile& p) {
+  const std::string named = what + " (attribute " + v.from + ")";
+  if (v.value.empty()) return perr("value_invalid", named + " is empty", "fill in the user's attribute");
+  return check_text(named, v.value, p.allowed_code_points);
 }
 
 const std::optional<std::string>& attr(const RequestAttributes& r, const std::string& name) {
@@ -85,25 +88,28 @@ const std::optional<std::string>& attr(const RequestAttributes& r, const std::st
   return v != nullptr ? *v : none;
 }
 
+// §4: the first of the attributes present, else the CN if in e-mail form.
+Result<Sourced> san_value(const RequestAttributes& r, const std::vector<std::string>& chain, const Sourced& cn,
+                          Error unavailable) {
+  for (const std::string& a : chain)
+    if (const auto& v = attr(r, a)) return Sourced{*v, a};
+  if (is_mail_form(cn.value)) return cn;
+  return unavailable;
+}
+
 // §4: e-mail SAN: e-mail, else UPN, else the Subject if in e-mail form.
-Result<std::string> email_san_value(const RequestAttributes& r, const std::string& cn) {
-  if (r.email) return *r.email;
-  if (r.upn) return *r.upn;
-  if (is_mail_form(cn)) return cn;
-  return perr("san_email_unavailable", "the profile asks for an e-mail SAN but the user has no e-mail, no UPN "
+Result<Sourced> email_san_value(const RequestAttributes& r, const Sourced& cn) {
+  return san_value(r, {"email", "upn"}, cn, perr("san_email_unavailable", "the profile asks for an e-mail SAN but the user has no e-mail, no UPN "
                                        "and a Subject that is not an e-mail address",
               "give the user an e-mail address or UPN, or remove the e-mail SAN from the profile (the CA would "
-              "reject the empty SAN: 0x80070057, the parameter is incorrect)");
+              "reject the empty SAN: 0x80070057, the parameter is incorrect)"));
 }
 
 // §4: UPN SAN: UPN, else e-mail, else the Subject if in e-mail form.
-Result<std::string> upn_san_value(const RequestAttributes& r, const std::string& cn) {
-  if (r.upn) return *r.upn;
-  if (r.email) return *r.email;
-  if (is_mail_form(cn)) return cn;
-  return perr("san_upn_unavailable", "the profile asks for a UPN SAN but the user has no UPN, no e-mail and a "
+Result<Sourced> upn_san_value(const RequestAttributes& r, const Sourced& cn) {
+  return san_value(r, {"upn", "email"}, cn, perr("san_upn_unavailable", "the profile asks for a UPN SAN but the user has no UPN, no e-mail and a "
                                      "Subject that is not an e-mail address",
-              "give the user a UPN or e-mail address, or remove the UPN SAN from the profile");
+              "give the user a UPN or e-mail address, or remove the UPN SAN from the profile"));
 }
 
 Result<Bytes> decode_value(const std::string& v, ValueEncoding enc, const std::string& attribute) {
@@ -276,7 +282,7 @@ Status check_cn_address(const Profile& p, const std::string& cn, const std::stri
   return check_mail(upn ? "UPN" : "e-mail", cn, upn ? p.allowed_upn_domains : p.allowed_email_domains, p.name);
 }
 
-Result<std::string> common_name(const Profile& p, const RequestAttributes& r) {
+Result<Sourced> common_name(const Profile& p, const RequestAttributes& r) {
   const std::vector<std::string> sources = cn_sources(p);
   const auto from = std::find_if(sources.begin(), sources.end(), [&](const std::string& a) { return attr(r, a).has_value(); });
   if (from == sources.end()) {
@@ -284,13 +290,13 @@ Result<std::string> common_name(const Profile& p, const RequestAttributes& r) {
     return perr("subject_value_missing", "the Subject's CN comes from " + names + ", which the request lacks",
                 "send the user's " + names + ", or change the profile's subject / cn_from");
   }
-  const std::string& cn = *attr(r, *from);
-  CC_TRY(check_value(("subject CN (" + *from + ")").c_str(), cn));
-  if (utf8_length(cn) > kMaxCn)
-    return perr("cn_too_long", "the CN \"" + cn.substr(0, 20) + "…\" has " + std::to_string(utf8_length(cn)) +
-                                   " characters; at most 64 are allowed",
+  const Sourced cn{*attr(r, *from), *from};
+  CC_TRY(check_value("the subject CN", cn, p));
+  if (utf8_length(cn.value) > kMaxCn)
+    return perr("cn_too_long", "the CN \"" + cn.value.substr(0, 20) + "…\" has " +
+                                   std::to_string(utf8_length(cn.value)) + " characters; at most 64 are allowed",
                 "use a shorter value for the CN (RFC 5280 ub-common-name)");
-  if (p.subject == SubjectForm::cn_as_email) CC_TRY(check_cn_address(p, cn, *from));
+  if (p.subject == SubjectForm::cn_as_email) CC_TRY(check_cn_address(p, cn.value, *from));
   return cn;
 }
 
@@ -306,7 +312,7 @@ Result<X509NamePtr> build_subject(const Profile& p, const RequestAttributes& r, 
     if (!r.email)
       return perr("subject_email_missing", "subject form cn-with-email needs the user's e-mail, which is missing",
                   "give the user an e-mail address, or use subject = \"cn\"");
-    CC_TRY(check_value("e-mail", *r.email));
+    CC_TRY(check_value("the Subject's e-mail", {*r.email, "email"}, p));
     CC_TRY(check_mail("e-mail", *r.email, p.allowed_email_domains, p.name));
     if (!add(NID_pkcs9_emailAddress, *r.email))
       return perr("email_invalid", "e-mail \"" + *r.email + "\" cannot be an emailAddress (IA5String)",
@@ -345,6 +351,11 @@ Status validate_profile(const Profile& p) {
       return perr("profile_invalid", "profile " + p.name + ": EKU \"" + e + "\" is unknown",
                   "use a name (clientAuth, emailProtection) or an OID");
   }
+  for (char32_t c : p.allowed_code_points)
+    if (!allowable(c))
+      return perr("profile_invalid", "profile " + p.name + ": allowed_code_points has " + code_point_text(c) +
+                                         ", which no profile may allow",
+                  "allow only " + allowable_text());
   if (p.cn_from && *p.cn_from != "common_name" && *p.cn_from != "upn" && *p.cn_from != "email")
     return perr("profile_invalid",
                 "profile " + p.name + ": cn_from \"" + *p.cn_from + "\" cannot give the CN" +
@@ -356,21 +367,21 @@ Status validate_profile(const Profile& p) {
 Result<RequestSpec> evaluate(const Profile& p, const RequestAttributes& r, const TemplatePolicy& tpl) {
   CC_TRY(match_template(p, tpl));
   CC_TRY(check_mail_names(p, r, tpl));
-  CC_TRY_ASSIGN(std::string cn, common_name(p, r));
+  CC_TRY_ASSIGN(Sourced cn, common_name(p, r));
   RequestSpec spec;
-  CC_TRY_ASSIGN(spec.subject, build_subject(p, r, cn));
+  CC_TRY_ASSIGN(spec.subject, build_subject(p, r, cn.value));
   spec.san.reset(sk_GENERAL_NAME_new_null());
   for (const SanEntry& s : p.san) {
     if (s.kind == SanKind::email) {
-      CC_TRY_ASSIGN(std::string v, email_san_value(r, cn));
-      CC_TRY(check_value("e-mail SAN", v));
-      CC_TRY(check_mail("e-mail", v, p.allowed_email_domains, p.name));
-      CC_TRY(add_email(spec.san.get(), v));
+      CC_TRY_ASSIGN(Sourced v, email_san_value(r, cn));
+      CC_TRY(check_value("the e-mail SAN", v, p));
+      CC_TRY(check_mail("e-mail", v.value, p.allowed_email_domains, p.name));
+      CC_TRY(add_email(spec.san.get(), v.value));
     } else if (s.kind == SanKind::upn) {
-      CC_TRY_ASSIGN(std::string v, upn_san_value(r, cn));
-      CC_TRY(check_value("UPN SAN", v));
-      CC_TRY(check_mail("UPN", v, p.allowed_upn_domains, p.name));
-      CC_TRY(add_upn(spec.san.get(), v));
+      CC_TRY_ASSIGN(Sourced v, upn_san_value(r, cn));
+      CC_TRY(check_value("the UPN SAN", v, p));
+      CC_TRY(check_mail("UPN", v.value, p.allowed_upn_domains, p.name));
+      CC_TRY(add_upn(spec.san.get(), v.value));
     } else {
       const auto& v = attr(r, s.attribute);
       if (!v)

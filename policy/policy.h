@@ -48,6 +48,8 @@ struct Profile {
   std::vector<std::string> allowed_email_domains;  // empty: any
   std::vector<std::string> allowed_upn_domains;
   std::string pfx_format = "aes256-sha256";  // PKCS#12 protection; "3des-sha1" for older devices
+  // Refused characters this profile lets through (characters.h: allowable()).
+  std::set<char32_t> allowed_code_points;
 };
 
 // The user/device attributes a PFX request carries.

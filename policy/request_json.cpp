@@ -1,6 +1,7 @@
 // Request and template-policy JSON (nlohmann/json), schema version 1.
 #include <nlohmann/json.hpp>
 
+#include "characters.h"
 #include "policy.h"
 
 namespace certcustody::policy {
@@ -79,6 +80,7 @@ Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
     if (!it->is_array()) return jerr(std::string("\"") + key + "\" must be an array of attribute names");
     for (const auto& a : *it) {
       if (!a.is_string()) return jerr(std::string("\"") + key + "\" must hold strings");
+      CC_TRY(check_text(std::string("an attribute name in the template's \"") + key + "\"", a.get_ref<const std::string&>()));
       (std::string(key) == "supported" ? t.supported : t.fixed).insert(a.get<std::string>());
     }
   }

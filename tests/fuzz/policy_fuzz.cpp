@@ -2,22 +2,42 @@
 // first input byte picks the profile's shape (Subject form, SANs, otherName
 // encoding, a template that builds names from mail), the rest is the request
 // JSON. Never a crash; and whatever is accepted is a Subject of exactly the
-// allowed form whose values carry no control character, with the SANs the
-// profile asked for.
+// allowed form whose values, like the e-mail and UPN SANs, are UTF-8 with
+// no refused code point (checked here with OpenSSL's own UTF-8 reader), with
+// the SANs the profile asked for.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "characters.h"
 #include "policy.h"
 
 using namespace certcustody::policy;
 
 namespace {
 
+// Decoded to UTF-8 whatever its ASN.1 string type; every code point passes.
 bool clean(const ASN1_STRING* s) {
-  const unsigned char* d = ASN1_STRING_get0_data(s);
-  for (int i = 0; i < ASN1_STRING_length(s); ++i)
-    if (d[i] < 0x20 || d[i] == 0x7f) return false;
+  unsigned char* utf8 = nullptr;
+  const int n = ASN1_STRING_to_UTF8(&utf8, s);
+  bool ok = n >= 0;
+  for (int i = 0; ok && i < n;) {
+    unsigned long cp = 0;
+    const int len = UTF8_getc(utf8 + i, n - i, &cp);
+    ok = len > 0 && refused_class(static_cast<char32_t>(cp)) == nullptr;
+    i += len > 0 ? len : 1;
+  }
+  OPENSSL_free(utf8);
+  return ok;
+}
+
+// The e-mail and UPN SANs are text too.
+bool clean(const GENERAL_NAME* g) {
+  if (g->type == GEN_EMAIL) return clean(g->d.rfc822Name);
+  ASN1_OBJECT* oid = nullptr;
+  ASN1_TYPE* value = nullptr;
+  if (GENERAL_NAME_get0_otherName(g, &oid, &value) == 1 && OBJ_obj2nid(oid) == NID_ms_upn)
+    return value->type == V_ASN1_UTF8STRING && clean(value->value.utf8string);
   return true;
 }
 
@@ -51,6 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int i = 0; i < expected_rdns; ++i)
     if (!clean(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(spec->subject.get(), i)))) std::abort();
   if (sk_GENERAL_NAME_num(spec->san.get()) != static_cast<int>(p.san.size())) std::abort();
+  for (int i = 0; i < sk_GENERAL_NAME_num(spec->san.get()); ++i)
+    if (!clean(sk_GENERAL_NAME_value(spec->san.get(), i))) std::abort();
   (void)subject_text(spec->subject.get());
   (void)san_text(spec->san.get());
   return 0;

@@ -258,9 +258,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"plus_and_quote", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "a+b\"c"; },
              "CN = \"a+b\\\"c\"", "", ""},
         Case{"nul_in_cn", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = std::string("IW\0x", 4); },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"newline_in_cn", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "IW\nO=Evil"; }, "",
-             "", "policy.value_invalid"},
+             "", "policy.character_not_allowed"},
         Case{"unicode_name", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "\xC3\x85sa \xC3\x96" "berg"; },
              "CN = \xC3\x85sa \xC3\x96" "berg", "", ""},
         Case{"cn_64_unicode_chars",
@@ -344,13 +344,13 @@ INSTANTIATE_TEST_SUITE_P(
                san({SanKind::upn})(p, r, tp);
                r.upn = "IWUser0@contoso.example\nDNS:evil.example";
              },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"email_nul_injection",
              [](Profile& p, RequestAttributes& r, TemplatePolicy& tp) {
                san({SanKind::email})(p, r, tp);
                r.email = std::string("a@contoso.example\0evil", 23);
              },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"guid_injection",
              [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
                p.san.push_back(guid(ValueEncoding::hex));

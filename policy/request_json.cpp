@@ -3,6 +3,7 @@
 
 #include "characters.h"
 #include "policy.h"
+#include "strict_json.h"
 
 namespace certcustody::policy {
 namespace {
@@ -43,8 +44,8 @@ Result<RequestAttributes> parse_attributes(const nlohmann::json& attrs) {
 
 Result<RequestDocument> parse_request_document(const std::string& text) {
   if (text.size() > kMaxJson) return jerr("the request is larger than 64 KiB");
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return jerr("the request is not a JSON object");
+  CC_TRY_ASSIGN(nlohmann::json j, parse_json_strict(text, "the request", jerr("the request is not a JSON object")));
+  if (!j.is_object()) return jerr("the request is not a JSON object");
   auto version = j.find("version");
   if (version == j.end() || !version->is_number_integer() || version->get<std::int64_t>() < 1 ||
       version->get<std::int64_t>() > 2)
@@ -71,8 +72,9 @@ Result<RequestAttributes> parse_request_json(const std::string& text) {
 }
 
 Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return jerr("the template policy is not a JSON object");
+  CC_TRY_ASSIGN(nlohmann::json j, parse_json_strict(text, "the template policy",
+                                                    jerr("the template policy is not a JSON object")));
+  if (!j.is_object()) return jerr("the template policy is not a JSON object");
   TemplatePolicy t;
   for (const char* key : {"supported", "fixed"}) {
     auto it = j.find(key);

@@ -8,6 +8,7 @@
 #include <cctype>
 
 #include "characters.h"
+#include "other_name_value.h"
 
 namespace certcustody::policy {
 namespace {
@@ -112,59 +113,16 @@ Result<Sourced> upn_san_value(const RequestAttributes& r, const Sourced& cn) {
               "give the user a UPN or e-mail address, or remove the UPN SAN from the profile"));
 }
 
-Result<Bytes> decode_value(const std::string& v, ValueEncoding enc, const std::string& attribute) {
-  auto bad = [&](const std::string& why) {
-    return perr("othername_encoding_invalid",
-                "attribute " + attribute + " is declared " + (enc == ValueEncoding::hex ? "hex" : "base64") +
-                    " but " + why,
-                "send the value in the declared encoding (the CA takes it hex-encoded), or fix the profile's "
-                "encoding; certcustody never re-encodes it");
-  };
-  Bytes out;
-  if (enc == ValueEncoding::hex) {
-    std::string digits;
-    for (char c : v)
-      if (c != ' ') digits.push_back(c);
-    if (digits.empty() || digits.size() % 2 != 0) return bad("it has an odd number of hex digits");
-    for (std::size_t i = 0; i < digits.size(); i += 2) {
-      int hi = OPENSSL_hexchar2int(static_cast<unsigned char>(digits[i]));
-      int lo = OPENSSL_hexchar2int(static_cast<unsigned char>(digits[i + 1]));
-      if (hi < 0 || lo < 0) return bad("it contains non-hex characters");
-      out.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
-    }
-    return out;
-  }
-  if (v.empty() || v.size() % 4 != 0 || v.find_first_not_of(
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != std::string::npos)
-    return bad("it is not canonical base64");
-  const auto pad = v.find('=');
-  if (pad != std::string::npos && (pad < v.size() - 2 || v.find_first_not_of('=', pad) != std::string::npos))
-    return bad("its padding is malformed");
-  out.resize(v.size() / 4 * 3);
-  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(v.data()), static_cast<int>(v.size()));
-  if (n < 0) return bad("it is not canonical base64");
-  out.resize(static_cast<std::size_t>(n) - (v.size() - (pad == std::string::npos ? v.size() : pad)));
-  return out;
-}
-
-// The decoded value must be exactly one DER element (e.g. 04 10 <GUID>).
-Result<ASN1_TYPE*> der_value(const Bytes& der, const std::string& attribute) {
-  const unsigned char* p = der.data();
-  ASN1_TYPE* t = d2i_ASN1_TYPE(nullptr, &p, static_cast<long>(der.size()));
-  if (t == nullptr || p != der.data() + der.size()) {
-    ASN1_TYPE_free(t);
-    ERR_clear_error();
-    return perr("othername_value_invalid", "attribute " + attribute + " does not decode to one DER element",
-                "send the DER encoding of the otherName value (for a GUID: 04 10 followed by its 16 bytes)");
-  }
-  return t;
-}
-
-Status add_other_name(GENERAL_NAMES* names, const std::string& oid, ASN1_TYPE* value) {
+Status add_other_name(GENERAL_NAMES* names, const std::string& oid, Asn1TypePtr value) {
   GENERAL_NAME* g = GENERAL_NAME_new();
   ASN1_OBJECT* o = OBJ_txt2obj(oid.c_str(), 1);
-  if (g == nullptr || o == nullptr || GENERAL_NAME_set0_othername(g, o, value) != 1 ||
-      sk_GENERAL_NAME_push(names, g) == 0) {
+  if (g == nullptr || o == nullptr || GENERAL_NAME_set0_othername(g, o, value.get()) != 1) {
+    GENERAL_NAME_free(g);
+    ASN1_OBJECT_free(o);
+    return openssl_error("policy.encode_failed", "cannot build the otherName " + oid, "retry");
+  }
+  value.release();  // g owns it now
+  if (sk_GENERAL_NAME_push(names, g) == 0) {
     GENERAL_NAME_free(g);
     return openssl_error("policy.encode_failed", "cannot build the otherName " + oid, "retry");
   }
@@ -189,15 +147,14 @@ Status add_email(GENERAL_NAMES* names, const std::string& email) {
 }
 
 Status add_upn(GENERAL_NAMES* names, const std::string& upn) {
-  ASN1_TYPE* v = ASN1_TYPE_new();
+  Asn1TypePtr v(ASN1_TYPE_new());
   ASN1_UTF8STRING* s = ASN1_UTF8STRING_new();
   if (v == nullptr || s == nullptr || ASN1_STRING_set(s, upn.data(), static_cast<int>(upn.size())) != 1) {
-    ASN1_TYPE_free(v);
     ASN1_UTF8STRING_free(s);
     return openssl_error("policy.encode_failed", "cannot build the UPN SAN", "retry");
   }
-  ASN1_TYPE_set(v, V_ASN1_UTF8STRING, s);
-  return add_other_name(names, kUpnOid, v);
+  ASN1_TYPE_set(v.get(), V_ASN1_UTF8STRING, s);
+  return add_other_name(names, kUpnOid, std::move(v));
 }
 
 unsigned key_bits(KeyType t) {
@@ -388,9 +345,8 @@ Result<RequestSpec> evaluate(const Profile& p, const RequestAttributes& r, const
         return perr("othername_missing", "the profile asks for otherName " + s.oid + " from " + s.attribute +
                                              ", which the request lacks",
                     "send the user's " + s.attribute + ", or remove that otherName from profile " + p.name);
-      CC_TRY_ASSIGN(Bytes der, decode_value(*v, s.encoding, s.attribute));
-      CC_TRY_ASSIGN(ASN1_TYPE * value, der_value(der, s.attribute));
-      CC_TRY(add_other_name(spec.san.get(), s.oid, value));
+      CC_TRY_ASSIGN(Asn1TypePtr value, other_name_value(*v, s.encoding, s.attribute, p.allowed_code_points));
+      CC_TRY(add_other_name(spec.san.get(), s.oid, std::move(value)));
     }
   }
   spec.key_type = p.key_type;

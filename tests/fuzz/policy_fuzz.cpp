@@ -4,7 +4,11 @@
 // JSON. Never a crash; and whatever is accepted is a Subject of exactly the
 // allowed form whose values, like the e-mail and UPN SANs, are UTF-8 with
 // no refused code point (checked here with OpenSSL's own UTF-8 reader), with
-// the SANs the profile asked for.
+// the SANs the profile asked for; an otherName holds exactly the bytes the
+// request sent, which re-encode to the request's text (canonical encodings).
+#include <openssl/evp.h>
+
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -41,6 +45,27 @@ bool clean(const GENERAL_NAME* g) {
   return true;
 }
 
+// The otherName's DER, in the request's encoding, is the request's text.
+bool sent_as_is(const GENERAL_NAME* g, const RequestAttributes& r, ValueEncoding enc) {
+  ASN1_OBJECT* oid = nullptr;
+  ASN1_TYPE* value = nullptr;
+  if (GENERAL_NAME_get0_otherName(g, &oid, &value) != 1 || OBJ_obj2nid(oid) == NID_ms_upn) return true;
+  unsigned char* der = nullptr;
+  const int n = i2d_ASN1_TYPE(value, &der);
+  std::string text;
+  if (enc == ValueEncoding::base64) {
+    text.resize(4 * ((static_cast<std::size_t>(n) + 2) / 3) + 1);
+    text.resize(static_cast<std::size_t>(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), der, n)));
+  } else {
+    for (int i = 0; i < n; ++i) text += "0123456789abcdef"[der[i] >> 4], text += "0123456789abcdef"[der[i] & 15];
+  }
+  OPENSSL_free(der);
+  std::string sent;
+  for (char c : *r.object_guid)
+    if (enc == ValueEncoding::base64 || c != ' ') sent += enc == ValueEncoding::hex ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
+  return n > 0 && text == sent;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -71,8 +96,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int i = 0; i < expected_rdns; ++i)
     if (!clean(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(spec->subject.get(), i)))) std::abort();
   if (sk_GENERAL_NAME_num(spec->san.get()) != static_cast<int>(p.san.size())) std::abort();
-  for (int i = 0; i < sk_GENERAL_NAME_num(spec->san.get()); ++i)
-    if (!clean(sk_GENERAL_NAME_value(spec->san.get(), i))) std::abort();
+  for (int i = 0; i < sk_GENERAL_NAME_num(spec->san.get()); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(spec->san.get(), i);
+    if (!clean(g)) std::abort();
+    if ((shape & 0x20) && !sent_as_is(g, *request, p.san.back().encoding)) std::abort();
+  }
   (void)subject_text(spec->subject.get());
   (void)san_text(spec->san.get());
   return 0;

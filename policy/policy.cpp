@@ -1,7 +1,5 @@
 #include "policy.h"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/objects.h>
 
 #include <algorithm>

@@ -1,11 +1,12 @@
 #include "policy.h"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/objects.h>
 
 #include <algorithm>
 #include <cctype>
+
+#include "characters.h"
+#include "other_name_value.h"
 
 namespace certcustody::policy {
 namespace {
@@ -15,10 +16,6 @@ constexpr std::size_t kMaxCn = 64;                           // RFC 5280 ub-comm
 
 Error perr(const std::string& code, const std::string& what, const std::string& remedy) {
   return Error{"policy." + code, what, remedy};
-}
-
-bool has_control(const std::string& v) {
-  return std::any_of(v.begin(), v.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
 std::size_t utf8_length(const std::string& v) {
@@ -71,12 +68,17 @@ Status check_mail(const std::string& kind, const std::string& v, const std::vect
   return {};
 }
 
-Status check_value(const char* what, const std::string& v) {
-  if (v.empty()) return perr("value_invalid", std::string(what) + " is empty", "fill in the user's attribute");
-  if (has_control(v))
-    return perr("value_invalid", std::string(what) + " contains a control or NUL character",
-                "fix the user's attribute in the directory");
-  return {};
+// A value and the request attribute it was taken from.
+struct Sourced {
+  std::string value;
+  std::string from;
+};
+
+// Every text value that reaches the Subject or the SAN passes here.
+Status check_value(const std::string& what, const Sourced& v, const Profile& p) {
+  const std::string named = what + " (attribute " + v.from + ")";
+  if (v.value.empty()) return perr("value_invalid", named + " is empty", "fill in the user's attribute");
+  return check_text(named, v.value, p.allowed_code_points);
 }
 
 const std::optional<std::string>& attr(const RequestAttributes& r, const std::string& name) {
@@ -85,80 +87,40 @@ const std::optional<std::string>& attr(const RequestAttributes& r, const std::st
   return v != nullptr ? *v : none;
 }
 
+// §4: the first of the attributes present, else the CN if in e-mail form.
+Result<Sourced> san_value(const RequestAttributes& r, const std::vector<std::string>& chain, const Sourced& cn,
+                          Error unavailable) {
+  for (const std::string& a : chain)
+    if (const auto& v = attr(r, a)) return Sourced{*v, a};
+  if (is_mail_form(cn.value)) return cn;
+  return unavailable;
+}
+
 // §4: e-mail SAN: e-mail, else UPN, else the Subject if in e-mail form.
-Result<std::string> email_san_value(const RequestAttributes& r, const std::string& cn) {
-  if (r.email) return *r.email;
-  if (r.upn) return *r.upn;
-  if (is_mail_form(cn)) return cn;
-  return perr("san_email_unavailable", "the profile asks for an e-mail SAN but the user has no e-mail, no UPN "
+Result<Sourced> email_san_value(const RequestAttributes& r, const Sourced& cn) {
+  return san_value(r, {"email", "upn"}, cn, perr("san_email_unavailable", "the profile asks for an e-mail SAN but the user has no e-mail, no UPN "
                                        "and a Subject that is not an e-mail address",
               "give the user an e-mail address or UPN, or remove the e-mail SAN from the profile (the CA would "
-              "reject the empty SAN: 0x80070057, the parameter is incorrect)");
+              "reject the empty SAN: 0x80070057, the parameter is incorrect)"));
 }
 
 // §4: UPN SAN: UPN, else e-mail, else the Subject if in e-mail form.
-Result<std::string> upn_san_value(const RequestAttributes& r, const std::string& cn) {
-  if (r.upn) return *r.upn;
-  if (r.email) return *r.email;
-  if (is_mail_form(cn)) return cn;
-  return perr("san_upn_unavailable", "the profile asks for a UPN SAN but the user has no UPN, no e-mail and a "
+Result<Sourced> upn_san_value(const RequestAttributes& r, const Sourced& cn) {
+  return san_value(r, {"upn", "email"}, cn, perr("san_upn_unavailable", "the profile asks for a UPN SAN but the user has no UPN, no e-mail and a "
                                      "Subject that is not an e-mail address",
-              "give the user a UPN or e-mail address, or remove the UPN SAN from the profile");
+              "give the user a UPN or e-mail address, or remove the UPN SAN from the profile"));
 }
 
-Result<Bytes> decode_value(const std::string& v, ValueEncoding enc, const std::string& attribute) {
-  auto bad = [&](const std::string& why) {
-    return perr("othername_encoding_invalid",
-                "attribute " + attribute + " is declared " + (enc == ValueEncoding::hex ? "hex" : "base64") +
-                    " but " + why,
-                "send the value in the declared encoding (the CA takes it hex-encoded), or fix the profile's "
-                "encoding; certcustody never re-encodes it");
-  };
-  Bytes out;
-  if (enc == ValueEncoding::hex) {
-    std::string digits;
-    for (char c : v)
-      if (c != ' ') digits.push_back(c);
-    if (digits.empty() || digits.size() % 2 != 0) return bad("it has an odd number of hex digits");
-    for (std::size_t i = 0; i < digits.size(); i += 2) {
-      int hi = OPENSSL_hexchar2int(static_cast<unsigned char>(digits[i]));
-      int lo = OPENSSL_hexchar2int(static_cast<unsigned char>(digits[i + 1]));
-      if (hi < 0 || lo < 0) return bad("it contains non-hex characters");
-      out.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
-    }
-    return out;
-  }
-  if (v.empty() || v.size() % 4 != 0 || v.find_first_not_of(
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != std::string::npos)
-    return bad("it is not canonical base64");
-  const auto pad = v.find('=');
-  if (pad != std::string::npos && (pad < v.size() - 2 || v.find_first_not_of('=', pad) != std::string::npos))
-    return bad("its padding is malformed");
-  out.resize(v.size() / 4 * 3);
-  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(v.data()), static_cast<int>(v.size()));
-  if (n < 0) return bad("it is not canonical base64");
-  out.resize(static_cast<std::size_t>(n) - (v.size() - (pad == std::string::npos ? v.size() : pad)));
-  return out;
-}
-
-// The decoded value must be exactly one DER element (e.g. 04 10 <GUID>).
-Result<ASN1_TYPE*> der_value(const Bytes& der, const std::string& attribute) {
-  const unsigned char* p = der.data();
-  ASN1_TYPE* t = d2i_ASN1_TYPE(nullptr, &p, static_cast<long>(der.size()));
-  if (t == nullptr || p != der.data() + der.size()) {
-    ASN1_TYPE_free(t);
-    ERR_clear_error();
-    return perr("othername_value_invalid", "attribute " + attribute + " does not decode to one DER element",
-                "send the DER encoding of the otherName value (for a GUID: 04 10 followed by its 16 bytes)");
-  }
-  return t;
-}
-
-Status add_other_name(GENERAL_NAMES* names, const std::string& oid, ASN1_TYPE* value) {
+Status add_other_name(GENERAL_NAMES* names, const std::string& oid, Asn1TypePtr value) {
   GENERAL_NAME* g = GENERAL_NAME_new();
   ASN1_OBJECT* o = OBJ_txt2obj(oid.c_str(), 1);
-  if (g == nullptr || o == nullptr || GENERAL_NAME_set0_othername(g, o, value) != 1 ||
-      sk_GENERAL_NAME_push(names, g) == 0) {
+  if (g == nullptr || o == nullptr || GENERAL_NAME_set0_othername(g, o, value.get()) != 1) {
+    GENERAL_NAME_free(g);
+    ASN1_OBJECT_free(o);
+    return openssl_error("policy.encode_failed", "cannot build the otherName " + oid, "retry");
+  }
+  value.release();  // g owns it now
+  if (sk_GENERAL_NAME_push(names, g) == 0) {
     GENERAL_NAME_free(g);
     return openssl_error("policy.encode_failed", "cannot build the otherName " + oid, "retry");
   }
@@ -183,15 +145,14 @@ Status add_email(GENERAL_NAMES* names, const std::string& email) {
 }
 
 Status add_upn(GENERAL_NAMES* names, const std::string& upn) {
-  ASN1_TYPE* v = ASN1_TYPE_new();
+  Asn1TypePtr v(ASN1_TYPE_new());
   ASN1_UTF8STRING* s = ASN1_UTF8STRING_new();
   if (v == nullptr || s == nullptr || ASN1_STRING_set(s, upn.data(), static_cast<int>(upn.size())) != 1) {
-    ASN1_TYPE_free(v);
     ASN1_UTF8STRING_free(s);
     return openssl_error("policy.encode_failed", "cannot build the UPN SAN", "retry");
   }
-  ASN1_TYPE_set(v, V_ASN1_UTF8STRING, s);
-  return add_other_name(names, kUpnOid, v);
+  ASN1_TYPE_set(v.get(), V_ASN1_UTF8STRING, s);
+  return add_other_name(names, kUpnOid, std::move(v));
 }
 
 unsigned key_bits(KeyType t) {
@@ -247,7 +208,7 @@ bool template_builds_mail_names(const TemplatePolicy& tpl) {
 // mail_lastname cannot take a UPN with characters such as '_'.
 Status check_mail_names(const Profile& p, const RequestAttributes& r, const TemplatePolicy& tpl) {
   if (!template_builds_mail_names(tpl) || !r.upn) return {};
-  if (p.subject == SubjectForm::cn && p.cn_from == "upn") return {};
+  if (p.subject != SubjectForm::cn_with_email && p.cn_from == "upn") return {};  // the Subject is CN=<upn>
   const std::string local = r.upn->substr(0, r.upn->find('@'));
   for (unsigned char c : local)
     if (!std::isalnum(c) && c != '.' && c != '-')
@@ -258,22 +219,40 @@ Status check_mail_names(const Profile& p, const RequestAttributes& r, const Temp
   return {};
 }
 
-Result<std::string> common_name(const Profile& p, const RequestAttributes& r) {
-  std::string from = p.subject == SubjectForm::cn_as_email ? "email" : p.cn_from;
-  const auto* v = &attr(r, from);
-  if (!*v && p.subject == SubjectForm::cn_as_email) v = &r.upn;  // CN=<mail>, else the UPN
-  if (!*v)
-    return perr("subject_value_missing", "the Subject's CN comes from " + from + ", which the request lacks",
-                "send the user's " + from + ", or change the profile's subject / cn_from");
-  CC_TRY(check_value(("subject CN (" + from + ")").c_str(), **v));
-  if (utf8_length(**v) > kMaxCn)
-    return perr("cn_too_long", "the CN \"" + v->value().substr(0, 20) + "…\" has " + std::to_string(utf8_length(**v)) +
-                                   " characters; at most 64 are allowed",
+// The attributes the CN may come from, the first present wins (cn_from).
+std::vector<std::string> cn_sources(const Profile& p) {
+  if (p.cn_from) return {*p.cn_from};
+  if (p.subject == SubjectForm::cn_as_email) return {"email", "upn"};
+  return {"common_name"};
+}
+
+// cn-as-email: the CN is an address, held to the rules of the attribute it
+// came from (the UPN's domains for a UPN, the e-mail domains otherwise).
+Status check_cn_address(const Profile& p, const std::string& cn, const std::string& from) {
+  if (!mail_syntax_ok(cn))
+    return perr("subject_not_email",
+                "subject form cn-as-email needs an e-mail address (user@domain), but " + from + " is \"" + cn + "\"",
+                "send an address in " + from + ", name another attribute in cn_from, or use subject = \"cn\"");
+  const bool upn = from == "upn";
+  return check_mail(upn ? "UPN" : "e-mail", cn, upn ? p.allowed_upn_domains : p.allowed_email_domains, p.name);
+}
+
+Result<Sourced> common_name(const Profile& p, const RequestAttributes& r) {
+  const std::vector<std::string> sources = cn_sources(p);
+  const auto from = std::find_if(sources.begin(), sources.end(), [&](const std::string& a) { return attr(r, a).has_value(); });
+  if (from == sources.end()) {
+    const std::string names = sources.size() == 1 ? sources[0] : sources[0] + " or " + sources[1];
+    return perr("subject_value_missing", "the Subject's CN comes from " + names + ", which the request lacks",
+                "send the user's " + names + ", or change the profile's subject / cn_from");
+  }
+  const Sourced cn{*attr(r, *from), *from};
+  CC_TRY(check_value("the subject CN", cn, p));
+  if (utf8_length(cn.value) > kMaxCn)
+    return perr("cn_too_long", "the CN \"" + cn.value.substr(0, 20) + "…\" has " +
+                                   std::to_string(utf8_length(cn.value)) + " characters; at most 64 are allowed",
                 "use a shorter value for the CN (RFC 5280 ub-common-name)");
-  if (p.subject == SubjectForm::cn_as_email && !is_mail_form(**v))
-    return perr("subject_not_email", "subject form cn-as-email needs an e-mail address, got \"" + **v + "\"",
-                "send the user's e-mail, or use subject = \"cn\"");
-  return **v;
+  if (p.subject == SubjectForm::cn_as_email) CC_TRY(check_cn_address(p, cn.value, *from));
+  return cn;
 }
 
 Result<X509NamePtr> build_subject(const Profile& p, const RequestAttributes& r, const std::string& cn) {
@@ -288,7 +267,7 @@ Result<X509NamePtr> build_subject(const Profile& p, const RequestAttributes& r, 
     if (!r.email)
       return perr("subject_email_missing", "subject form cn-with-email needs the user's e-mail, which is missing",
                   "give the user an e-mail address, or use subject = \"cn\"");
-    CC_TRY(check_value("e-mail", *r.email));
+    CC_TRY(check_value("the Subject's e-mail", {*r.email, "email"}, p));
     CC_TRY(check_mail("e-mail", *r.email, p.allowed_email_domains, p.name));
     if (!add(NID_pkcs9_emailAddress, *r.email))
       return perr("email_invalid", "e-mail \"" + *r.email + "\" cannot be an emailAddress (IA5String)",
@@ -327,8 +306,15 @@ Status validate_profile(const Profile& p) {
       return perr("profile_invalid", "profile " + p.name + ": EKU \"" + e + "\" is unknown",
                   "use a name (clientAuth, emailProtection) or an OID");
   }
-  if (p.cn_from != "common_name" && p.cn_from != "upn" && p.cn_from != "email")
-    return perr("profile_invalid", "profile " + p.name + ": cn_from \"" + p.cn_from + "\" is not allowed",
+  for (char32_t c : p.allowed_code_points)
+    if (!allowable(c))
+      return perr("profile_invalid", "profile " + p.name + ": allowed_code_points has " + code_point_text(c) +
+                                         ", which no profile may allow",
+                  "allow only " + allowable_text());
+  if (p.cn_from && *p.cn_from != "common_name" && *p.cn_from != "upn" && *p.cn_from != "email")
+    return perr("profile_invalid",
+                "profile " + p.name + ": cn_from \"" + *p.cn_from + "\" cannot give the CN" +
+                    (p.subject == SubjectForm::cn_as_email ? " of subject cn-as-email (an e-mail address)" : ""),
                 "use common_name, upn or email");
   return {};
 }
@@ -336,30 +322,29 @@ Status validate_profile(const Profile& p) {
 Result<RequestSpec> evaluate(const Profile& p, const RequestAttributes& r, const TemplatePolicy& tpl) {
   CC_TRY(match_template(p, tpl));
   CC_TRY(check_mail_names(p, r, tpl));
-  CC_TRY_ASSIGN(std::string cn, common_name(p, r));
+  CC_TRY_ASSIGN(Sourced cn, common_name(p, r));
   RequestSpec spec;
-  CC_TRY_ASSIGN(spec.subject, build_subject(p, r, cn));
+  CC_TRY_ASSIGN(spec.subject, build_subject(p, r, cn.value));
   spec.san.reset(sk_GENERAL_NAME_new_null());
   for (const SanEntry& s : p.san) {
     if (s.kind == SanKind::email) {
-      CC_TRY_ASSIGN(std::string v, email_san_value(r, cn));
-      CC_TRY(check_value("e-mail SAN", v));
-      CC_TRY(check_mail("e-mail", v, p.allowed_email_domains, p.name));
-      CC_TRY(add_email(spec.san.get(), v));
+      CC_TRY_ASSIGN(Sourced v, email_san_value(r, cn));
+      CC_TRY(check_value("the e-mail SAN", v, p));
+      CC_TRY(check_mail("e-mail", v.value, p.allowed_email_domains, p.name));
+      CC_TRY(add_email(spec.san.get(), v.value));
     } else if (s.kind == SanKind::upn) {
-      CC_TRY_ASSIGN(std::string v, upn_san_value(r, cn));
-      CC_TRY(check_value("UPN SAN", v));
-      CC_TRY(check_mail("UPN", v, p.allowed_upn_domains, p.name));
-      CC_TRY(add_upn(spec.san.get(), v));
+      CC_TRY_ASSIGN(Sourced v, upn_san_value(r, cn));
+      CC_TRY(check_value("the UPN SAN", v, p));
+      CC_TRY(check_mail("UPN", v.value, p.allowed_upn_domains, p.name));
+      CC_TRY(add_upn(spec.san.get(), v.value));
     } else {
       const auto& v = attr(r, s.attribute);
       if (!v)
         return perr("othername_missing", "the profile asks for otherName " + s.oid + " from " + s.attribute +
                                              ", which the request lacks",
                     "send the user's " + s.attribute + ", or remove that otherName from profile " + p.name);
-      CC_TRY_ASSIGN(Bytes der, decode_value(*v, s.encoding, s.attribute));
-      CC_TRY_ASSIGN(ASN1_TYPE * value, der_value(der, s.attribute));
-      CC_TRY(add_other_name(spec.san.get(), s.oid, value));
+      CC_TRY_ASSIGN(Asn1TypePtr value, other_name_value(*v, s.encoding, s.attribute, p.allowed_code_points));
+      CC_TRY(add_other_name(spec.san.get(), s.oid, std::move(value)));
     }
   }
   spec.key_type = p.key_type;

@@ -37,7 +37,10 @@ struct Profile {
   std::string ca;        // [ca.<name>] it is issued by
   std::string template_id;  // DigiCert profile OID or Microsoft template name
   SubjectForm subject = SubjectForm::cn;
-  std::string cn_from = "common_name";  // cn / cn_with_email: "common_name", "upn" or "email"
+  // The attribute the CN is taken from: "common_name", "upn" or "email", and
+  // nothing else (no fallback). Unset: common_name, or for cn-as-email the
+  // e-mail, else the UPN. A cn-as-email CN is checked as an address.
+  std::optional<std::string> cn_from;
   std::vector<SanEntry> san;
   KeyType key_type = KeyType::rsa2048;
   unsigned validity_days = 365;
@@ -45,6 +48,8 @@ struct Profile {
   std::vector<std::string> allowed_email_domains;  // empty: any
   std::vector<std::string> allowed_upn_domains;
   std::string pfx_format = "aes256-sha256";  // PKCS#12 protection; "3des-sha1" for older devices
+  // Refused characters this profile lets through (characters.h: allowable()).
+  std::set<char32_t> allowed_code_points;
 };
 
 // The user/device attributes a PFX request carries.

@@ -1,7 +1,9 @@
 // Request and template-policy JSON (nlohmann/json), schema version 1.
 #include <nlohmann/json.hpp>
 
+#include "characters.h"
 #include "policy.h"
+#include "strict_json.h"
 
 namespace certcustody::policy {
 namespace {
@@ -42,8 +44,8 @@ Result<RequestAttributes> parse_attributes(const nlohmann::json& attrs) {
 
 Result<RequestDocument> parse_request_document(const std::string& text) {
   if (text.size() > kMaxJson) return jerr("the request is larger than 64 KiB");
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return jerr("the request is not a JSON object");
+  CC_TRY_ASSIGN(nlohmann::json j, parse_json_strict(text, "the request", jerr("the request is not a JSON object")));
+  if (!j.is_object()) return jerr("the request is not a JSON object");
   auto version = j.find("version");
   if (version == j.end() || !version->is_number_integer() || version->get<std::int64_t>() < 1 ||
       version->get<std::int64_t>() > 2)
@@ -70,8 +72,9 @@ Result<RequestAttributes> parse_request_json(const std::string& text) {
 }
 
 Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return jerr("the template policy is not a JSON object");
+  CC_TRY_ASSIGN(nlohmann::json j, parse_json_strict(text, "the template policy",
+                                                    jerr("the template policy is not a JSON object")));
+  if (!j.is_object()) return jerr("the template policy is not a JSON object");
   TemplatePolicy t;
   for (const char* key : {"supported", "fixed"}) {
     auto it = j.find(key);
@@ -79,6 +82,7 @@ Result<TemplatePolicy> parse_template_policy_json(const std::string& text) {
     if (!it->is_array()) return jerr(std::string("\"") + key + "\" must be an array of attribute names");
     for (const auto& a : *it) {
       if (!a.is_string()) return jerr(std::string("\"") + key + "\" must hold strings");
+      CC_TRY(check_text(std::string("an attribute name in the template's \"") + key + "\"", a.get_ref<const std::string&>()));
       (std::string(key) == "supported" ? t.supported : t.fixed).insert(a.get<std::string>());
     }
   }

@@ -11,6 +11,8 @@ packages=(
   libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev strace linux-perf
+  libicu-dev  # ICU: the oracle the policy's Unicode character table is tested against
+  systemd     # systemd-analyze checks the unit documented in the admin guide
   # real peers used by tests and the demo
   softhsm2 opensc p11-kit libengine-pkcs11-openssl swtpm swtpm-tools tpm2-tools tpm2-openssl
 )

@@ -1,6 +1,6 @@
 #include "config/profiles.h"
 
-
+#include "characters.h"
 #include "config/toml_fields.h"
 
 namespace certcustody {
@@ -17,7 +17,11 @@ Status parse_subject(const toml::table& t, const std::string& file, const std::s
     return config_error("config.invalid_value", where(file, t.get("subject")->source()), section + ".subject",
                         "\"" + subject + "\" is not one of the three Subject forms",
                         "use \"cn\", \"cn-with-email\" or \"cn-as-email\"");
-  return read_string(t, file, section, "cn_from", false, p.cn_from);
+  if (t.get("cn_from") == nullptr) return {};  // the form's default source
+  std::string cn_from;
+  CC_TRY(read_string(t, file, section, "cn_from", true, cn_from));
+  p.cn_from = cn_from;
+  return {};
 }
 
 Status parse_san(const toml::table& t, const std::string& file, const std::string& section, policy::Profile& p) {
@@ -58,7 +62,7 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
   const std::string section = "profile." + name;
   CC_TRY(reject_unknown(t, file, section,
                         {"ca", "template", "subject", "cn_from", "san", "othername", "key_type", "validity_days",
-                         "ekus", "allowed_email_domains", "allowed_upn_domains", "pfx_format"}));
+                         "ekus", "allowed_email_domains", "allowed_upn_domains", "allowed_code_points", "pfx_format"}));
   policy::Profile p;
   p.name = name;
   CC_TRY(read_string(t, file, section, "ca", true, p.ca));
@@ -78,6 +82,13 @@ Result<policy::Profile> parse_profile(const std::string& name, const toml::table
   CC_TRY_ASSIGN(p.ekus, read_strings(t, file, "ekus", section));
   CC_TRY_ASSIGN(p.allowed_email_domains, read_strings(t, file, "allowed_email_domains", section));
   CC_TRY_ASSIGN(p.allowed_upn_domains, read_strings(t, file, "allowed_upn_domains", section));
+  CC_TRY_ASSIGN(std::vector<std::string> code_points, read_strings(t, file, "allowed_code_points", section));
+  auto allowed = policy::parse_allowed_code_points(code_points);
+  if (!allowed)
+    return Error{allowed.error().code,
+                 where(file, t.get("allowed_code_points")->source()) + ": " + section + "." + allowed.error().what,
+                 allowed.error().remedy};
+  p.allowed_code_points = std::move(*allowed);
   CC_TRY(read_string(t, file, section, "pfx_format", false, p.pfx_format));
   if (p.pfx_format != "aes256-sha256" && p.pfx_format != "3des-sha1")
     return config_error("config.invalid_value", where(file, t.get("pfx_format")->source()), section + ".pfx_format",

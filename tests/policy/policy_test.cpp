@@ -85,6 +85,70 @@ INSTANTIATE_TEST_SUITE_P(
                r.email.reset();
              },
              "CN = IWUser0@contoso.example", "", ""},
+        // cn-as-email with cn_from: exactly that attribute, no fallback, validated as an address
+        Case{"cn_as_email_from_common_name",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "common_name";
+               r.common_name = "device-7@contoso.example";
+             },
+             "CN = device-7@contoso.example", "", ""},
+        Case{"cn_as_email_from_upn_before_email",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "upn";
+               r.upn = "u.ser@contoso.example";
+             },
+             "CN = u.ser@contoso.example", "", ""},
+        Case{"cn_as_email_named_attribute_has_no_fallback",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "email";
+               r.email.reset();
+             },
+             "", "", "policy.subject_value_missing"},
+        Case{"cn_as_email_common_name_is_not_an_address",
+             [](Profile& p, RequestAttributes&, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "common_name";
+             },
+             "", "", "policy.subject_not_email"},
+        Case{"cn_as_email_needs_a_whole_address",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               r.email = "IW User0@contoso.example";
+             },
+             "", "", "policy.subject_not_email"},
+        Case{"cn_as_email_two_at_signs",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "upn";
+               r.upn = "a@b@contoso.example";
+             },
+             "", "", "policy.subject_not_email"},
+        Case{"cn_as_email_domain_checked",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.allowed_email_domains = {"contoso.example"};
+               r.email = "user@fabrikam.example";
+             },
+             "", "", "policy.email_domain_not_allowed"},
+        Case{"cn_as_email_upn_domain_checked",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "upn";
+               p.allowed_upn_domains = {"contoso.example"};
+               r.upn = "user@fabrikam.example";
+             },
+             "", "", "policy.upn_domain_not_allowed"},
+        Case{"cn_as_email_from_upn_is_the_mail_names_remedy_too",
+             [](Profile& p, RequestAttributes& r, TemplatePolicy& tp) {
+               p.subject = SubjectForm::cn_as_email;
+               p.cn_from = "upn";
+               r.upn = "global_admin@contoso.example";
+               tp.fixed = {"subject.mail_firstname", "subject.mail_lastname"};
+             },
+             "CN = global_admin@contoso.example", "", ""},
         Case{"cn_from_upn", [](Profile& p, RequestAttributes&, TemplatePolicy&) { p.cn_from = "upn"; },
              "CN = IWUser0@contoso.example", "", ""},
         Case{"cn_with_email_without_email",
@@ -194,9 +258,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"plus_and_quote", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "a+b\"c"; },
              "CN = \"a+b\\\"c\"", "", ""},
         Case{"nul_in_cn", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = std::string("IW\0x", 4); },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"newline_in_cn", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "IW\nO=Evil"; }, "",
-             "", "policy.value_invalid"},
+             "", "policy.character_not_allowed"},
         Case{"unicode_name", [](Profile&, RequestAttributes& r, TemplatePolicy&) { r.common_name = "\xC3\x85sa \xC3\x96" "berg"; },
              "CN = \xC3\x85sa \xC3\x96" "berg", "", ""},
         Case{"cn_64_unicode_chars",
@@ -280,13 +344,13 @@ INSTANTIATE_TEST_SUITE_P(
                san({SanKind::upn})(p, r, tp);
                r.upn = "IWUser0@contoso.example\nDNS:evil.example";
              },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"email_nul_injection",
              [](Profile& p, RequestAttributes& r, TemplatePolicy& tp) {
                san({SanKind::email})(p, r, tp);
                r.email = std::string("a@contoso.example\0evil", 23);
              },
-             "", "", "policy.value_invalid"},
+             "", "", "policy.character_not_allowed"},
         Case{"guid_injection",
              [](Profile& p, RequestAttributes& r, TemplatePolicy&) {
                p.san.push_back(guid(ValueEncoding::hex));
@@ -434,6 +498,22 @@ encoding = "base64"
                             "cc.toml");
   ASSERT_FALSE(oid);
   EXPECT_EQ(oid.error().code, "policy.profile_invalid");
+
+  EXPECT_FALSE((*ps)[0].cn_from);  // unset: the Subject form's default source
+
+  auto as_email = parse_profiles("[profile.x]\nca = \"c\"\ntemplate = \"t\"\nsubject = \"cn-as-email\"\n"
+                                 "cn_from = \"upn\"\n",
+                                 "cc.toml");
+  ASSERT_TRUE(as_email) << as_email.error().to_string();
+  EXPECT_EQ((*as_email)[0].cn_from, "upn");
+  auto guid_cn = parse_profiles("[profile.x]\nca = \"c\"\ntemplate = \"t\"\nsubject = \"cn-as-email\"\n"
+                                "cn_from = \"object_guid\"\n",
+                                "cc.toml");
+  ASSERT_FALSE(guid_cn);
+  EXPECT_EQ(guid_cn.error().code, "policy.profile_invalid");
+  EXPECT_NE(guid_cn.error().what.find("cn_from \"object_guid\" cannot give the CN of subject cn-as-email"),
+            std::string::npos)
+      << guid_cn.error().what;
 
   EXPECT_EQ((*ps)[0].pfx_format, "aes256-sha256");  // the default
   auto legacy = parse_profiles("[profile.x]\nca = \"c\"\ntemplate = \"t\"\npfx_format = \"3des-sha1\"\n", "cc.toml");

@@ -10,8 +10,9 @@ namespace certcustody::ca::digicert {
 namespace {
 
 Error invalid(const std::string& what, const std::string& detail) {
-  return Error{"ca.response_invalid", what + ": " + detail,
-               "check that the CA type (digicert) and FQDN match the service; report the answer if they do"};
+  return unreadable(what + ": " + detail,
+                    "check that the CA type (digicert) and FQDN match the service, and report the answer if they "
+                    "do; the request is sent again under the same clientTransactionID");
 }
 
 xmlNode* body_element(soap::Envelope& e, std::string_view ns, std::string_view prefix, std::string_view local,
@@ -140,13 +141,13 @@ soap::Envelope enroll_request(const SubmitRequest& request) {
   return e;
 }
 
-soap::Envelope poll_request(const std::string& profile_oid, const PendingTicket& ticket) {
+soap::Envelope poll_request(const PendingTicket& ticket) {
   soap::Envelope e = envelope();
   xmlNs* t = nullptr;
   xmlNode* rst = body_element(e, kTrust, "wst", "RequestSecurityToken", &t);
   xmlNs* v = xml::declare(rst, kEnroll, "vs");
   xmlNode* req = xml::add(rst, v, "requestVSSecurityToken");
-  xml::add(req, v, "certificateProfileID", profile_oid);
+  xml::add(req, v, "certificateProfileID", ticket.template_id);
   xml::add(req, v, "clientTransactionID", ticket.transaction_id);
   xml::add(req, v, "tokenType", kTokenType);
   xml::add(req, v, "requestType", kQueryTokenStatus);
@@ -155,8 +156,8 @@ soap::Envelope poll_request(const std::string& profile_oid, const PendingTicket&
   return e;
 }
 
-Result<Enrollment> enrollment_result(const soap::Response& r, const std::string& transaction_id,
-                                     const std::string& what) {
+Result<Enrollment> enrollment_result(const soap::Response& r, const PendingTicket& request, const std::string& what) {
+  const std::string& transaction_id = request.transaction_id;
   if (r.fault) return fault_error(*r.fault, what);
   const xmlNode* resp = xml::child(r.payload, kEnroll, "RequestVSSecurityTokenResponse");
   if (!xml::is(r.payload, kTrust, "RequestSecurityTokenResponse") || resp == nullptr)
@@ -170,15 +171,18 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
   if (token != nullptr) {
     CC_TRY_ASSIGN(Bytes p7, xml::base64_decode(xml::text(token), what + " binarySecurityToken"));
     CC_TRY_ASSIGN(std::vector<X509Ptr> certs, pkcs7_certificates(p7, what + " binarySecurityToken"));
-    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(certs, what));
-    e.ticket = PendingTicket{request_id, {}, disposition, transaction_id};
+    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(certs, request, what));
+    e.ticket.request_id = request_id;
+    e.ticket.message = disposition;
     return e;
   }
   if (request_id.empty())
     return invalid(what, "neither a certificate nor a requestID (disposition \"" + disposition + "\")");
   Enrollment e;
   e.status = Enrollment::Status::pending;
-  e.ticket = PendingTicket{request_id, {}, disposition, transaction_id};
+  e.ticket = request;
+  e.ticket.request_id = request_id;
+  e.ticket.message = disposition;
   return e;
 }
 

@@ -30,7 +30,7 @@ class MscepClient final : public CaClient {
     CC_TRY_ASSIGN(soap::Response r,
                   soap_call(*http_, o_.ces_url, mscep::issue_request(o_.ces_url, request.csr_der, request.template_id),
                             "RequestSecurityToken"));
-    return mscep::enrollment_result(r, "RequestSecurityToken at " + o_.ces_url);
+    return mscep::enrollment_result(r, ticket_for(request), "RequestSecurityToken at " + o_.ces_url);
   }
 
   Result<Enrollment> poll(const PendingTicket& ticket) override {
@@ -42,7 +42,7 @@ class MscepClient final : public CaClient {
     const std::string url = origin(ticket.poll_uri) == origin(o_.ces_url) ? ticket.poll_uri : o_.ces_url;
     CC_TRY_ASSIGN(soap::Response r,
                   soap_call(*http_, url, mscep::query_request(url, ticket.request_id), "QueryTokenStatus"));
-    return mscep::enrollment_result(r, "QueryTokenStatus " + ticket.request_id + " at " + url);
+    return mscep::enrollment_result(r, ticket, "QueryTokenStatus " + ticket.request_id + " at " + url);
   }
 
   Status revoke(const RevokeRequest&) override {

@@ -21,8 +21,9 @@ bool parse_int(const std::string& s, long long& out) {
 }
 
 Error invalid(const std::string& what, const std::string& detail) {
-  return Error{"ca.response_invalid", what + ": " + detail,
-               "check that the CA type (mscep) and URL match the service; report the answer if they do"};
+  return unreadable(what + ": " + detail,
+                    "check that the CA type (mscep) and URL match the service, and report the answer if they do; "
+                    "a request answered this way may have reached the CA: look it up there");
 }
 
 // oIDReferenceID -> dotted OID, from GetPoliciesResponse/oIDs.
@@ -124,7 +125,7 @@ soap::Envelope query_request(const std::string& url, const std::string& request_
   return e;
 }
 
-Result<Enrollment> enrollment_result(const soap::Response& r, const std::string& what) {
+Result<Enrollment> enrollment_result(const soap::Response& r, const PendingTicket& request, const std::string& what) {
   if (r.fault) return fault_error(*r.fault, what);
   const xmlNode* rstr = r.payload;
   if (xml::is(rstr, kTrust, "RequestSecurityTokenResponseCollection"))
@@ -157,7 +158,7 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
         return invalid(what, "the RequestedSecurityToken is not a DER certificate");
       all.push_back(std::move(x));
     }
-    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(all, what));
+    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(all, request, what));
     if (e.certificate != cert) return invalid(what, "the RequestedSecurityToken is a CA certificate");
     e.ticket.request_id = request_id;
     e.ticket.message = disposition;
@@ -167,7 +168,10 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
   if (ref != nullptr && !request_id.empty()) {
     Enrollment e;
     e.status = Enrollment::Status::pending;
-    e.ticket = PendingTicket{request_id, xml::attribute(ref, "", "URI").value_or(""), disposition, {}};
+    e.ticket = request;
+    e.ticket.request_id = request_id;
+    e.ticket.poll_uri = xml::attribute(ref, "", "URI").value_or("");
+    e.ticket.message = disposition;
     return e;
   }
   return invalid(what, "the answer carries neither a certificate nor a pending reference (disposition \"" +

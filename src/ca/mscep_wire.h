@@ -43,8 +43,9 @@ Result<policy::TemplatePolicy> template_policy(const soap::Response& r, const st
 
 soap::Envelope issue_request(const std::string& ces_url, const Bytes& csr_der, const std::string& template_name);
 soap::Envelope query_request(const std::string& url, const std::string& request_id);
-// Issued or pending from an RSTR(C); faults become named errors.
-Result<Enrollment> enrollment_result(const soap::Response& r, const std::string& what);
+// Issued or pending from an RSTR(C), checked against the request (its CSR's
+// key) and carrying it on in the ticket; faults become named errors.
+Result<Enrollment> enrollment_result(const soap::Response& r, const PendingTicket& request, const std::string& what);
 
 // A SOAP fault of either service as a named error.
 Error fault_error(const soap::Fault& f, const std::string& what);

@@ -3,12 +3,21 @@
 #include <gtest/gtest.h>
 
 #include "ca/digicert_wire.h"
+#include "ca/resilience.h"
 #include "config/config.h"
 
 namespace certcustody::ca {
 namespace {
 
 using digicert::kEnroll;
+constexpr const char* kProfile = "2.16.840.1.113733.1.16.1.2.3.1.1.61904612";
+
+PendingTicket ticket(const std::string& transaction, const std::string& profile = {}) {
+  PendingTicket t;
+  t.transaction_id = transaction;
+  t.template_id = profile;
+  return t;
+}
 
 TEST(DigicertWire, ProfileOidSyntax) {
   EXPECT_TRUE(digicert::check_profile_oid("2.16.840.1.113733.1.16.1.2.3.1.1.61904612"));
@@ -94,7 +103,7 @@ TEST(DigicertWire, FaultDetailIsReported) {
       R"(<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault><faultcode>e:Client</faultcode><faultstring>rejected</faultstring><detail><errorcode>2001</errorcode><message>Invalid certificate profile</message></detail></e:Fault></e:Body></e:Envelope>)",
       "t");
   ASSERT_TRUE(r);
-  auto e = digicert::enrollment_result(*r, "x", "enrolment");
+  auto e = digicert::enrollment_result(*r, ticket("x"), "enrolment");
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().code, "ca.rejected");
   EXPECT_NE(e.error().what.find("errorcode 2001: Invalid certificate profile"), std::string::npos);
@@ -105,14 +114,29 @@ TEST(DigicertWire, AnswerForAnotherTransactionIsRefused) {
       R"(<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><t:RequestSecurityTokenResponse xmlns:t="http://docs.oasis-open.org/ws-sx/ws-trust/200512/"><v:RequestVSSecurityTokenResponse xmlns:v="http://schemas.verisign.com/pkiservices/2009/07/enrollment"><v:clientTransactionID>other</v:clientTransactionID><v:requestID>5</v:requestID></v:RequestVSSecurityTokenResponse></t:RequestSecurityTokenResponse></e:Body></e:Envelope>)",
       "t");
   ASSERT_TRUE(r);
-  auto e = digicert::enrollment_result(*r, "mine", "enrolment");
+  auto e = digicert::enrollment_result(*r, ticket("mine"), "enrolment");
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
-  auto ok = digicert::enrollment_result(*r, "other", "enrolment");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
+  auto ok = digicert::enrollment_result(*r, ticket("other", kProfile), "enrolment");
   ASSERT_TRUE(ok) << ok.error().to_string();
   EXPECT_EQ(ok->status, Enrollment::Status::pending);
   EXPECT_EQ(ok->ticket.request_id, "5");
   EXPECT_EQ(ok->ticket.transaction_id, "other");
+  EXPECT_EQ(ok->ticket.template_id, kProfile);  // kept for the poll
+}
+
+// Issue 16 item 21: a poll names the certificate profile it was enrolled with.
+TEST(DigicertWire, PollNamesTheProfileTransactionAndRequest) {
+  PendingTicket t = ticket("tx-7", kProfile);
+  t.request_id = "42";
+  auto parsed = soap::parse_request(digicert::poll_request(t).doc.serialize(), "ours");
+  ASSERT_TRUE(parsed);
+  const xmlNode* r = xml::child(parsed->payload, kEnroll, "requestVSSecurityToken");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "certificateProfileID")), kProfile);
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "clientTransactionID")), "tx-7");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "requestID")), "42");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "requestType")), digicert::kQueryTokenStatus);
 }
 
 TEST(DigicertWire, RevokeRequestNamesSerialAndReason) {

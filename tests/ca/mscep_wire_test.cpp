@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <openssl/x509.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "ca/mscep_wire.h"
@@ -44,17 +47,45 @@ std::string subject_cn(const Bytes& der) {
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
 }
 
-Result<Enrollment> parse_rstr(const std::string& text) {
+// The PKCS#10 of a vector request (its BinarySecurityToken).
+Bytes vector_csr(const std::string& request_text) {
+  auto req = soap::parse_request(request_text, "vector");
+  if (!req) return {};
+  auto der = xml::base64_decode(xml::text(xml::child(req->payload, mscep::kWsse, "BinarySecurityToken")), "csr");
+  return der ? *der : Bytes{};
+}
+
+// A fresh PKCS#10 (EC P-256), for a key no vector certifies.
+Bytes fresh_csr() {
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  X509ReqPtr req(X509_REQ_new());
+  X509_REQ_set_pubkey(req.get(), key.get());
+  X509_REQ_sign(req.get(), key.get(), EVP_sha256());
+  unsigned char* der = nullptr;
+  const int n = i2d_X509_REQ(req.get(), &der);
+  Bytes out(der, der + std::max(n, 0));
+  OPENSSL_free(der);
+  return out;
+}
+
+PendingTicket ticket_with(Bytes csr) {
+  PendingTicket t;
+  t.csr_der = std::move(csr);
+  return t;
+}
+
+Result<Enrollment> parse_rstr(const std::string& text, const Bytes& csr = {}) {
   CC_TRY_ASSIGN(soap::Response r, soap::parse_response(text, "vector"));
-  return mscep::enrollment_result(r, "vector");
+  return mscep::enrollment_result(r, ticket_with(csr), "vector");
 }
 
 TEST(MscepWire, SpecIssuedResponseGivesCertificateChainAndRequestId) {
   LOAD_VECTOR(text, "wstep-rstr-issued-response.xml");
+  LOAD_VECTOR(request, "wstep-rst-issue-request.xml");  // the same key: the answer is for this request
   auto r = soap::parse_response(text, "vector");
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->relates_to, "urn:uuid:b5d1a601-5091-4a7d-b34b-5204c18b5919");
-  auto e = mscep::enrollment_result(*r, "vector");
+  auto e = mscep::enrollment_result(*r, ticket_with(vector_csr(request)), "vector");
   ASSERT_TRUE(e) << e.error().to_string();
   EXPECT_EQ(e->status, Enrollment::Status::issued);
   EXPECT_EQ(subject_cn(e->certificate), "abby");
@@ -64,6 +95,21 @@ TEST(MscepWire, SpecIssuedResponseGivesCertificateChainAndRequestId) {
   std::vector<std::string> chain;
   for (const Bytes& c : e->chain) chain.push_back(subject_cn(c));
   EXPECT_NE(std::find(chain.begin(), chain.end(), "FB_EntSubCA"), chain.end());
+  EXPECT_EQ(e->ticket.csr_der, vector_csr(request));
+}
+
+// Issue 16 item 18: "issued" only for the CSR's own key.
+TEST(MscepWire, IssuedCertificateForAnotherKeyIsRefused) {
+  LOAD_VECTOR(text, "wstep-rstr-issued-response.xml");
+  auto e = parse_rstr(text, fresh_csr());
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, "ca.issued_key_mismatch") << e.error().to_string();
+  EXPECT_NE(e.error().what.find("CN=abby"), std::string::npos) << e.error().what;
+  EXPECT_FALSE(is_transient(e.error()));
+  EXPECT_FALSE(leaves_outcome_unknown(e.error()));
+  auto no_csr = parse_rstr(text);
+  ASSERT_FALSE(no_csr);
+  EXPECT_EQ(no_csr.error().code, "ca.ticket_invalid");
 }
 
 // The renewal example's chain token is cut short: its PKCS#7 declares 4,504
@@ -73,8 +119,9 @@ TEST(MscepWire, SpecRenewalResponseWithDamagedChainIsRefused) {
   LOAD_VECTOR(text, "wstep-rstr-renewal-response.xml");
   auto e = parse_rstr(text);
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
   EXPECT_NE(e.error().what.find("PKCS#7 token"), std::string::npos) << e.error().what;
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
 }
 
 struct FaultVector {
@@ -165,7 +212,31 @@ TEST(MscepWire, AnswerWithoutTokenOrReferenceIsRefused) {
   auto e = parse_rstr(R"(<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>
 <RequestSecurityTokenResponse xmlns="http://docs.oasis-open.org/ws-sx/ws-trust/200512"><RequestedSecurityToken/></RequestSecurityTokenResponse></s:Body></s:Envelope>)");
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
+  EXPECT_TRUE(may_have_reached_ca(e.error()));
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
+}
+
+// Issue 16 item 5: whatever comes back after the request was sent and cannot
+// be read leaves the outcome unknown, and is never a definitive rejection.
+TEST(MscepWire, UnreadableAnswersLeaveTheOutcomeUnknown) {
+  LOAD_VECTOR(issued, "wstep-rstr-issued-response.xml");
+  const std::string envelope = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>";
+  const std::string cases[] = {
+      issued.substr(0, issued.size() / 2),                                  // cut off
+      "<!DOCTYPE html><html><body><h1>Maintenance</h1></body></html>",      // a web page
+      "<html><body><p>Service Unavailable</p></body></html>",               // well-formed, not SOAP
+      envelope + "</s:Body></s:Envelope>",                                  // nothing in the Body
+      envelope + "<x:Other xmlns:x=\"urn:other\"/></s:Body></s:Envelope>",  // not an RSTR
+      "",                                                                   // nothing at all
+      std::string("\x30\x82\x01\x00garbage", 13),                           // binary
+  };
+  for (const std::string& body : cases) {
+    auto e = parse_rstr(body);
+    ASSERT_FALSE(e) << body;
+    EXPECT_TRUE(answer_unreadable(e.error())) << e.error().to_string();
+    EXPECT_TRUE(leaves_outcome_unknown(e.error())) << e.error().to_string();
+  }
 }
 
 TEST(MscepWire, XcepDocsExampleGivesTheTemplatePolicy) {

@@ -19,6 +19,8 @@
 #include <optional>
 #include <thread>
 
+#include "ca/digicert_wire.h"
+#include "ca/mscep_wire.h"
 #include "ca/soap.h"
 #include "ca/xml.h"
 #include "common/ossl.h"
@@ -237,9 +239,11 @@ std::string dc_enroll_request(const std::string& profile, const std::string& txi
   return e.doc.serialize();
 }
 
-std::string dc_query_request(const std::string& txid, const std::string& request_id) {
+std::string dc_query_request(const std::string& txid, const std::string& request_id,
+                             const std::string& profile = std::string(kDcProfile)) {
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* vs = add_in(add_in(e.body, kDcTrust, "T", "RequestSecurityToken"), kDcEnroll, "E", "requestVSSecurityToken");
+  if (!profile.empty()) xml::add(vs, vs->ns, "certificateProfileID", profile);
   xml::add(vs, vs->ns, "clientTransactionID", txid);
   xml::add(vs, vs->ns, "requestType", kDcQuery);
   xml::add(vs, vs->ns, "requestID", request_id);
@@ -692,6 +696,58 @@ TEST_F(CaSimulatorTest, MalformedHostileAndHttpErrorAnswers) {
   EXPECT_EQ(sim_->issued_total(), 0);
 }
 
+// The unreadable answers (issue 16 item 5): the request is decided first.
+TEST_F(CaSimulatorTest, GarbageAnswersComeAfterTheCertificateIsIssued) {
+  sim_->add_template("Web", {});
+  sim_->add_template(std::string(kDcProfile), {});
+  struct Case {
+    Kind kind;
+    std::string content_type_start;
+  };
+  const Case cases[] = {{Kind::html_page, "text/html"},
+                        {Kind::truncated_answer, "application/soap+xml"},
+                        {Kind::empty_answer, "application/soap+xml"},
+                        {Kind::damaged_pkcs7, "application/soap+xml"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(static_cast<int>(c.kind));
+    sim_->script("Web", {.kind = c.kind, .times = 1});
+    Csr csr = make_csr("garbage.example.test");
+    auto r = post_ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, "Web"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->content_type.rfind(c.content_type_start, 0), 0u) << r->content_type;
+    ca::PendingTicket request;
+    request.csr_der = csr.der;
+    auto parsed = soap::parse_response(r->body, "answer");
+    EXPECT_FALSE(parsed && ca::mscep::enrollment_result(*parsed, request, "answer")) << r->body;
+    EXPECT_EQ(sim_->issued_for(csr.spki_key()), 1);
+    // DigiCert: a repeat of the transaction gets the real answer.
+    const std::string tx = "tx-garbage-" + std::to_string(static_cast<int>(c.kind));
+    sim_->script(tx, {.kind = c.kind, .times = 1});
+    const Bytes dc_csr = make_csr("dc-garbage.example.test").der;
+    auto first = post_dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), tx, dc_csr));
+    ASSERT_TRUE(first);
+    request.transaction_id = tx;
+    request.csr_der = dc_csr;
+    auto dc_parsed = soap::parse_response(first->body, "answer");
+    EXPECT_FALSE(dc_parsed && ca::digicert::enrollment_result(*dc_parsed, request, "answer")) << first->body;
+    EXPECT_FALSE(dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), tx, dc_csr)).pkcs7.empty());
+    EXPECT_EQ(sim_->issued_for(tx), 1);
+  }
+}
+
+// A CA that certifies another key (issue 16 item 18), now or after the polls.
+TEST_F(CaSimulatorTest, OtherKeyIssuesForAFreshKey) {
+  sim_->add_template("Web", {});
+  sim_->script("Web", {.other_key = true});
+  Csr csr = make_csr("swapped.example.test");
+  MsAnswer a = ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, "Web"));
+  X509Ptr cert = cert_of(a.cert);
+  ASSERT_TRUE(cert);
+  EXPECT_EQ(cn_of(cert.get()), "swapped.example.test");
+  EXPECT_NE(EVP_PKEY_eq(X509_get0_pubkey(cert.get()), csr.key.get()), 1);
+}
+
 TEST_F(CaSimulatorTest, DelayedAnswerArrivesLateOrTimesTheClientOut) {
   sim_->script("Slow", {.delay = milliseconds(1200), .times = 2});
   const Bytes csr = make_csr("slow.example.test").der;
@@ -842,6 +898,12 @@ TEST_F(CaSimulatorTest, DigiCertPendingIsPolledByRequestId) {
   DcAnswer resubmitted = dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), "tx-p", csr));
   EXPECT_EQ(resubmitted.request_id, pend.request_id);
   EXPECT_TRUE(resubmitted.pkcs7.empty());
+  // A poll must name the profile the request was made for (issue 16 item 21).
+  DcAnswer no_profile = dc("enrollmentService", dc_query_request("tx-p", pend.request_id, ""));
+  ASSERT_TRUE(no_profile.fault);
+  EXPECT_EQ(no_profile.fault->code, "Client");
+  EXPECT_EQ(dc("enrollmentService", dc_query_request("tx-p", pend.request_id, "1.2.3.4")).errorcode,
+            "SIM_PROFILE_MISMATCH");
   EXPECT_TRUE(dc("enrollmentService", dc_query_request("tx-p", pend.request_id)).pkcs7.empty());
   DcAnswer issued = dc("enrollmentService", dc_query_request("tx-p", pend.request_id));
   ASSERT_FALSE(issued.pkcs7.empty());
@@ -899,7 +961,8 @@ constexpr const char* kScript = R"({
   },
   "behaviours": {
     "Pended": {"kind": "pend_then_issue", "pending_polls": 0},
-    "Refused": {"kind": "fault", "hresult": "0x80094812", "reason": "no e-mail", "times": 1}
+    "Refused": {"kind": "fault", "hresult": "0x80094812", "reason": "no e-mail", "times": 1},
+    "Swapped": {"kind": "html_page", "other_key": true, "times": 1}
   }
 })";
 

@@ -272,13 +272,34 @@ TEST_F(Pipeline, APolicyViolationFailsWithItsNamedErrorBeforeTheCa) {
   EXPECT_EQ(sim_->issued_total(), 0);
 }
 
+// Issue 16 item 21: DigiCert polls name the certificate profile (the
+// simulator refuses a poll without it, as the request's own).
 TEST_F(Pipeline, PendingRequestsArePolledUntilIssued) {
-  sim_->script(kMsTemplate, SimBehaviour{.kind = SimBehaviour::Kind::pend_then_issue, .pending_polls = 1});
+  for (const char* key : {kMsTemplate, kDigicertProfile})
+    sim_->script(key, SimBehaviour{.kind = SimBehaviour::Kind::pend_then_issue, .pending_polls = 1});
   submit("ms-1", "ms");
+  submit("dc-1", "users");
   auto s = serve();
   ASSERT_EQ(s.exit_code, 0) << s.output;
   EXPECT_EQ(status("ms-1")["state"], "delivered") << s.output;
-  EXPECT_EQ(sim_->issued_total(), 1);
+  EXPECT_EQ(status("dc-1")["state"], "delivered") << status("dc-1").dump();
+  EXPECT_EQ(sim_->issued_total(), 2);
+}
+
+// Issue 16 item 5: an HTTP 200 answer from the Microsoft CA that cannot be
+// read — after the CA issued — ends the request as an unknown outcome with
+// the lookup remedy, not as a definitive failure, and it is never re-sent.
+TEST_F(Pipeline, AnUnreadableMicrosoftAnswerIsAnUnknownOutcomeNeverResent) {
+  sim_->script(kMsTemplate, SimBehaviour{.kind = SimBehaviour::Kind::html_page});
+  submit("ms-1", "ms");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto st = status("ms-1");
+  EXPECT_EQ(st["state"], "failed") << st.dump();
+  EXPECT_EQ(st["error"]["code"], "ca.outcome_unknown") << st.dump();
+  EXPECT_NE(st["error"]["remedy"].get<std::string>().find("look the request up"), std::string::npos) << st.dump();
+  EXPECT_EQ(sim_->requests_to("/CA_CES_Certificate/service.svc/CES"), 1);
+  EXPECT_EQ(sim_->issued_for(st.value("csr_public_key_sha256", "")), 1);  // the CA did issue
 }
 
 TEST_F(Pipeline, ATransientCaFailureIsRetriedLater) {

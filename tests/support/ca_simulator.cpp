@@ -302,9 +302,15 @@ std::optional<std::string> csr_template(X509_REQ* req) {
   return std::nullopt;
 }
 
-// The CSR's subject and public key, its SAN / EKU / KU, CA:FALSE, one day.
-Result<X509Ptr> issue_from(X509_REQ* req, X509* ca, EVP_PKEY* ca_key) {
-  CC_TRY_ASSIGN(X509Ptr c, new_cert(X509_REQ_get_subject_name(req), X509_REQ_get0_pubkey(req),
+// The CSR's subject and public key (or, `other_key`, a fresh one: a CA that
+// substitutes the key), its SAN / EKU / KU, CA:FALSE, one day.
+Result<X509Ptr> issue_from(X509_REQ* req, X509* ca, EVP_PKEY* ca_key, bool other_key) {
+  EvpPkeyPtr substitute;
+  if (other_key) {
+    CC_TRY_ASSIGN(substitute, new_ec_key());
+  }
+  CC_TRY_ASSIGN(X509Ptr c, new_cert(X509_REQ_get_subject_name(req),
+                                    other_key ? substitute.get() : X509_REQ_get0_pubkey(req),
                                     X509_get_subject_name(ca), kIssuedSeconds));
   ExtStack exts(X509_REQ_get_extensions(req));
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
@@ -358,6 +364,7 @@ struct Decision {
   std::shared_ptr<const Issued> issued;
   Rejection rejection;
   SimBehaviour raw;  // malformed_xml, hostile_xml, http_error
+  std::optional<SimBehaviour::Kind> garble;  // an issued/pending answer that cannot be read (html_page, …)
   std::chrono::milliseconds delay{0};
 };
 
@@ -371,7 +378,9 @@ Decision rejected(long id, Rejection r) {
 // A request taken under submission, until a poll decides it.
 struct PendingRequest {
   Bytes csr;
-  std::string count_key;  // issued_for key
+  std::string count_key;     // issued_for key
+  std::string template_key;  // the template / DigiCert profile it was made for
+  bool other_key = false;
   int polls_left = 0;
   bool deny = false;
   Rejection denial;
@@ -401,6 +410,25 @@ bool is_raw(SimBehaviour::Kind k) {
   return k == SimBehaviour::Kind::malformed_xml || k == SimBehaviour::Kind::hostile_xml ||
          k == SimBehaviour::Kind::http_error;
 }
+
+bool is_garble(SimBehaviour::Kind k) {
+  return k == SimBehaviour::Kind::html_page || k == SimBehaviour::Kind::truncated_answer ||
+         k == SimBehaviour::Kind::empty_answer || k == SimBehaviour::Kind::damaged_pkcs7;
+}
+
+// A reply that cannot be read, in place of `reply` (issued or pending).
+// empty_answer and damaged_pkcs7 are made by the renderers themselves.
+HttpReply garbled(SimBehaviour::Kind k, HttpReply reply) {
+  if (k == SimBehaviour::Kind::html_page)
+    return {200, "text/html; charset=utf-8",
+            "<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head><body><h1>The service is "
+            "down for maintenance</h1><p>Please try again later.<br></p></body></html>\n"};
+  if (k == SimBehaviour::Kind::truncated_answer) reply.body.resize(reply.body.size() / 2);
+  return reply;
+}
+
+// Bytes that are no PKCS#7: a SEQUENCE header promising more than follows.
+const Bytes kDamagedPkcs7 = {0x30, 0x82, 0x04, 0x00, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02};
 
 std::string template_oid(int index) { return std::string(kTemplateOidArc) + "." + std::to_string(index); }
 
@@ -593,6 +621,7 @@ struct CaSimulator::State {
   std::map<std::string, long> issued_counts;
   long issued_total = 0;
   long next_request_id = 1;
+  std::map<std::string, long> requests_by_path;
 
   Status init(const Options& o);
   std::string base() const { return "https://127.0.0.1:" + std::to_string(port.load()); }
@@ -611,10 +640,10 @@ struct CaSimulator::State {
   Decision enroll(const EnrollInput& in);
   Decision decide_locked(const EnrollInput& in, const std::string& tpl, const Result<X509ReqPtr>& csr,
                          const std::optional<SimBehaviour>& b);
-  Decision pend_locked(const Bytes& csr, const std::string& count_key, const SimBehaviour& b);
-  Decision issue_locked(X509_REQ* req, const std::string& count_key, long id);
+  Decision pend_locked(const Bytes& csr, const std::string& count_key, const std::string& tpl, const SimBehaviour& b);
+  Decision issue_locked(X509_REQ* req, const std::string& count_key, long id, bool other_key);
   Decision advance_locked(long id, PendingRequest& p);
-  Decision poll(long id);
+  Decision poll(long id, const std::optional<std::string>& profile = std::nullopt);
   Decision replay_locked(const Decision& stored);
 
   // Microsoft CA (SOAP 1.2)
@@ -666,8 +695,12 @@ void CaSimulator::State::wait_delay(std::chrono::milliseconds d) {
 
 HttpReply CaSimulator::State::handle(const HttpRequest& r) {
   ++requests;
-  if (r.method != "POST") return {405, "text/plain", "the CA simulator answers POST only\n"};
   const std::string path = r.target.substr(0, r.target.find('?'));
+  {
+    std::lock_guard l(mu);
+    ++requests_by_path[path];
+  }
+  if (r.method != "POST") return {405, "text/plain", "the CA simulator answers POST only\n"};
   if (path == kCepPath) return ms_endpoint(r, true);
   if (path == kCesPath) return ms_endpoint(r, false);
   if (starts_with(path, kPkiWsPath)) return dc_endpoint(r, path.substr(kPkiWsPath.size()));
@@ -744,9 +777,12 @@ Decision CaSimulator::State::enroll(const EnrollInput& in) {
   const std::string tpl = template_for_locked(named.value_or(""));
   std::optional<SimBehaviour> b = take_script_locked({in.txid, tpl, kScriptAny});
   Decision d = decide_locked(in, tpl, csr, b);
-  // Stored before the delay is set: a slow answer is slow once, its replay is not.
-  if (in.dialect == Dialect::digicert && (d.kind == Decision::Kind::issued || d.kind == Decision::Kind::pending))
+  // Stored before the delay is set: a slow answer is slow once, its replay is
+  // not; an unreadable one is unreadable once, its replay is the real answer.
+  if (in.dialect == Dialect::digicert && (d.kind == Decision::Kind::issued || d.kind == Decision::Kind::pending)) {
     transactions[in.txid] = d;
+    transactions[in.txid].garble.reset();
+  }
   d.delay = b ? b->delay : std::chrono::milliseconds(0);
   return d;
 }
@@ -764,15 +800,23 @@ Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::str
     return rejected(next_request_id++, Rejection{b->hresult, b->digicert_errorcode, b->reason});
   if (std::optional<Rejection> r = check_locked(in, tpl, csr)) return rejected(next_request_id++, *r);
   const std::string count_key = in.dialect == Dialect::digicert ? in.txid : spki_key(csr->get());
-  if (b && (b->kind == SimBehaviour::Kind::pend_then_issue || b->kind == SimBehaviour::Kind::pend_then_deny))
-    return pend_locked(in.csr, count_key, *b);
-  return issue_locked(csr->get(), count_key, next_request_id++);
+  Decision d;
+  if (b && (b->kind == SimBehaviour::Kind::pend_then_issue || b->kind == SimBehaviour::Kind::pend_then_deny)) {
+    d = pend_locked(in.csr, count_key, tpl, *b);
+  } else {
+    d = issue_locked(csr->get(), count_key, next_request_id++, b && b->other_key);
+  }
+  if (b && is_garble(b->kind)) d.garble = b->kind;
+  return d;
 }
 
-Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& count_key, const SimBehaviour& b) {
+Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& count_key, const std::string& tpl,
+                                         const SimBehaviour& b) {
   PendingRequest p;
   p.csr = csr;
   p.count_key = count_key;
+  p.template_key = tpl;
+  p.other_key = b.other_key;
   p.polls_left = std::max(0, b.pending_polls);
   p.deny = b.kind == SimBehaviour::Kind::pend_then_deny;
   p.denial = Rejection{b.hresult != 0 ? b.hresult : kEAdminDenied,
@@ -786,8 +830,8 @@ Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& co
   return d;
 }
 
-Decision CaSimulator::State::issue_locked(X509_REQ* req, const std::string& count_key, long id) {
-  Result<X509Ptr> cert = issue_from(req, ca_cert.get(), ca_key.get());
+Decision CaSimulator::State::issue_locked(X509_REQ* req, const std::string& count_key, long id, bool other_key) {
+  Result<X509Ptr> cert = issue_from(req, ca_cert.get(), ca_key.get(), other_key);
   Result<Bytes> p7 = cert ? pkcs7_certs_only(cert->get(), ca_cert.get()) : Result<Bytes>(cert.error());
   if (!p7) return rejected(id, Rejection{0, "SIM_INTERNAL", p7.error().to_string()});
   serials.insert(serial_of(cert->get()));
@@ -813,17 +857,23 @@ Decision CaSimulator::State::advance_locked(long id, PendingRequest& p) {
     p.final = rejected(id, p.denial);
   } else {
     Result<X509ReqPtr> csr = parse_csr(p.csr);
-    p.final = csr ? issue_locked(csr->get(), p.count_key, id) : rejected(id, Rejection{0, "SIM_INTERNAL", "lost CSR"});
+    p.final = csr ? issue_locked(csr->get(), p.count_key, id, p.other_key)
+                  : rejected(id, Rejection{0, "SIM_INTERNAL", "lost CSR"});
   }
   return *p.final;
 }
 
-Decision CaSimulator::State::poll(long id) {
+// `profile`: the certificateProfileID a DigiCert poll names, which must be the request's.
+Decision CaSimulator::State::poll(long id, const std::optional<std::string>& profile) {
   std::lock_guard l(mu);
   auto it = pending.find(id);
   if (it == pending.end())
     return rejected(
         id, Rejection{kENoRequest, "SIM_REQUEST_UNKNOWN", "The request " + std::to_string(id) + " does not exist"});
+  if (profile && *profile != it->second.template_key)
+    return rejected(id, Rejection{0, "SIM_PROFILE_MISMATCH",
+                                  "Request " + std::to_string(id) + " was made for certificate profile \"" +
+                                      it->second.template_key + "\", not \"" + *profile + "\""});
   Decision d = advance_locked(id, it->second);
   d.delay = it->second.delay;
   return d;
@@ -1000,6 +1050,7 @@ HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Dec
   if (d.kind == Decision::Kind::rejected) return ms_fault(relates_to, d.rejection, d.request_id);
   soap::Envelope e = reply_envelope(soap::Version::soap12, kRstrcAction, relates_to);
   xmlNode* coll = add_in(e.body, kTrust, "", "RequestSecurityTokenResponseCollection");
+  if (d.garble == SimBehaviour::Kind::empty_answer) return soap_reply(e);  // no RequestSecurityTokenResponse
   xmlNs* enr = xml::declare(coll, kEnr, "enr");
   xmlNs* wsse = xml::declare(coll, kWsse, "wsse");
   xmlNode* r = xml::add(coll, coll->ns, "RequestSecurityTokenResponse");
@@ -1011,7 +1062,7 @@ HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Dec
     xml::set_attribute(t, nullptr, "ValueType", value_type);
     xml::set_attribute(t, nullptr, "EncodingType", kBase64);
   };
-  if (issued) token(r, kWssePkcs7, d.issued->pkcs7);
+  if (issued) token(r, kWssePkcs7, d.garble == SimBehaviour::Kind::damaged_pkcs7 ? kDamagedPkcs7 : d.issued->pkcs7);
   xmlNode* rst = xml::add(r, coll->ns, "RequestedSecurityToken");
   if (issued) {
     token(rst, kX509v3, d.issued->cert);
@@ -1020,7 +1071,7 @@ HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Dec
     xml::set_attribute(ref, nullptr, "URI", ces_url());
   }
   xml::add(r, enr, "RequestID", std::to_string(d.request_id));
-  return soap_reply(e);
+  return d.garble ? garbled(*d.garble, soap_reply(e)) : soap_reply(e);
 }
 
 // --- DigiCert pki-ws -------------------------------------------------------------------
@@ -1076,7 +1127,9 @@ HttpReply CaSimulator::State::dc_enroll(const soap::Request& req) {
   if (type == kDcQuery) {
     std::optional<long> id = positive_long(xml::text(xml::child(vs, kDcEnroll, "requestID")));
     if (!id) return dc_client_fault("QueryTokenStatus needs a requestID");
-    return dc_render(txid, poll(*id));
+    const std::string profile = xml::text(xml::child(vs, kDcEnroll, "certificateProfileID"));
+    if (profile.empty()) return dc_client_fault("QueryTokenStatus needs the certificateProfileID of the request");
+    return dc_render(txid, poll(*id, profile));
   }
   if (type != kIssue) return dc_client_fault("unsupported requestType '" + type + "'");
   EnrollInput in;
@@ -1103,6 +1156,7 @@ HttpReply CaSimulator::State::dc_render(const std::string& txid, const Decision&
   if (d.kind == Decision::Kind::rejected) return dc_fault(d.rejection);
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* rstr = add_in(e.body, kDcTrust, "T", "RequestSecurityTokenResponse");
+  if (d.garble == SimBehaviour::Kind::empty_answer) return soap_reply(e);  // no RequestVSSecurityTokenResponse
   xmlNode* v = add_in(rstr, kDcEnroll, "E", "RequestVSSecurityTokenResponse");
   xmlNs* E = v->ns;
   const bool issued = d.kind == Decision::Kind::issued;
@@ -1111,11 +1165,12 @@ HttpReply CaSimulator::State::dc_render(const std::string& txid, const Decision&
   xml::add(v, E, "requestID", std::to_string(d.request_id));
   if (issued) {
     xmlNode* t = xml::add(xml::add(v, E, "requestedVSSecurityToken"), E, "binarySecurityToken",
-                          xml::base64_encode(d.issued->pkcs7));
+                          xml::base64_encode(d.garble == SimBehaviour::Kind::damaged_pkcs7 ? kDamagedPkcs7
+                                                                                           : d.issued->pkcs7));
     xml::set_attribute(t, nullptr, "ValueType", kX509Pkcs7);
     xml::set_attribute(t, nullptr, "EncodingType", kBase64);
   }
-  return soap_reply(e);
+  return d.garble ? garbled(*d.garble, soap_reply(e)) : soap_reply(e);
 }
 
 // Revoking twice is not an error: a revocation whose answer was lost may be retried.
@@ -1185,7 +1240,8 @@ Result<SimBehaviour::Kind> kind_from(const std::string& s) {
   static const std::map<std::string, K> kinds = {
       {"issue", K::issue},          {"pend_then_issue", K::pend_then_issue}, {"pend_then_deny", K::pend_then_deny},
       {"fault", K::fault},          {"malformed_xml", K::malformed_xml},     {"hostile_xml", K::hostile_xml},
-      {"http_error", K::http_error}};
+      {"http_error", K::http_error}, {"html_page", K::html_page},            {"truncated_answer", K::truncated_answer},
+      {"empty_answer", K::empty_answer}, {"damaged_pkcs7", K::damaged_pkcs7}};
   auto it = kinds.find(s);
   if (it == kinds.end()) return script_error("unknown kind \"" + s + "\"");
   return it->second;
@@ -1205,7 +1261,8 @@ Result<std::uint32_t> hresult_from(const Json& j) {
 
 Result<SimBehaviour> behaviour_from(const Json& j, const std::string& where) {
   CC_TRY(only_keys(
-      j, {"kind", "hresult", "reason", "digicert_errorcode", "pending_polls", "delay_ms", "http_status", "times"},
+      j, {"kind", "hresult", "reason", "digicert_errorcode", "pending_polls", "delay_ms", "http_status", "times",
+          "other_key"},
       where));
   SimBehaviour b;
   CC_TRY_ASSIGN(b.kind, kind_from(j.value("kind", std::string("issue"))));
@@ -1218,6 +1275,7 @@ Result<SimBehaviour> behaviour_from(const Json& j, const std::string& where) {
   b.delay = std::chrono::milliseconds(j.value("delay_ms", 0L));
   b.http_status = j.value("http_status", b.http_status);
   b.times = j.value("times", b.times);
+  b.other_key = j.value("other_key", b.other_key);
   if (b.http_status < 100 || b.http_status > 599) return script_error(where + ": http_status out of range");
   return b;
 }
@@ -1302,6 +1360,12 @@ std::vector<std::string> CaSimulator::revoked() const {
 }
 
 long CaSimulator::requests() const { return state_->requests; }
+
+long CaSimulator::requests_to(const std::string& path) const {
+  std::lock_guard l(state_->mu);
+  auto it = state_->requests_by_path.find(path);
+  return it == state_->requests_by_path.end() ? 0 : it->second;
+}
 std::vector<std::string> CaSimulator::client_subjects() const { return server_->client_subjects(); }
 
 }  // namespace certcustody::testing

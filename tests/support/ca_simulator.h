@@ -41,7 +41,16 @@ struct SimTemplate {
 };
 
 struct SimBehaviour {
-  enum class Kind { issue, pend_then_issue, pend_then_deny, fault, malformed_xml, hostile_xml, http_error };
+  // The garbage kinds (html_page … damaged_pkcs7) are answered after the
+  // request was decided: the certificate is issued (or the request pended),
+  // the answer that says so cannot be read.
+  enum class Kind {
+    issue, pend_then_issue, pend_then_deny, fault, malformed_xml, hostile_xml, http_error,
+    html_page,        // HTTP 200, text/html: a web server's maintenance page
+    truncated_answer, // HTTP 200, the real answer cut off in the middle
+    empty_answer,     // HTTP 200, a SOAP envelope whose Body lacks the expected elements
+    damaged_pkcs7     // HTTP 200, the real answer with a PKCS#7 token that does not decode
+  };
   Kind kind = Kind::issue;
   // fault (MS): the HRESULT of CertificateEnrollmentWSDetail/ErrorCode (sent
   // as a signed decimal); 0: a WCF InternalServiceFault without detail.
@@ -53,6 +62,7 @@ struct SimBehaviour {
   std::chrono::milliseconds delay{0};  // answer this late, whatever the kind (polls of a pended request too)
   int http_status = 503;               // http_error
   int times = -1;                      // apply to the first N matching requests, then behave as `issue` (-1: always)
+  bool other_key = false;              // issue (now or after the polls) for a fresh key, not the CSR's
 };
 
 // Script keys beyond template names, profile OIDs and DigiCert transaction ids.
@@ -94,6 +104,7 @@ class CaSimulator {
   long issued_total() const;
   std::vector<std::string> revoked() const;          // "SERIALHEX:reason", reason as sent
   long requests() const;                             // HTTP requests answered
+  long requests_to(const std::string& path) const;   // … at this path ("/CA_CES_Certificate/service.svc/CES")
   std::vector<std::string> client_subjects() const;  // one per TLS connection, "/CN=..."
 
   struct State;  // behind the server's handler; defined in ca_simulator.cpp

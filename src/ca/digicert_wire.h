@@ -35,6 +35,11 @@ std::string service_url(const std::string& fqdn, std::string_view service);
 Status check_profile_oid(const std::string& oid);
 
 soap::Envelope policy_request();
+// The profile's policy from a getPoliciesResponse. Read in either shape:
+// policy*{certificateProfileID, keyAlgorithm, minimalKeyLength, attribute*},
+// or response/policies/policy*{policyOIDReference, attributes{…}} with the
+// profile OIDs in oIDs/oID{value, oIDReferenceID} (a profile listed there
+// alone is known, without constraints).
 Result<policy::TemplatePolicy> template_policy(const soap::Response& r, const std::string& profile_oid,
                                                const std::string& what);
 

@@ -139,6 +139,37 @@ TEST(DigicertWire, PollNamesTheProfileTransactionAndRequest) {
   EXPECT_EQ(xml::text(xml::child(r, kEnroll, "requestType")), digicert::kQueryTokenStatus);
 }
 
+// Issue 16 item 21: getPolicies in the shape the public notes point at
+// (digicert-pki-ws-notes.md: getPolicies returns "oIDs", the profile OIDs).
+TEST(DigicertWire, PolicyWithProfileOidsInTheOidTableIsRead) {
+  const std::string body = std::string(R"(<P:getPoliciesResponse xmlns:P="http://schemas.verisign.com/pkiservices/2009/07/policy">
+<P:response><P:policies><P:policy><P:policyOIDReference>1</P:policyOIDReference>
+<P:attributes><P:commonName>PFX users</P:commonName><P:privateKeyAttributes><P:minimalKeyLength>3072</P:minimalKeyLength>
+<P:algorithmOIDReference>0</P:algorithmOIDReference></P:privateKeyAttributes></P:attributes>
+<P:attribute><P:name>common_name</P:name><P:usage>supported</P:usage></P:attribute>
+<P:attribute><P:name>mail</P:name><P:usage>fixed</P:usage></P:attribute>
+</P:policy></P:policies></P:response>
+<P:oIDs><P:oID><P:value>1.2.840.113549.1.1.1</P:value><P:group>3</P:group><P:oIDReferenceID>0</P:oIDReferenceID></P:oID>
+<P:oID><P:value>)") + kProfile + R"(</P:value><P:group>9</P:group><P:oIDReferenceID>1</P:oIDReferenceID></P:oID>
+<P:oID><P:value>2.16.840.1.113733.1.16.1.2.3.1.1.7</P:value><P:oIDReferenceID>2</P:oIDReferenceID></P:oID>
+</P:oIDs></P:getPoliciesResponse>)";
+  auto t = policy_of(body, kProfile);
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->key_algorithm, "RSA");
+  EXPECT_EQ(t->min_key_bits, 3072u);
+  EXPECT_EQ(t->supported, std::set<std::string>{"subject.cn"});
+  EXPECT_EQ(t->fixed, std::set<std::string>{"san.email"});
+  // Listed in oIDs alone: known, nothing said about it (no check).
+  auto bare = policy_of(body, "2.16.840.1.113733.1.16.1.2.3.1.1.7");
+  ASSERT_TRUE(bare) << bare.error().to_string();
+  EXPECT_TRUE(bare->supported.empty());
+  EXPECT_TRUE(bare->fixed.empty());
+  auto missing = policy_of(body, "2.16.840.1.113733.1.16.9");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, "ca.template_not_found");
+  EXPECT_NE(missing.error().what.find("among the 2 profiles"), std::string::npos) << missing.error().what;
+}
+
 TEST(DigicertWire, RevokeRequestNamesSerialAndReason) {
   auto parsed = soap::parse_request(
       digicert::revoke_request("0A1B", RevocationReason::superseded, "rev-1").doc.serialize(), "ours");

@@ -3,7 +3,8 @@
 // the rest is the HTTP body. Never a crash or a leak; every refusal is a named
 // CA error; whatever is accepted as issued carries exactly one parseable
 // end-entity certificate, for the key of the request's CSR (the seeds 0_issued
-// and 2_issued certify the key of kCsrBase64).
+// and 2_issued certify the key of kCsrBase64); every enrolment URI a policy yields is
+// https with certificate authentication.
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -53,6 +54,18 @@ void check_issued(const Result<Enrollment>& e) {
     std::abort();  // "issued" for another key
 }
 
+void check_policy(const soap::Response& r) {
+  auto p = mscep::policy_response(r, "fuzz");
+  if (!p) return;
+  for (const mscep::PolicyTemplate& t : p->templates) {
+    auto uris = mscep::enrolment_uris(*p, t.name, "fuzz");
+    if (!uris) continue;
+    if (uris->empty()) std::abort();
+    for (const std::string& u : *uris)
+      if (u.rfind("https://", 0) != 0) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -65,7 +78,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   switch (data[0] % 5) {
     case 0: check_issued(mscep::enrollment_result(*r, request(), "fuzz")); break;
-    case 1: (void)mscep::template_policy(*r, "User", "fuzz"); break;
+    case 1:
+      (void)mscep::template_policy(*r, "User", "fuzz");
+      check_policy(*r);
+      break;
     case 2: check_issued(digicert::enrollment_result(*r, request(), "fuzz")); break;
     case 3: (void)digicert::template_policy(*r, "2.16.840.1.113733.1.16.1", "fuzz"); break;
     default: (void)digicert::revoke_result(*r, "fuzz"); break;

@@ -10,8 +10,10 @@
 
 #include "ca/ca_factory.h"
 #include "ca/digicert_client.h"
+#include "ca/mscep_wire.h"
 #include "ca/resilience.h"
 #include "custody/pkcs11_custody.h"
+#include "pipeline/user_key.h"
 #include "provider.h"
 #include "provider_context.h"
 #include "ra_fixture.h"
@@ -100,6 +102,31 @@ class CaClients : public RaFixture {
     EXPECT_EQ(r.exit_code, 0) << r.output;
     const std::string der = slurp(path(name + ".csr"));
     return Bytes(der.begin(), der.end());
+  }
+  // A CSR as the pipeline makes it for a template's policy (its template
+  // extension and digest included), and its key.
+  struct Made {
+    EvpPkeyPtr key;
+    Bytes csr;
+  };
+  Made pipeline_csr(const policy::TemplatePolicy& t, const std::string& cn) {
+    Made m;
+    auto key = pipeline::generate_user_key(KeyType::ec_p256);
+    EXPECT_TRUE(key);
+    m.key = std::move(*key);
+    policy::RequestSpec spec;
+    spec.subject.reset(X509_NAME_new());
+    X509_NAME_add_entry_by_txt(spec.subject.get(), "CN", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+    spec.extensions = t.request_extensions;
+    spec.digest = t.request_digest;
+    auto csr = pipeline::build_csr(spec, m.key.get());
+    EXPECT_TRUE(csr) << csr.error().to_string();
+    if (csr) m.csr = *csr;
+    return m;
+  }
+  std::string dead_url(const std::string& path = kCesPath) {
+    return "https://127.0.0.1:" + std::to_string(free_loopback_port()) + path;
   }
   // The MS simulator counts per SHA-256 of the CSR's public key.
   std::string key_of(const Bytes& csr_der) {
@@ -421,6 +448,113 @@ TEST_F(CaClients, DigicertPendingIsPolledWithItsProfileUntilIssued) {
   ca::PendingTicket no_profile = first->ticket;
   no_profile.template_id.clear();
   EXPECT_EQ(c->poll(no_profile).error().code, "ca.ticket_invalid");
+}
+
+// Issue 16 item 19: the CAs of the template's policy, in priority order,
+// failing over while a failure shows the request never reached a CA.
+TEST_F(CaClients, MicrosoftEnrolsAtThePolicysCasFailingOverWhileUnreached) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  const std::string b_path = "/B_CES_Certificate/service.svc/CES";
+  sim_->set_cas({SimCa{{SimCaUri{sim_->url(b_path), 8, 2, false}, SimCaUri{dead_url(), 8, 1, false},
+                        SimCaUri{sim_->url("/B_CES_Kerberos/service.svc/CES"), 2, 0, false}}}});
+  CaEndpointConfig e = endpoint("mscep");
+  e.url = dead_url();  // the configured CES is down too: only the policy's list can help
+  e.retries = 0;
+  auto c = client(e);
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("fo"), "req-fo", {}});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, Enrollment::Status::issued);
+  EXPECT_EQ(sim_->requests_to(b_path), 1);
+  EXPECT_EQ(sim_->requests_to("/B_CES_Kerberos/service.svc/CES"), 0);  // not certificate authentication
+  EXPECT_EQ(sim_->requests_to(kCesPath), 0);
+}
+
+TEST_F(CaClients, MicrosoftNeverFailsOverAfterASendThatMayHaveReachedTheCa) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  const std::string a_path = "/A_CES_Certificate/service.svc/CES", b_path = "/B_CES_Certificate/service.svc/CES";
+  sim_->set_cas({SimCa{{SimCaUri{sim_->url(a_path), 8, 1, false}}}, SimCa{{SimCaUri{sim_->url(b_path), 8, 2, false}}}});
+  sim_->script(a_path, SimBehaviour{.kind = Kind::http_error, .http_status = 500});
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("nf"), "req-nf", {}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "ca.outcome_unknown") << r.error().to_string();
+  EXPECT_EQ(sim_->requests_to(a_path), 1);
+  EXPECT_EQ(sim_->requests_to(b_path), 0);
+}
+
+TEST_F(CaClients, MicrosoftPendingIsPolledAtTheCesThatTookIt) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  sim_->script("PfxUser", SimBehaviour{.kind = Kind::pend_then_issue, .pending_polls = 1});
+  const std::string b_path = "/B_CES_Certificate/service.svc/CES";
+  sim_->set_cas({SimCa{{SimCaUri{sim_->url(b_path), 8, 1, false}}}});
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("pb"), "req-pb", {}});
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->status, Enrollment::Status::pending);
+  EXPECT_EQ(r->ticket.poll_uri, sim_->url(b_path));
+  for (int i = 0; i < 3 && r && r->status == Enrollment::Status::pending; ++i) r = c->poll(r->ticket);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, Enrollment::Status::issued);
+  EXPECT_EQ(sim_->requests_to(b_path), 3);  // the submission and two polls
+  EXPECT_EQ(sim_->requests_to(kCesPath), 0);
+}
+
+TEST_F(CaClients, PolicyWithoutAUsableCaIsNamedBeforeAnythingIsSent) {
+  sim_->add_template("PfxUser", SimTemplate{});
+  sim_->set_cas({SimCa{{SimCaUri{sim_->url("/X_CES_Kerberos/service.svc/CES"), 2, 1, false},
+                        SimCaUri{sim_->url("/X_CES_Certificate/service.svc/CES"), 8, 1, true}}}});
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto r = c->submit(ca::SubmitRequest{"PfxUser", csr("nc"), "req-nc", {}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "ca.policy_no_ca") << r.error().to_string();
+  EXPECT_NE(r.error().what.find("X_CES_Kerberos/service.svc/CES (Kerberos authentication)"), std::string::npos);
+  EXPECT_NE(r.error().what.find("X_CES_Certificate/service.svc/CES (renewal only)"), std::string::npos);
+  sim_->set_cas({});  // cAs nil
+  auto none = client("mscep")->submit(ca::SubmitRequest{"PfxUser", csr("nn"), "req-nn", {}});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, "ca.policy_no_ca");
+  EXPECT_EQ(sim_->issued_total(), 0);
+  EXPECT_EQ(sim_->requests_to(kCesPath), 0);
+}
+
+// Issue 16 item 17: the template travels in the CSR too (the extension the
+// policy gives), so a CA that reads only the CSR finds it; without it that
+// CA refuses, as an enterprise CA does (0x80094801).
+TEST_F(CaClients, TemplateInTheCsrReachesACaThatIgnoresTheSoapContext) {
+  sim_.reset();
+  sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{path("sim2"), path("ca.pem"), false, true});
+  sim_->add_template("Other", SimTemplate{});
+  sim_->add_template("PfxUser", SimTemplate{});
+  auto c = client("mscep");
+  ASSERT_TRUE(c);
+  auto t = c->fetch_policy("PfxUser");
+  ASSERT_TRUE(t) << t.error().to_string();
+  ASSERT_EQ(t->request_extensions.size(), 1u);
+  EXPECT_EQ(t->request_extensions[0].oid, ca::mscep::kTemplateOid);  // a schema 2 template with its OID
+  Made made = pipeline_csr(*t, "WithTemplate");
+  auto ok = c->submit(ca::SubmitRequest{"PfxUser", made.csr, "req-t", {}});
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(ok->status, Enrollment::Status::issued);
+  auto lost = c->submit(ca::SubmitRequest{"PfxUser", csr("plain"), "req-l", {}});
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, "ca.template_missing") << lost.error().to_string();
+  // The CSR's template and the one in the SOAP must be the same (a CA that
+  // reads both refuses two: 0x80094802).
+  sim_.reset();
+  sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{path("sim3"), path("ca.pem")});
+  sim_->add_template("Other", SimTemplate{});
+  sim_->add_template("PfxUser", SimTemplate{});
+  auto both = client("mscep");
+  ASSERT_TRUE(both);
+  auto other = both->fetch_policy("Other");
+  ASSERT_TRUE(other);
+  auto conflict = both->submit(ca::SubmitRequest{"PfxUser", pipeline_csr(*other, "Mixed").csr, "req-c", {}});
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error().code, "ca.template_conflict") << conflict.error().to_string();
 }
 
 TEST_F(CaClients, ClientWithoutAnRaCertificateOfTheCaIsRefused) {

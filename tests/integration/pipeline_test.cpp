@@ -41,7 +41,7 @@ class Pipeline : public RaFixture {
     std::erase(hex, ':');
     std::erase(hex, '\n');
     recipient_ = "sha256:" + hex;
-    sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{path("sim"), path("ca.pem")});
+    sim_ = std::make_unique<CaSimulator>(sim_options());
     sim_->add_template(kDigicertProfile, SimTemplate{.supported = {"common_name", "mail"}, .min_key_bits = 256});
     sim_->add_template(kMsTemplate, SimTemplate{.min_key_bits = 256});
     append_config(base_config());
@@ -50,6 +50,7 @@ class Pipeline : public RaFixture {
     sim_.reset();
     RaFixture::TearDown();
   }
+  virtual CaSimulator::Options sim_options() const { return {path("sim"), path("ca.pem")}; }
 
   std::string base_config() const {
     return std::string("[ra]\nkey = \"") + (tpm_ ? "tpm2:object=ra" : "pkcs11:token=certcustody-test;object=ra") +
@@ -491,6 +492,26 @@ TEST_P(PipelineCrash, KilledAtThisPointEveryRequestIsIssuedAtMostOnce) {
 INSTANTIATE_TEST_SUITE_P(FaultPoints, PipelineCrash,
                          ::testing::Values("after_intake", "after_claim", "after_csr", "before_submit", "after_submit",
                                            "after_issue", "after_bundle", "after_write"));
+
+// Issue 16 item 17: an AD CS CA behind a CES that does not pass the SOAP
+// AdditionalContext on finds the template in the CSR (the extension the
+// enrollment policy gives); without it, it refuses (0x80094801).
+class PipelineCaReadingTheCsrOnly : public Pipeline {
+ protected:
+  CaSimulator::Options sim_options() const override {
+    CaSimulator::Options o = Pipeline::sim_options();
+    o.ignore_additional_context = true;
+    return o;
+  }
+};
+
+TEST_F(PipelineCaReadingTheCsrOnly, TheTemplateTravelsInTheCsr) {
+  submit("ms-1", "ms");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_EQ(status("ms-1")["state"], "delivered") << status("ms-1").dump();
+  EXPECT_EQ(sim_->issued_total(), 1);
+}
 
 // Many requests through one daemon run: none lost, each issued once; under
 // the ASan build the daemon's exit also checks that nothing leaked.

@@ -87,6 +87,8 @@ constexpr std::string_view kEcOid = "1.2.840.10045.2.1";
 constexpr std::uint32_t kENoRequest = 0x80094002;        // CERTSRV_E_NO_REQUEST: unknown RequestID
 constexpr std::uint32_t kEAdminDenied = 0x80094014;      // CERTSRV_E_ADMIN_DENIED_REQUEST: pend_then_deny
 constexpr std::uint32_t kEUnsupportedType = 0x80094800;  // CERTSRV_E_UNSUPPORTED_CERT_TYPE: unknown template
+constexpr std::uint32_t kENoCertType = 0x80094801;       // CERTSRV_E_NO_CERT_TYPE: no template in the request
+constexpr std::uint32_t kETemplateConflict = 0x80094802; // CERTSRV_E_TEMPLATE_CONFLICT: two templates named
 constexpr std::uint32_t kEKeyLength = 0x80094811;        // CERTSRV_E_KEY_LENGTH: key under minimalKeyLength
 constexpr std::uint32_t kEInvalidArg = 0x80070057;       // E_INVALIDARG: request shape wrong
 constexpr std::uint32_t kEBadSignature = 0x80090006;     // NTE_BAD_SIGNATURE: CSR signature does not verify
@@ -290,16 +292,19 @@ std::optional<std::string> template_oid_ext(const ASN1_OCTET_STRING* data) {
   return oid_text(first->value.object);
 }
 
-// The template the CSR's extensionRequest names: a name, or a template OID.
-std::optional<std::string> csr_template(X509_REQ* req) {
+// The templates the CSR's extensionRequest names: names, and template OIDs.
+std::vector<std::string> csr_templates(X509_REQ* req) {
+  std::vector<std::string> out;
   ExtStack exts(X509_REQ_get_extensions(req));
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
     X509_EXTENSION* e = sk_X509_EXTENSION_value(exts.get(), i);
     std::string oid = oid_text(X509_EXTENSION_get_object(e));
-    if (oid == "1.3.6.1.4.1.311.20.2") return template_name_ext(X509_EXTENSION_get_data(e));
-    if (oid == "1.3.6.1.4.1.311.21.7") return template_oid_ext(X509_EXTENSION_get_data(e));
+    std::optional<std::string> named;
+    if (oid == "1.3.6.1.4.1.311.20.2") named = template_name_ext(X509_EXTENSION_get_data(e));
+    if (oid == "1.3.6.1.4.1.311.21.7") named = template_oid_ext(X509_EXTENSION_get_data(e));
+    if (named) out.push_back(*named);
   }
-  return std::nullopt;
+  return out;
 }
 
 // The CSR's subject and public key (or, `other_key`, a fresh one: a CA that
@@ -400,7 +405,8 @@ struct TemplateEntry {
 
 struct EnrollInput {
   Dialect dialect = Dialect::ms;
-  std::optional<std::string> template_key;  // MS: AdditionalContext; nullopt: read the CSR
+  std::optional<std::string> template_key;  // MS: AdditionalContext; DigiCert: certificateProfileID
+  std::string path;                         // MS: the CES endpoint's path (a script key)
   Bytes csr;
   std::string txid;  // DigiCert clientTransactionID
   std::vector<std::pair<std::string, std::string>> attributes;
@@ -602,6 +608,8 @@ std::optional<long> positive_long(const std::string& s) {
 // --- the simulator's state and its answers ----------------------------------------
 struct CaSimulator::State {
   std::string dir;
+  bool standalone = false;
+  bool ignore_additional_context = false;
   std::atomic<int> port{0};
   EvpPkeyPtr ca_key;
   X509Ptr ca_cert;
@@ -621,12 +629,14 @@ struct CaSimulator::State {
   std::map<std::string, long> issued_counts;
   long issued_total = 0;
   long next_request_id = 1;
+  std::optional<std::vector<SimCa>> cas;  // nullopt: the one default CA at ces_url()
   std::map<std::string, long> requests_by_path;
 
   Status init(const Options& o);
   std::string base() const { return "https://127.0.0.1:" + std::to_string(port.load()); }
   std::string cep_url() const { return base() + std::string(kCepPath); }
   std::string ces_url() const { return base() + std::string(kCesPath); }
+  std::vector<SimCa> policy_cas() const;  // under mu
   void wait_delay(std::chrono::milliseconds d);
 
   HttpReply handle(const HttpRequest& r);
@@ -635,11 +645,13 @@ struct CaSimulator::State {
   std::optional<SimBehaviour> take_script_locked(std::initializer_list<std::string_view> keys);
   std::optional<SimBehaviour> take_script(std::initializer_list<std::string_view> keys);
   std::string template_for_locked(std::string key) const;
+  std::string choose_template_locked(const EnrollInput& in, const Result<X509ReqPtr>& csr,
+                                     std::optional<Rejection>& refusal) const;
   std::optional<Rejection> check_locked(const EnrollInput& in, const std::string& tpl,
-                                        const Result<X509ReqPtr>& csr) const;
+                                        const std::optional<Rejection>& refusal, const Result<X509ReqPtr>& csr) const;
   Decision enroll(const EnrollInput& in);
-  Decision decide_locked(const EnrollInput& in, const std::string& tpl, const Result<X509ReqPtr>& csr,
-                         const std::optional<SimBehaviour>& b);
+  Decision decide_locked(const EnrollInput& in, const std::string& tpl, const std::optional<Rejection>& refusal,
+                         const Result<X509ReqPtr>& csr, const std::optional<SimBehaviour>& b);
   Decision pend_locked(const Bytes& csr, const std::string& count_key, const std::string& tpl, const SimBehaviour& b);
   Decision issue_locked(X509_REQ* req, const std::string& count_key, long id, bool other_key);
   Decision advance_locked(long id, PendingRequest& p);
@@ -652,10 +664,10 @@ struct CaSimulator::State {
   soap::Envelope policies_envelope(const std::string& relates_to);
   void add_policy(xmlNode* policies, xmlNs* x, const std::string& name, const TemplateEntry& e, OidTable& oids) const;
   void add_cas(xmlNode* gpr, xmlNs* x) const;
-  HttpReply ms_rst(const soap::Request& req);
-  HttpReply ms_issue(const soap::Request& req);
-  HttpReply ms_query(const soap::Request& req);
-  HttpReply ms_render(const std::string& relates_to, const Decision& d);
+  HttpReply ms_rst(const soap::Request& req, const std::string& path);
+  HttpReply ms_issue(const soap::Request& req, const std::string& path);
+  HttpReply ms_query(const soap::Request& req, const std::string& path);
+  HttpReply ms_render(const std::string& relates_to, const Decision& d, const std::string& path);
 
   // DigiCert pki-ws (SOAP 1.1)
   HttpReply dc_endpoint(const HttpRequest& http, const std::string& service);
@@ -693,6 +705,13 @@ void CaSimulator::State::wait_delay(std::chrono::milliseconds d) {
   cv.wait_for(l, d, [this] { return stopping; });
 }
 
+// Any ".../service.svc/CES" path is a CES endpoint of the one CA (AD CS
+// names them <CA>_CES_<authentication>), so a policy can list several.
+bool is_ces_path(const std::string& path) {
+  constexpr std::string_view tail = "/service.svc/CES";
+  return path == kCesPath || (path.size() > tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0);
+}
+
 HttpReply CaSimulator::State::handle(const HttpRequest& r) {
   ++requests;
   const std::string path = r.target.substr(0, r.target.find('?'));
@@ -702,7 +721,7 @@ HttpReply CaSimulator::State::handle(const HttpRequest& r) {
   }
   if (r.method != "POST") return {405, "text/plain", "the CA simulator answers POST only\n"};
   if (path == kCepPath) return ms_endpoint(r, true);
-  if (path == kCesPath) return ms_endpoint(r, false);
+  if (is_ces_path(path)) return ms_endpoint(r, false);
   if (starts_with(path, kPkiWsPath)) return dc_endpoint(r, path.substr(kPkiWsPath.size()));
   return {404, "text/plain", "no such endpoint: " + path + "\n"};
 }
@@ -735,13 +754,37 @@ std::string CaSimulator::State::template_for_locked(std::string key) const {
   return key;
 }
 
+// The template a request is for (MS-WCCE 3.2.2.6.2.1.4.1): every identifier
+// it carries — the AdditionalContext name, the CSR's template name and
+// template OID extensions — must name one template. DigiCert: the profile.
+std::string CaSimulator::State::choose_template_locked(const EnrollInput& in, const Result<X509ReqPtr>& csr,
+                                                       std::optional<Rejection>& refusal) const {
+  if (in.dialect == Dialect::digicert) return in.template_key.value_or("");
+  std::set<std::string> named;
+  if (in.template_key && !in.template_key->empty() && !ignore_additional_context) named.insert(*in.template_key);
+  if (csr)
+    for (const std::string& id : csr_templates(csr->get())) named.insert(template_for_locked(id));
+  if (named.size() > 1) {
+    std::string list;
+    for (const std::string& n : named) list += (list.empty() ? "" : ", ") + n;
+    refusal = Rejection{kETemplateConflict, "SIM_TEMPLATE_CONFLICT", "The request names more than one certificate "
+                                                                     "template: " + list};
+    return {};
+  }
+  if (named.empty() && !standalone && csr)
+    refusal = Rejection{kENoCertType, "SIM_NO_TEMPLATE", "The request contains no certificate template information"};
+  return named.empty() ? std::string() : *named.begin();
+}
+
 std::optional<Rejection> CaSimulator::State::check_locked(const EnrollInput& in, const std::string& tpl,
+                                                          const std::optional<Rejection>& refusal,
                                                           const Result<X509ReqPtr>& csr) const {
+  if (!csr) return Rejection{kEAsn1BadTag, "SIM_CSR_INVALID", "The request is not a DER PKCS#10"};
+  if (refusal) return refusal;
   auto known = templates.find(tpl);
   if (!tpl.empty() && known == templates.end() && !templates.empty() && !scripts.contains(tpl))
     return Rejection{kEUnsupportedType, "SIM_PROFILE_UNKNOWN",
                      "The requested certificate template is not supported by this CA: " + tpl};
-  if (!csr) return Rejection{kEAsn1BadTag, "SIM_CSR_INVALID", "The request is not a DER PKCS#10"};
   EVP_PKEY* pub = X509_REQ_get0_pubkey(csr->get());
   if (pub == nullptr || X509_REQ_verify(csr->get(), pub) != 1)
     return Rejection{kEBadSignature, "SIM_CSR_SIGNATURE", "The request's signature does not verify"};
@@ -772,11 +815,10 @@ Decision CaSimulator::State::enroll(const EnrollInput& in) {
   if (in.dialect == Dialect::digicert)
     if (auto it = transactions.find(in.txid); it != transactions.end()) return replay_locked(it->second);
   Result<X509ReqPtr> csr = parse_csr(in.csr);
-  std::optional<std::string> named = in.template_key;
-  if (!named && csr) named = csr_template(csr->get());
-  const std::string tpl = template_for_locked(named.value_or(""));
-  std::optional<SimBehaviour> b = take_script_locked({in.txid, tpl, kScriptAny});
-  Decision d = decide_locked(in, tpl, csr, b);
+  std::optional<Rejection> refusal;
+  const std::string tpl = choose_template_locked(in, csr, refusal);
+  std::optional<SimBehaviour> b = take_script_locked({in.path, in.txid, tpl, kScriptAny});
+  Decision d = decide_locked(in, tpl, refusal, csr, b);
   // Stored before the delay is set: a slow answer is slow once, its replay is
   // not; an unreadable one is unreadable once, its replay is the real answer.
   if (in.dialect == Dialect::digicert && (d.kind == Decision::Kind::issued || d.kind == Decision::Kind::pending)) {
@@ -787,7 +829,8 @@ Decision CaSimulator::State::enroll(const EnrollInput& in) {
   return d;
 }
 
-Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::string& tpl, const Result<X509ReqPtr>& csr,
+Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::string& tpl,
+                                           const std::optional<Rejection>& refusal, const Result<X509ReqPtr>& csr,
                                            const std::optional<SimBehaviour>& b) {
   if (b && is_raw(b->kind)) {
     Decision d;
@@ -798,7 +841,7 @@ Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::str
   // A scripted fault comes after the CA created the request, so it carries a RequestID.
   if (b && b->kind == SimBehaviour::Kind::fault)
     return rejected(next_request_id++, Rejection{b->hresult, b->digicert_errorcode, b->reason});
-  if (std::optional<Rejection> r = check_locked(in, tpl, csr)) return rejected(next_request_id++, *r);
+  if (std::optional<Rejection> r = check_locked(in, tpl, refusal, csr)) return rejected(next_request_id++, *r);
   const std::string count_key = in.dialect == Dialect::digicert ? in.txid : spki_key(csr->get());
   Decision d;
   if (b && (b->kind == SimBehaviour::Kind::pend_then_issue || b->kind == SimBehaviour::Kind::pend_then_deny)) {
@@ -899,7 +942,8 @@ HttpReply CaSimulator::State::ms_endpoint(const HttpRequest& http, bool cep) {
   if (req->version != soap::Version::soap12)
     return soap_reply(fault12(kWsaFaultAction, "", "VersionMismatch", "", "", "expected a SOAP 1.2 envelope").env, 500);
   // WCF's address filter: To must name this endpoint (by the URL the client dialled, too).
-  const std::string url = cep ? cep_url() : ces_url();
+  const std::string path = http.target.substr(0, http.target.find('?'));
+  const std::string url = cep ? cep_url() : base() + path;
   if (req->to != url && req->to != "https://" + http.header("host") + http.target)
     return soap_reply(fault12(kWsaFaultAction, req->message_id, "Sender", soap::kWsa, "DestinationUnreachable",
                               "The message with To '" + req->to + "' cannot be processed at the receiver: " +
@@ -911,7 +955,7 @@ HttpReply CaSimulator::State::ms_endpoint(const HttpRequest& http, bool cep) {
                               "The message with Action '" + req->action + "' cannot be processed at the receiver")
                           .env,
                       500);
-  return cep ? ms_policies(*req) : ms_rst(*req);
+  return cep ? ms_policies(*req) : ms_rst(*req, path);
 }
 
 HttpReply CaSimulator::State::ms_policies(const soap::Request& req) {
@@ -967,7 +1011,16 @@ void CaSimulator::State::add_policy(xmlNode* policies, xmlNs* x, const std::stri
   const SimTemplate& t = e.t;
   xmlNode* p = xml::add(policies, x, "policy");
   xml::add(p, x, "policyOIDReference", oids.ref(template_oid(e.index), 9, name));
-  xml::add(xml::add(p, x, "cAs"), x, "cAReference", "0");
+  const std::size_t ca_count = policy_cas().size();
+  std::vector<int> refs = t.cas;
+  if (refs.empty())
+    for (std::size_t i = 0; i < ca_count; ++i) refs.push_back(static_cast<int>(i));
+  if (refs.empty()) {
+    add_nil(p, x, "cAs");
+  } else {
+    xmlNode* cas = xml::add(p, x, "cAs");
+    for (int r : refs) xml::add(cas, x, "cAReference", std::to_string(r));
+  }
   xmlNode* a = xml::add(p, x, "attributes");
   xml::add(a, x, "commonName", name);
   // algorithmOIDReference belongs to schema 3 templates (CNG key algorithms).
@@ -994,34 +1047,59 @@ void CaSimulator::State::add_policy(xmlNode* policies, xmlNs* x, const std::stri
   add_nil(a, x, "supersededPolicies");
   add_nil(a, x, "privateKeyFlags");
   xml::add(a, x, "subjectNameFlags", std::to_string(t.subject_name_flags));
-  for (const char* n : {"enrollmentFlags", "generalFlags", "hashAlgorithmOIDReference", "rARequirements",
-                        "keyArchivalAttributes", "extensions"})
-    add_nil(a, x, n);
+  for (const char* n : {"enrollmentFlags", "generalFlags"}) add_nil(a, x, n);
+  if (t.hash_algorithm.empty()) {
+    add_nil(a, x, "hashAlgorithmOIDReference");
+  } else {
+    xml::add(a, x, "hashAlgorithmOIDReference", oids.ref(t.hash_algorithm, 1, "hash"));
+  }
+  for (const char* n : {"rARequirements", "keyArchivalAttributes", "extensions"}) add_nil(a, x, n);
 }
 
-// The one CA: enrolment through ces_url() with certificate authentication (8).
+std::vector<SimCa> CaSimulator::State::policy_cas() const {
+  std::lock_guard l(mu);
+  if (cas) return *cas;
+  return {SimCa{{SimCaUri{ces_url(), 8, 1, false}}, true}};
+}
+
+// The CAs (cAReferenceID = index), each with its URIs; cAs nil when there are none.
 void CaSimulator::State::add_cas(xmlNode* gpr, xmlNs* x) const {
-  xmlNode* ca = xml::add(xml::add(gpr, x, "cAs"), x, "cA");
-  xmlNode* uri = xml::add(xml::add(ca, x, "uris"), x, "cAURI");
-  xml::add(uri, x, "clientAuthentication", "8");
-  xml::add(uri, x, "uri", ces_url());
-  xml::add(uri, x, "priority", "1");
-  xml::add(uri, x, "renewalOnly", "false");
-  xml::add(ca, x, "certificate", xml::base64_encode(ca_der));
-  xml::add(ca, x, "enrollPermission", "true");
-  xml::add(ca, x, "cAReferenceID", "0");
+  const std::vector<SimCa> list = policy_cas();
+  if (list.empty()) {
+    add_nil(gpr, x, "cAs");
+    return;
+  }
+  xmlNode* cas = xml::add(gpr, x, "cAs");
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    xmlNode* ca = xml::add(cas, x, "cA");
+    xmlNode* uris = xml::add(ca, x, "uris");
+    for (const SimCaUri& u : list[i].uris) {
+      xmlNode* uri = xml::add(uris, x, "cAURI");
+      xml::add(uri, x, "clientAuthentication", std::to_string(u.client_authentication));
+      xml::add(uri, x, "uri", u.uri);
+      if (u.priority < 0) {
+        add_nil(uri, x, "priority");
+      } else {
+        xml::add(uri, x, "priority", std::to_string(u.priority));
+      }
+      xml::add(uri, x, "renewalOnly", u.renewal_only ? "true" : "false");
+    }
+    xml::add(ca, x, "certificate", xml::base64_encode(ca_der));
+    xml::add(ca, x, "enrollPermission", list[i].enroll_permission ? "true" : "false");
+    xml::add(ca, x, "cAReferenceID", std::to_string(i));
+  }
 }
 
-HttpReply CaSimulator::State::ms_rst(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_rst(const soap::Request& req, const std::string& path) {
   if (!xml::is(req.payload, kTrust, "RequestSecurityToken"))
     return ms_fault(req.message_id, bad_request("the body is not a WS-Trust RequestSecurityToken"), 0);
   const std::string type = xml::text(xml::child(req.payload, kTrust, "RequestType"));
-  if (type == kIssue) return ms_issue(req);
-  if (type == kMsQuery) return ms_query(req);
+  if (type == kIssue) return ms_issue(req, path);
+  if (type == kMsQuery) return ms_query(req, path);
   return ms_fault(req.message_id, bad_request("unsupported RequestType '" + type + "'"), 0);
 }
 
-HttpReply CaSimulator::State::ms_issue(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_issue(const soap::Request& req, const std::string& path) {
   xmlNode* bst = xml::child(req.payload, kWsse, "BinarySecurityToken");
   const std::string value_type = xml::attribute(bst, "", "ValueType").value_or("");
   if (bst == nullptr || (value_type != kMsPkcs10 && value_type != kWssePkcs7))
@@ -1033,18 +1111,20 @@ HttpReply CaSimulator::State::ms_issue(const soap::Request& req) {
     return ms_fault(req.message_id, bad_request("the BinarySecurityToken is empty or not base64"), 0);
   EnrollInput in;
   in.template_key = context_template(req.payload);
+  in.path = path;
   in.csr = std::move(*der);
-  return ms_render(req.message_id, enroll(in));
+  return ms_render(req.message_id, enroll(in), path);
 }
 
-HttpReply CaSimulator::State::ms_query(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_query(const soap::Request& req, const std::string& path) {
   // cepces also sends an empty BinarySecurityToken here: ignored.
   std::optional<long> id = positive_long(xml::text(xml::child(req.payload, kEnr, "RequestID")));
   if (!id) return ms_fault(req.message_id, bad_request("QueryTokenStatus needs a RequestID"), 0);
-  return ms_render(req.message_id, poll(*id));
+  return ms_render(req.message_id, poll(*id), path);
 }
 
-HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Decision& d) {
+// `path`: the CES endpoint that answers, named as the pending request's Reference.
+HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Decision& d, const std::string& path) {
   wait_delay(d.delay);
   if (d.kind == Decision::Kind::raw) return raw_reply(d.raw, soap::Version::soap12);
   if (d.kind == Decision::Kind::rejected) return ms_fault(relates_to, d.rejection, d.request_id);
@@ -1068,7 +1148,7 @@ HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Dec
     token(rst, kX509v3, d.issued->cert);
   } else {
     xmlNode* ref = xml::add(xml::add(rst, wsse, "SecurityTokenReference"), wsse, "Reference");
-    xml::set_attribute(ref, nullptr, "URI", ces_url());
+    xml::set_attribute(ref, nullptr, "URI", base() + path);
   }
   xml::add(r, enr, "RequestID", std::to_string(d.request_id));
   return d.garble ? garbled(*d.garble, soap_reply(e)) : soap_reply(e);
@@ -1099,21 +1179,39 @@ HttpReply CaSimulator::State::dc_policies(const soap::Request& req) {
     std::lock_guard l(mu);
     tpls = templates;
   }
+  // In the shape the public notes point at (digicert-pki-ws-notes.md: getPolicies
+  // "returning oIDs (profile OIDs)"): MS-XCEP-like policies whose
+  // policyOIDReference names the profile OID in oIDs; the attribute list is
+  // our reading, kept in each policy.
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* resp = add_in(e.body, kDcPolicy, "P", "getPoliciesResponse");
   xmlNs* p = resp->ns;
+  xmlNode* policies = xml::add(xml::add(resp, p, "response"), p, "policies");
+  OidTable oids;
   for (const auto& [oid, entry] : tpls) {
-    xmlNode* pol = xml::add(resp, p, "policy");
-    xml::add(pol, p, "certificateProfileID", oid);
-    xml::add(pol, p, "name", "Simulated profile " + oid);
-    if (!entry.t.key_algorithm.empty()) xml::add(pol, p, "keyAlgorithm", entry.t.key_algorithm);
-    xml::add(pol, p, "minimalKeyLength", std::to_string(entry.t.min_key_bits));
+    xmlNode* pol = xml::add(policies, p, "policy");
+    xml::add(pol, p, "policyOIDReference", oids.ref(oid, 9, "Simulated profile " + oid));
+    xmlNode* attributes = xml::add(pol, p, "attributes");
+    xml::add(attributes, p, "commonName", "Simulated profile " + oid);
+    xmlNode* key = xml::add(attributes, p, "privateKeyAttributes");
+    xml::add(key, p, "minimalKeyLength", std::to_string(entry.t.min_key_bits));
+    if (!entry.t.key_algorithm.empty())
+      xml::add(key, p, "algorithmOIDReference",
+               oids.ref(std::string(entry.t.key_algorithm == "EC" ? kEcOid : kRsaOid), 3, entry.t.key_algorithm));
     for (const auto& [list, usage] : {std::pair{&entry.t.supported, "supported"}, std::pair{&entry.t.fixed, "fixed"}})
       for (const std::string& name : *list) {
         xmlNode* attr = xml::add(pol, p, "attribute");
         xml::add(attr, p, "name", name);
         xml::add(attr, p, "usage", usage);
       }
+  }
+  xmlNode* list = xml::add(resp, p, "oIDs");
+  for (std::size_t i = 0; i < oids.entries.size(); ++i) {
+    xmlNode* o = xml::add(list, p, "oID");
+    xml::add(o, p, "value", oids.entries[i].value);
+    xml::add(o, p, "group", std::to_string(oids.entries[i].group));
+    xml::add(o, p, "oIDReferenceID", std::to_string(i));
+    xml::add(o, p, "defaultName", oids.entries[i].name);
   }
   return soap_reply(e);
 }
@@ -1223,13 +1321,17 @@ Status only_keys(const Json& j, std::initializer_list<std::string_view> allowed,
 }
 
 Result<SimTemplate> template_from(const Json& j, const std::string& where) {
-  CC_TRY(only_keys(j, {"supported", "fixed", "min_key_bits", "key_algorithm", "subject_name_flags"}, where));
+  CC_TRY(only_keys(j, {"supported", "fixed", "min_key_bits", "key_algorithm", "subject_name_flags", "cas",
+                       "hash_algorithm"},
+                    where));
   SimTemplate t;
   t.supported = j.value("supported", std::vector<std::string>{});
   t.fixed = j.value("fixed", std::vector<std::string>{});
   t.min_key_bits = j.value("min_key_bits", t.min_key_bits);
   t.key_algorithm = j.value("key_algorithm", std::string{});
   t.subject_name_flags = j.value("subject_name_flags", t.subject_name_flags);
+  t.cas = j.value("cas", std::vector<int>{});
+  t.hash_algorithm = j.value("hash_algorithm", std::string{});
   if (!t.key_algorithm.empty() && t.key_algorithm != "RSA" && t.key_algorithm != "EC")
     return script_error(where + ": key_algorithm must be \"RSA\" or \"EC\"");
   return t;
@@ -1309,6 +1411,8 @@ Status CaSimulator::load_script(std::string_view text) {
 // --- the public face ---------------------------------------------------------------------
 CaSimulator::CaSimulator(Options options, int port) : state_(std::make_unique<State>()) {
   if (Status s = state_->init(options); !s) throw std::runtime_error(s.error().to_string());
+  state_->standalone = options.standalone;
+  state_->ignore_additional_context = options.ignore_additional_context;
   server_ = std::make_unique<TlsTestServer>(
       TlsTestServer::Options{options.dir + "/tls.pem", options.dir + "/tls.key", options.client_ca_file, 0, false},
       [s = state_.get()](const HttpRequest& r) { return s->handle(r); }, port);
@@ -1330,6 +1434,12 @@ std::string CaSimulator::issuing_ca() const { return state_->dir + "/issuing-ca.
 std::string CaSimulator::cep_url() const { return state_->cep_url(); }
 std::string CaSimulator::ces_url() const { return state_->ces_url(); }
 std::string CaSimulator::digicert_fqdn() const { return "127.0.0.1:" + std::to_string(port()); }
+std::string CaSimulator::url(const std::string& path) const { return state_->base() + path; }
+
+void CaSimulator::set_cas(std::vector<SimCa> cas) {
+  std::lock_guard l(state_->mu);
+  state_->cas = std::move(cas);
+}
 
 void CaSimulator::add_template(const std::string& name_or_oid, SimTemplate t) {
   std::lock_guard l(state_->mu);

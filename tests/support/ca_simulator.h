@@ -38,6 +38,23 @@ struct SimTemplate {
   // MS-XCEP subjectNameFlags: CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT (0x1) |
   // CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT_ALT_NAME (0x00010000). Advertised only.
   std::uint32_t subject_name_flags = 0x00010001;
+  // MS: the CAs (indices into set_cas()) the template's policy references;
+  // empty: every CA. Advertised only (every CES endpoint issues every template).
+  std::vector<int> cas{};
+  // MS: hashAlgorithmOIDReference's OID (e.g. "2.16.840.1.101.3.4.2.2"); "": nil. Advertised only.
+  std::string hash_algorithm{};
+};
+
+// One enrolment URI of a CA in the MS-XCEP policy (cAURI).
+struct SimCaUri {
+  std::string uri;                     // any https://127.0.0.1:P/…/service.svc/CES path is a CES endpoint
+  unsigned client_authentication = 8;  // 1 anonymous, 2 Kerberos, 4 user name/password, 8 certificate
+  int priority = 1;                    // < 0: nil
+  bool renewal_only = false;
+};
+struct SimCa {
+  std::vector<SimCaUri> uris;
+  bool enroll_permission = true;
 };
 
 struct SimBehaviour {
@@ -75,6 +92,12 @@ class CaSimulator {
   struct Options {
     std::string dir;             // where it writes tls-ca.pem, issuing-ca.pem (and its TLS key)
     std::string client_ca_file;  // issuer of acceptable RA (client) certificates
+    // MS: an enterprise CA refuses a request that names no template
+    // (0x80094801); a standalone one issues it.
+    bool standalone = false;
+    // MS: read the template only from the CSR, as an AD CS CA behind a CES
+    // that does not pass the SOAP AdditionalContext on.
+    bool ignore_additional_context = false;
   };
   // Listens on 127.0.0.1:port (0: a free port). Throws std::runtime_error
   // when it cannot make its CAs or listen (a test set-up failure).
@@ -89,12 +112,17 @@ class CaSimulator {
   std::string cep_url() const;        // https://127.0.0.1:P/ADPolicyProvider_CEP_Certificate/service.svc/CEP
   std::string ces_url() const;        // https://127.0.0.1:P/CA_CES_Certificate/service.svc/CES
   std::string digicert_fqdn() const;  // "127.0.0.1:P" (the client builds https://<fqdn>/pki-ws/...)
+  std::string url(const std::string& path) const;  // https://127.0.0.1:P<path>
 
   // Thread-safe; may be called while clients are talking to it.
   void add_template(const std::string& name_or_oid, SimTemplate t);
   // key: a template name / profile OID, a DigiCert clientTransactionID (wins
-  // over the template), or one of the kScript* keys. Replaces an earlier script.
+  // over the template), an MS CES endpoint's path (wins over both), or one of
+  // the kScript* keys. Replaces an earlier script.
   void script(const std::string& key, SimBehaviour b);
+  // The CAs of the MS-XCEP policy (default: one, at ces_url(), certificate
+  // authentication, priority 1); {} answers cAs nil.
+  void set_cas(std::vector<SimCa> cas);
   // Templates and behaviours from JSON (docs/ca-simulator.md, "Script file").
   Status load_script(std::string_view json);
 

@@ -229,7 +229,7 @@ TEST(MscepWire, UnreadableAnswersLeaveTheOutcomeUnknown) {
       envelope + "</s:Body></s:Envelope>",                                  // nothing in the Body
       envelope + "<x:Other xmlns:x=\"urn:other\"/></s:Body></s:Envelope>",  // not an RSTR
       "",                                                                   // nothing at all
-      std::string("\x30\x82\x01\x00garbage", 13),                           // binary
+      std::string("\x30\x82\x01\x00garbage", 11),                           // binary
   };
   for (const std::string& body : cases) {
     auto e = parse_rstr(body);

@@ -157,6 +157,11 @@ class CaBench {
   // An issued answer of the simulator, as it came over HTTP.
   const std::string& issued_answer(Dialect d) const { return d == Dialect::digicert ? digicert_answer_ : ms_answer_; }
   static constexpr const char* kCaptureTransaction = "bench-capture";
+  // The request the captured answers were made for, to check them against.
+  ca::PendingTicket capture_request(Dialect d) const {
+    return ca::ticket_for(ca::SubmitRequest{d == Dialect::digicert ? kProfileOid : kMsTemplate,
+                                            users_.front().csr_der, kCaptureTransaction, {}});
+  }
 
   // A new client as the connector makes one for a [ca.<name>] section.
   Result<std::unique_ptr<ca::CaClient>> client(Dialect d, Ra ra) const {
@@ -343,7 +348,7 @@ void bm_parse(benchmark::State& state, Dialect dialect) {
   }
   const std::string& body = b->issued_answer(dialect);
   const std::string what = "issued answer of the CA simulator";
-  const std::string transaction = CaBench::kCaptureTransaction;
+  const ca::PendingTicket request = b->capture_request(dialect);
   for (auto _ : state) {
     Result<ca::soap::Response> r = ca::soap::parse_response(body, what);
     if (!r) {
@@ -351,8 +356,8 @@ void bm_parse(benchmark::State& state, Dialect dialect) {
       break;
     }
     Result<ca::Enrollment> e = dialect == Dialect::digicert
-                                   ? ca::digicert::enrollment_result(*r, transaction, what)
-                                   : ca::mscep::enrollment_result(*r, what);
+                                   ? ca::digicert::enrollment_result(*r, request, what)
+                                   : ca::mscep::enrollment_result(*r, request, what);
     if (!e) {
       skip(state, "enrollment_result: " + e.error().to_string());
       break;

@@ -349,6 +349,8 @@ Result<RequestSpec> evaluate(const Profile& p, const RequestAttributes& r, const
   }
   spec.key_type = p.key_type;
   spec.validity_days = p.validity_days;
+  spec.extensions = tpl.request_extensions;
+  spec.digest = tpl.request_digest;
   for (const std::string& e : p.ekus) {
     ASN1_OBJECT* o = OBJ_txt2obj(e.c_str(), 0);
     if (o == nullptr) return perr("profile_invalid", "EKU \"" + e + "\" is unknown", "fix the profile");

@@ -67,11 +67,24 @@ struct RequestAttributes {
 // and subject.mail_firstname / subject.mail_lastname for DigiCert profiles
 // that build the Subject from the mail address. "san.othername:*" supports
 // every otherName (a Microsoft template that takes the SAN from the request).
+// An extension the CA needs in the PKCS#10 to recognise the template, made by
+// the CA client (e.g. the Microsoft certificate template extension); the
+// policy engine passes it on untouched.
+struct RequestExtension {
+  std::string oid;  // dotted
+  Bytes value;      // DER of the extension's value (the content of extnValue)
+  bool critical = false;
+};
+
 struct TemplatePolicy {
   std::set<std::string> supported;  // empty: not known, no check
   std::set<std::string> fixed;      // set by the CA itself
   unsigned min_key_bits = 0;
   std::string key_algorithm;  // "RSA" or "EC" when the template fixes it; empty: any
+  std::vector<RequestExtension> request_extensions;
+  // Digest of the PKCS#10's signature when the template asks for one
+  // stronger than SHA-256 ("SHA384", "SHA512"); empty: SHA-256.
+  std::string request_digest;
 };
 
 // The resolved request, as OpenSSL types (never strings of DER or DNs).
@@ -81,6 +94,8 @@ struct RequestSpec {
   KeyType key_type = KeyType::rsa2048;
   std::vector<std::string> ekus;  // OIDs, dotted
   unsigned validity_days = 0;
+  std::vector<RequestExtension> extensions;  // the template's, from TemplatePolicy
+  std::string digest;                        // from TemplatePolicy::request_digest; empty: SHA-256
 };
 
 Result<RequestSpec> evaluate(const Profile& profile, const RequestAttributes& request,

@@ -36,7 +36,14 @@ struct PendingTicket {
   std::string poll_uri;    // where to ask again (MS: SecurityTokenReference URI); may be empty
   std::string message;     // the CA's disposition text
   std::string transaction_id;  // the submission's idempotency key, where the CA uses one (DigiCert)
+  // What the request was made with: a poll names the template again (DigiCert's
+  // certificateProfileID), and a certificate issued later must be for the CSR's key.
+  std::string template_id;
+  Bytes csr_der;
 };
+// The ticket of a submission before the CA has answered: its transaction,
+// template and CSR, to check the answer against and to poll with.
+PendingTicket ticket_for(const SubmitRequest& request);
 
 struct Enrollment {
   enum class Status { issued, pending };
@@ -86,7 +93,20 @@ std::string serial_hex(const X509* cert);  // the same, of a decoded certificate
 // client CPU (docs/performance.md), so they are passed on as objects.
 Result<std::vector<X509Ptr>> pkcs7_certificates(const Bytes& der, const std::string& what);
 // Splits a set of certificates into the one end-entity certificate (not a CA)
-// and the others, as DER; ca.response_invalid unless there is exactly one.
-Result<Enrollment> issued_from_certificates(const std::vector<X509Ptr>& certs, const std::string& what);
+// and the others, as DER; ca.response_unreadable unless there is exactly one,
+// ca.issued_key_mismatch unless it is for the key of `request`'s CSR. The
+// ticket of the result carries the request's transaction, template and CSR.
+Result<Enrollment> issued_from_certificates(const std::vector<X509Ptr>& certs, const PendingTicket& request,
+                                            const std::string& what);
+// The check every client makes before it reports "issued": `cert` certifies
+// the public key of the PKCS#10 `csr_der` (SubjectPublicKeyInfo compared; a
+// key encoded another way is compared as a key). ca.issued_key_mismatch
+// otherwise, naming the certificate; ca.ticket_invalid without a CSR.
+Status check_issued_key(X509* cert, const Bytes& csr_der, const std::string& what);
+
+// An answer that arrived after the request was sent but cannot be read (not
+// the protocol's message, damaged encoding): ca.response_unreadable, which
+// resilience.h classifies as "the request may have reached the CA".
+Error unreadable(const std::string& what, const std::string& remedy = {});
 
 }  // namespace certcustody::ca

@@ -189,9 +189,9 @@ Error http_status_error(long status, const std::string& where) {
   return Error{"ca.http_error", what, "check the CMP URL and the CA type in the configuration", native};
 }
 
-Error response_invalid(const std::string& what) {
-  return Error{"ca.response_invalid", what,
-               "check that the URL names the CA's CMP endpoint and the CA type is cmp; report the answer if they do"};
+Error response_unreadable(const std::string& what) {
+  return ca::unreadable(what, "check that the URL names the CA's CMP endpoint and the CA type is cmp, and report the "
+                          "answer if they do; the request may have reached the CA: look it up there");
 }
 
 // A TCP connection made by us, not by OpenSSL: OpenSSL 3.0's HTTP client
@@ -243,11 +243,11 @@ Result<int> tcp_connect(const Url& u, std::chrono::steady_clock::time_point dead
 
 Result<CmpMsgPtr> parse_message(const unsigned char* der, std::size_t len, const std::string& where) {
   if (len > kMaxResponseBytes)
-    return response_invalid(where + ": the answer is longer than " + std::to_string(kMaxResponseBytes) + " bytes");
+    return response_unreadable(where + ": the answer is longer than " + std::to_string(kMaxResponseBytes) + " bytes");
   const unsigned char* p = der;
   CmpMsgPtr msg(d2i_OSSL_CMP_MSG(nullptr, &p, static_cast<long>(len)));
   if (!msg || p != der + len)
-    return response_invalid(with_detail(where + ": the answer is not a DER PKIMessage", drain_openssl_errors()));
+    return response_unreadable(with_detail(where + ": the answer is not a DER PKIMessage", drain_openssl_errors()));
   return msg;
 }
 
@@ -373,12 +373,15 @@ class CmpClient final : public CaClient {
       issued = OSSL_CMP_exec_P10CR_ses(ctx.get());  // owned by ctx
     }
     if (issued == nullptr) return failure(ctx.get(), ex, "p10cr");
+    // OpenSSL's certConf check made this one already; the shared check
+    // keeps every dialect's "issued" under the same rule.
+    CC_TRY(check_issued_key(issued, request.csr_der, where("p10cr")));
     Enrollment e;
     e.status = Enrollment::Status::issued;
     e.certificate = der_of(issued);
     e.chain = chain_of(issued, ctx.get());
     ERR_clear_error();
-    if (e.certificate.empty()) return response_invalid(where("p10cr") + ": the issued certificate cannot be encoded");
+    if (e.certificate.empty()) return response_unreadable(where("p10cr") + ": the issued certificate cannot be encoded");
     return e;
   }
 
@@ -426,7 +429,7 @@ class CmpClient final : public CaClient {
                                  std::string_view(reinterpret_cast<const char*>(der.data()), der.size())));
       if (r.status != 200) return http_status_error(r.status, at);
       if (!is_pkixcmp(r.content_type))
-        return response_invalid(at + " answered Content-Type \"" + r.content_type + "\", not " + kContentType);
+        return response_unreadable(at + " answered Content-Type \"" + r.content_type + "\", not " + kContentType);
       return parse_message(reinterpret_cast<const unsigned char*>(r.body.data()), r.body.size(), at);
     }
     // OpenSSL cuts the message timeout to what is left of the transaction.
@@ -481,7 +484,7 @@ class CmpClient final : public CaClient {
                                   static_cast<int>(std::max<std::int64_t>(left.count(), 1)), 0));
     if (!rsp) return http_failure(drain_queue(), at, timeout_s);
     CmpMsgPtr msg(d2i_OSSL_CMP_MSG_bio(rsp.get(), nullptr));
-    if (!msg) return response_invalid(with_detail(at + ": the answer is not a DER PKIMessage", drain_openssl_errors()));
+    if (!msg) return response_unreadable(with_detail(at + ": the answer is not a DER PKIMessage", drain_openssl_errors()));
     return msg;
   }
 
@@ -493,14 +496,19 @@ class CmpClient final : public CaClient {
       const auto c = e->data.find("code=");
       if (c != std::string::npos) return http_status_error(std::strtol(e->data.c_str() + c + 5, nullptr, 10), at);
     }
+    // A status OpenSSL does not follow (1xx, 3xx): the server said where, not what.
+    if (q.has_any(ERR_LIB_HTTP, {HTTP_R_STATUS_CODE_UNSUPPORTED, HTTP_R_REDIRECTION_NOT_ENABLED}))
+      return Error{"ca.http_error", with_detail(at + " answered with an HTTP status that is neither 200 nor an error",
+                                                q.text()),
+                   "configure the CMP URL the server answers at itself (no redirection)"};
+    // Bytes came back after the request was sent, but not a CMP message.
     if (q.has_any(ERR_LIB_HTTP, {HTTP_R_MISSING_ASN1_ENCODING, HTTP_R_ERROR_PARSING_ASN1_LENGTH,
                                  HTTP_R_ASN1_LEN_EXCEEDS_MAX_RESP_LEN, HTTP_R_MAX_RESP_LEN_EXCEEDED,
                                  HTTP_R_UNEXPECTED_CONTENT_TYPE, HTTP_R_MISSING_CONTENT_TYPE,
                                  HTTP_R_RESPONSE_PARSE_ERROR, HTTP_R_HEADER_PARSE_ERROR,
                                  HTTP_R_RESPONSE_LINE_TOO_LONG, HTTP_R_RECEIVED_WRONG_HTTP_VERSION,
-                                 HTTP_R_INCONSISTENT_CONTENT_LENGTH, HTTP_R_ERROR_PARSING_CONTENT_LENGTH,
-                                 HTTP_R_STATUS_CODE_UNSUPPORTED, HTTP_R_REDIRECTION_NOT_ENABLED}))
-      return response_invalid(with_detail(at + ": the answer is not an HTTP response with a CMP message", q.text()));
+                                 HTTP_R_INCONSISTENT_CONTENT_LENGTH, HTTP_R_ERROR_PARSING_CONTENT_LENGTH}))
+      return response_unreadable(with_detail(at + ": the answer is not an HTTP response with a CMP message", q.text()));
     // The peer closed the connection before a whole answer arrived.
     if (q.has_any(ERR_LIB_HTTP, {HTTP_R_SERVER_CANCELED_CONNECTION, HTTP_R_FAILED_READING_DATA,
                                  HTTP_R_ERROR_SENDING, HTTP_R_ERROR_RECEIVING}))
@@ -573,7 +581,7 @@ class CmpClient final : public CaClient {
                    "check the RA key and certificate in the token (`certcustody token info`)"};
     }
     if (ex.responses > 0)
-      return response_invalid(with_detail(at + ": the CA's answer is not a valid CMP response", detail));
+      return response_unreadable(with_detail(at + ": the CA's answer is not a valid CMP response", detail));
     return Error{"ca.request_failed", with_detail(at + ": the CMP request could not be made", detail),
                  "check the RA key and certificate in the token (`certcustody token info`) and the CMP settings"};
   }
@@ -688,16 +696,16 @@ OSSL_CMP_MSG* on_transfer(OSSL_CMP_CTX* ctx, const OSSL_CMP_MSG* request) noexce
 }
 
 Result<std::vector<X509Ptr>> load_anchors(const std::string& file) {
-  auto unreadable = [&](const std::string& why) {
+  auto bad_anchor = [&](const std::string& why) {
     return openssl_error("net.trust_anchor_unreadable", "CMP trust anchor " + file + ": " + why,
                          "point trust_anchor at a PEM file with the CMP server's signing certificate or its CA");
   };
   BioPtr bio(BIO_new_file(file.c_str(), "r"));
-  if (!bio) return unreadable("cannot be read");
+  if (!bio) return bad_anchor("cannot be read");
   std::vector<X509Ptr> certs;
   while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) certs.emplace_back(c);
   ERR_clear_error();  // the end of the file reads as "no start line"
-  if (certs.empty()) return unreadable("holds no PEM certificate");
+  if (certs.empty()) return bad_anchor("holds no PEM certificate");
   return certs;
 }
 

@@ -28,17 +28,23 @@ class DigicertClient final : public CaClient {
                    "pass the request's id as the transaction id"};
     const std::string url = digicert::service_url(o_.fqdn, "enrollmentService");
     CC_TRY_ASSIGN(soap::Response r, soap_call(*http_, url, digicert::enroll_request(request), "requestVSSecurityToken"));
-    return digicert::enrollment_result(r, request.transaction_id, "enrolment " + request.transaction_id + " at " + url);
+    return digicert::enrollment_result(r, ticket_for(request),
+                                       "enrolment " + request.transaction_id + " at " + url);
   }
 
   Result<Enrollment> poll(const PendingTicket& ticket) override {
     if (ticket.request_id.empty())
       return Error{"ca.ticket_invalid", "a pending DigiCert request without a requestID cannot be polled",
                    "the request state is damaged: resubmit it with the same transaction id"};
+    // The poll names the certificate profile the request was enrolled with.
+    if (ticket.template_id.empty())
+      return Error{"ca.ticket_invalid",
+                   "pending DigiCert request " + ticket.request_id + " has no certificate profile OID to poll with",
+                   "poll with the profile OID it was enrolled with (`ca poll --template`)"};
+    CC_TRY(digicert::check_profile_oid(ticket.template_id));
     const std::string url = digicert::service_url(o_.fqdn, "enrollmentService");
-    // The profile is not needed to look a request up; the transaction id is.
-    CC_TRY_ASSIGN(soap::Response r, soap_call(*http_, url, digicert::poll_request({}, ticket), "QueryTokenStatus"));
-    return digicert::enrollment_result(r, ticket.transaction_id, "poll of " + ticket.request_id + " at " + url);
+    CC_TRY_ASSIGN(soap::Response r, soap_call(*http_, url, digicert::poll_request(ticket), "QueryTokenStatus"));
+    return digicert::enrollment_result(r, ticket, "poll of " + ticket.request_id + " at " + url);
   }
 
   Status revoke(const RevokeRequest& request) override {

@@ -2,16 +2,20 @@
 
 #include <openssl/objects.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <map>
 #include <memory>
+#include <vector>
 
 namespace certcustody::ca::digicert {
 namespace {
 
 Error invalid(const std::string& what, const std::string& detail) {
-  return Error{"ca.response_invalid", what + ": " + detail,
-               "check that the CA type (digicert) and FQDN match the service; report the answer if they do"};
+  return unreadable(what + ": " + detail,
+                    "check that the CA type (digicert) and FQDN match the service, and report the answer if they "
+                    "do; the request is sent again under the same clientTransactionID");
 }
 
 xmlNode* body_element(soap::Envelope& e, std::string_view ns, std::string_view prefix, std::string_view local,
@@ -37,6 +41,72 @@ std::string_view wire_reason(RevocationReason r) {
 // SOAP 1.1 envelope: pki-ws authenticates by the TLS client certificate and
 // takes no WS-Addressing or WS-Security headers.
 soap::Envelope envelope() { return soap::make_envelope(soap::Version::soap11, "", ""); }
+
+// getPoliciesResponse/oIDs: oIDReferenceID -> OID (the notes in
+// ../shared/reference/wstep-vectors/digicert-pki-ws-notes.md: getPolicies
+// returns "oIDs", the profile OIDs). As in MS-XCEP, group 9 marks a template
+// (profile) OID; an entry without a group may be one too.
+struct Oid {
+  std::string value;
+  bool profile = true;
+};
+using OidTable = std::map<std::string, Oid>;
+
+OidTable oid_table(const xmlNode* payload) {
+  OidTable t;
+  const xmlNode* list = xml::child(payload, kPolicy, "oIDs");
+  if (list == nullptr) list = xml::path(payload, {{kPolicy, "response"}, {kPolicy, "oIDs"}});
+  for (xmlNode* o : xml::children(list, kPolicy, "oID")) {
+    const std::string group = xml::text(xml::child(o, kPolicy, "group"));
+    t[xml::text(xml::child(o, kPolicy, "oIDReferenceID"))] = {xml::text(xml::child(o, kPolicy, "value")),
+                                                               group.empty() || group == "9"};
+  }
+  return t;
+}
+
+std::string lookup(const OidTable& oids, const xmlNode* reference) {
+  if (reference == nullptr || xml::is_nil(reference)) return {};
+  auto it = oids.find(xml::text(reference));
+  return it == oids.end() ? std::string() : it->second.value;
+}
+
+// The policies of either shape: policy* right in the response (our first
+// reading) or response/policies/policy* (the MS-XCEP-like one).
+std::vector<xmlNode*> policies(const xmlNode* payload) {
+  std::vector<xmlNode*> out = xml::children(payload, kPolicy, "policy");
+  for (xmlNode* p : xml::children(xml::path(payload, {{kPolicy, "response"}, {kPolicy, "policies"}}), kPolicy, "policy"))
+    out.push_back(p);
+  return out;
+}
+
+// A child of the policy itself, or of its attributes[/privateKeyAttributes].
+const xmlNode* setting(const xmlNode* policy, std::string_view name) {
+  if (const xmlNode* n = xml::child(policy, kPolicy, name)) return n;
+  const xmlNode* attributes = xml::child(policy, kPolicy, "attributes");
+  if (const xmlNode* n = xml::child(attributes, kPolicy, name)) return n;
+  return xml::child(xml::child(attributes, kPolicy, "privateKeyAttributes"), kPolicy, name);
+}
+
+// `explicit_id`: the first shape, where a profile that lists no attributes takes none.
+policy::TemplatePolicy profile_policy(const xmlNode* p, const OidTable& oids, bool explicit_id) {
+  policy::TemplatePolicy t;
+  std::string alg = xml::text(setting(p, "keyAlgorithm"));
+  if (const std::string oid = lookup(oids, setting(p, "algorithmOIDReference")); !oid.empty())
+    alg = oid == "1.2.840.113549.1.1.1" ? "RSA" : oid == "1.2.840.10045.2.1" ? "EC" : "";
+  if (alg == "RSA" || alg == "EC") t.key_algorithm = alg;
+  const std::string bits = xml::text(setting(p, "minimalKeyLength"));
+  unsigned v = 0;
+  if (std::from_chars(bits.data(), bits.data() + bits.size(), v).ec == std::errc{}) t.min_key_bits = v;
+  std::vector<xmlNode*> attributes = xml::children(p, kPolicy, "attribute");
+  for (xmlNode* a : xml::children(xml::child(p, kPolicy, "attributes"), kPolicy, "attribute")) attributes.push_back(a);
+  for (xmlNode* a : attributes) {
+    const std::string name = policy_attribute(xml::text(xml::child(a, kPolicy, "name")));
+    if (name.empty()) continue;
+    (xml::text(xml::child(a, kPolicy, "usage")) == "fixed" ? t.fixed : t.supported).insert(name);
+  }
+  if (explicit_id && t.supported.empty() && t.fixed.empty()) t.supported.insert("none");  // takes nothing
+  return t;
+}
 
 }  // namespace
 
@@ -92,27 +162,25 @@ Result<policy::TemplatePolicy> template_policy(const soap::Response& r, const st
   if (r.fault) return fault_error(*r.fault, what);
   if (!xml::is(r.payload, kPolicy, "getPoliciesResponse"))
     return invalid(what, "expected getPoliciesResponse, got " + std::string(xml::name_of(r.payload)));
-  std::size_t offered = 0;
-  for (xmlNode* p : xml::children(r.payload, kPolicy, "policy")) {
-    ++offered;
-    if (xml::text(xml::child(p, kPolicy, "certificateProfileID")) != profile_oid) continue;
-    policy::TemplatePolicy t;
-    const std::string alg = xml::text(xml::child(p, kPolicy, "keyAlgorithm"));
-    if (alg == "RSA" || alg == "EC") t.key_algorithm = alg;
-    const std::string bits = xml::text(xml::child(p, kPolicy, "minimalKeyLength"));
-    unsigned v = 0;
-    if (std::from_chars(bits.data(), bits.data() + bits.size(), v).ec == std::errc{}) t.min_key_bits = v;
-    for (xmlNode* a : xml::children(p, kPolicy, "attribute")) {
-      const std::string name = policy_attribute(xml::text(xml::child(a, kPolicy, "name")));
-      if (name.empty()) continue;
-      (xml::text(xml::child(a, kPolicy, "usage")) == "fixed" ? t.fixed : t.supported).insert(name);
-    }
-    if (t.supported.empty() && t.fixed.empty()) t.supported.insert("none");  // a profile that takes nothing
-    return t;
+  const OidTable oids = oid_table(r.payload);
+  std::vector<std::string> offered;
+  for (const xmlNode* p : policies(r.payload)) {
+    const bool explicit_id = xml::child(p, kPolicy, "certificateProfileID") != nullptr;
+    const std::string id = explicit_id ? xml::text(xml::child(p, kPolicy, "certificateProfileID"))
+                                       : lookup(oids, xml::child(p, kPolicy, "policyOIDReference"));
+    offered.push_back(id);
+    if (id == profile_oid) return profile_policy(p, oids, explicit_id);
   }
+  // A profile OID the oIDs table lists without a policy of its own: the RA
+  // may use it, and nothing is known of its constraints (no check).
+  for (const auto& [ref, oid] : oids)
+    if (oid.profile && oid.value == profile_oid) return policy::TemplatePolicy{};
+  for (const auto& [ref, oid] : oids)
+    if (oid.profile && std::find(offered.begin(), offered.end(), oid.value) == offered.end())
+      offered.push_back(oid.value);
   // The reference's "part of the request could not be parsed".
   return Error{"ca.template_not_found",
-               what + ": certificate profile " + profile_oid + " is not among the " + std::to_string(offered) +
+               what + ": certificate profile " + profile_oid + " is not among the " + std::to_string(offered.size()) +
                    " profiles this RA may use",
                "fix the template OID in the profile (copy it from the DigiCert PKI Manager), or entitle the RA "
                "to that certificate profile"};
@@ -140,13 +208,13 @@ soap::Envelope enroll_request(const SubmitRequest& request) {
   return e;
 }
 
-soap::Envelope poll_request(const std::string& profile_oid, const PendingTicket& ticket) {
+soap::Envelope poll_request(const PendingTicket& ticket) {
   soap::Envelope e = envelope();
   xmlNs* t = nullptr;
   xmlNode* rst = body_element(e, kTrust, "wst", "RequestSecurityToken", &t);
   xmlNs* v = xml::declare(rst, kEnroll, "vs");
   xmlNode* req = xml::add(rst, v, "requestVSSecurityToken");
-  xml::add(req, v, "certificateProfileID", profile_oid);
+  xml::add(req, v, "certificateProfileID", ticket.template_id);
   xml::add(req, v, "clientTransactionID", ticket.transaction_id);
   xml::add(req, v, "tokenType", kTokenType);
   xml::add(req, v, "requestType", kQueryTokenStatus);
@@ -155,8 +223,8 @@ soap::Envelope poll_request(const std::string& profile_oid, const PendingTicket&
   return e;
 }
 
-Result<Enrollment> enrollment_result(const soap::Response& r, const std::string& transaction_id,
-                                     const std::string& what) {
+Result<Enrollment> enrollment_result(const soap::Response& r, const PendingTicket& request, const std::string& what) {
+  const std::string& transaction_id = request.transaction_id;
   if (r.fault) return fault_error(*r.fault, what);
   const xmlNode* resp = xml::child(r.payload, kEnroll, "RequestVSSecurityTokenResponse");
   if (!xml::is(r.payload, kTrust, "RequestSecurityTokenResponse") || resp == nullptr)
@@ -170,15 +238,18 @@ Result<Enrollment> enrollment_result(const soap::Response& r, const std::string&
   if (token != nullptr) {
     CC_TRY_ASSIGN(Bytes p7, xml::base64_decode(xml::text(token), what + " binarySecurityToken"));
     CC_TRY_ASSIGN(std::vector<X509Ptr> certs, pkcs7_certificates(p7, what + " binarySecurityToken"));
-    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(certs, what));
-    e.ticket = PendingTicket{request_id, {}, disposition, transaction_id};
+    CC_TRY_ASSIGN(Enrollment e, issued_from_certificates(certs, request, what));
+    e.ticket.request_id = request_id;
+    e.ticket.message = disposition;
     return e;
   }
   if (request_id.empty())
     return invalid(what, "neither a certificate nor a requestID (disposition \"" + disposition + "\")");
   Enrollment e;
   e.status = Enrollment::Status::pending;
-  e.ticket = PendingTicket{request_id, {}, disposition, transaction_id};
+  e.ticket = request;
+  e.ticket.request_id = request_id;
+  e.ticket.message = disposition;
   return e;
 }
 

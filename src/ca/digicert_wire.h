@@ -35,13 +35,21 @@ std::string service_url(const std::string& fqdn, std::string_view service);
 Status check_profile_oid(const std::string& oid);
 
 soap::Envelope policy_request();
+// The profile's policy from a getPoliciesResponse. Read in either shape:
+// policy*{certificateProfileID, keyAlgorithm, minimalKeyLength, attribute*},
+// or response/policies/policy*{policyOIDReference, attributes{…}} with the
+// profile OIDs in oIDs/oID{value, oIDReferenceID} (a profile listed there
+// alone is known, without constraints).
 Result<policy::TemplatePolicy> template_policy(const soap::Response& r, const std::string& profile_oid,
                                                const std::string& what);
 
 soap::Envelope enroll_request(const SubmitRequest& request);
-soap::Envelope poll_request(const std::string& profile_oid, const PendingTicket& ticket);
-Result<Enrollment> enrollment_result(const soap::Response& r, const std::string& transaction_id,
-                                     const std::string& what);
+// QueryTokenStatus for the ticket's requestID, naming its transaction and the
+// certificate profile it was enrolled with.
+soap::Envelope poll_request(const PendingTicket& ticket);
+// Issued or pending, for the request's clientTransactionID; an issued
+// certificate must be for the key of the request's CSR.
+Result<Enrollment> enrollment_result(const soap::Response& r, const PendingTicket& request, const std::string& what);
 
 soap::Envelope revoke_request(const std::string& serial_hex, RevocationReason reason,
                               const std::string& transaction_id);

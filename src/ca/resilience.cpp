@@ -13,8 +13,14 @@ bool one_of(const std::string& code, std::initializer_list<std::string_view> cod
 
 }  // namespace
 
+bool answer_unreadable(const Error& e) {
+  return one_of(e.code, {"ca.response_unreadable", "ca.xml_malformed", "ca.xml_too_large", "ca.xml_hostile",
+                         "net.response_too_large"});
+}
+
 bool is_transient(const Error& e) {
-  return one_of(e.code, {"net.ca_unreachable", "net.ca_connect_timeout", "net.ca_timeout", "net.connection_lost",
+  return answer_unreadable(e) ||
+         one_of(e.code, {"net.ca_unreachable", "net.ca_connect_timeout", "net.ca_timeout", "net.connection_lost",
                          "net.transfer_failed", "ca.service_unavailable", "ca.server_error", "ca.internal_error",
                          "ca.rpc_unavailable"});
 }
@@ -22,6 +28,13 @@ bool is_transient(const Error& e) {
 bool may_have_reached_ca(const Error& e) {
   return !one_of(e.code, {"net.ca_unreachable", "net.ca_connect_timeout", "net.ca_host_unknown",
                           "ca.service_unavailable", "ca.rpc_unavailable", "ca.circuit_open", "ca.request_failed"});
+}
+
+bool leaves_outcome_unknown(const Error& e) {
+  // CMP: an answer whose protection does not verify, or a certConf/pollReq
+  // that could not be delivered after the CA answered.
+  const bool cmp_doubt = one_of(e.code, {"ca.response_untrusted", "ca.transaction_failed"});
+  return may_have_reached_ca(e) && (is_transient(e) || cmp_doubt);
 }
 
 CircuitBreaker::CircuitBreaker(std::string ca_name, BreakerPolicy policy, Clock clock)
@@ -88,13 +101,15 @@ auto ResilientCaClient::call(const std::string& operation, bool idempotent, F&& 
     auto r = f();
     const bool transient = !r && is_transient(r.error());
     breaker_.record(transient);
-    if (r || !transient) return r;
-    if (!idempotent && may_have_reached_ca(r.error()))
+    if (r) return r;
+    if (!idempotent && leaves_outcome_unknown(r.error()))
       return Error{"ca.outcome_unknown",
                    operation + " at CA " + ca_ + " may have reached the CA before it failed (" + r.error().code +
                        ": " + r.error().what + "); not re-sent, so that no second certificate is issued",
-                   "look the request up on the CA; the request is kept until an operator resolves it",
+                   "look the request up on the CA; the request is kept until an operator resolves it. The "
+                   "failure's own remedy: " + r.error().remedy,
                    r.error().native};
+    if (!transient) return r;
     if (attempt >= retry_.retries) {
       Error e = r.error();
       e.what += " (" + operation + ", " + std::to_string(attempt + 1) + " attempts)";

@@ -1,9 +1,10 @@
 // Retries and a circuit breaker around any CaClient.
 //
 // Only transient failures are retried (connection refused, timeouts, 5xx,
-// the CA's own "internal error"), with exponential backoff and jitter; a
-// definitive answer (rejected, denied, template unknown) never is. A
-// submission is re-sent only when the dialect makes it idempotent (DigiCert's
+// the CA's own "internal error", an answer lost or unreadable), with
+// exponential backoff and jitter; a definitive answer (rejected, denied,
+// template unknown, a certificate for another key) never is. A submission is
+// re-sent only when the dialect makes it idempotent (DigiCert's
 // clientTransactionID) or when the failure proves the CA never saw it
 // (connection refused, connect timeout, 503): otherwise the result is
 // ca.outcome_unknown and the caller decides — never a second certificate.
@@ -22,9 +23,21 @@
 
 namespace certcustody::ca {
 
+// What each error code says about a request, by code alone (docs/ca-protocols.md,
+// "What a failure says about the request"):
+// Trying again may succeed (the CA has not stated a decision).
 bool is_transient(const Error& e);
 // False only when the failure shows the request never reached the CA.
 bool may_have_reached_ca(const Error& e);
+// An answer came back after the request was sent but cannot be read (bad
+// XML, a SOAP body without the expected elements, a PKCS#7 or CMP message
+// that does not decode, an HTML page, a cut-off body): as good as lost.
+bool answer_unreadable(const Error& e);
+// The request may have reached the CA and what the CA decided is not known:
+// a lost answer (timeout, dropped connection, 5xx), an unreadable or
+// untrusted one. For a CA that cannot tell a re-sent request from a new one
+// this is ca.outcome_unknown; it is never a definitive rejection.
+bool leaves_outcome_unknown(const Error& e);
 
 struct RetryPolicy {
   unsigned retries = 3;  // attempts after the first

@@ -30,14 +30,16 @@ Result<Parsed> parse_envelope(std::string_view text, const std::string& what, st
   } else if (xml::is(root, kSoap11, "Envelope")) {
     v = Version::soap11;
   } else {
-    return Error{"ca.response_invalid",
+    return Error{"ca.response_unreadable",
                  what + " is not a SOAP envelope (document element {" + std::string(xml::ns_of(root)) + "}" +
                      std::string(xml::name_of(root)) + ")",
-                 "check that the CA URL names the SOAP service endpoint and the CA type is right"};
+                 "check that the CA URL names the SOAP service endpoint and the CA type is right; a request "
+                 "answered this way may have reached the CA"};
   }
   xmlNode* body = xml::child(root, env_ns(v), "Body");
   if (body == nullptr)
-    return Error{"ca.response_invalid", what + " is a SOAP envelope without a Body", "report this CA answer"};
+    return Error{"ca.response_unreadable", what + " is a SOAP envelope without a Body",
+                 "report this CA answer; a request answered this way may have reached the CA"};
   xmlNode* header = xml::child(root, env_ns(v), "Header");
   return Parsed{std::move(doc), v, header, body};
 }
@@ -101,7 +103,8 @@ Result<Response> parse_response(std::string_view text, const std::string& what, 
   r.relates_to = xml::text(xml::child(p.header, kWsa, "RelatesTo"));
   auto body_elements = xml::elements(p.body);
   if (body_elements.empty())
-    return Error{"ca.response_invalid", what + " has an empty SOAP Body", "report this CA answer"};
+    return Error{"ca.response_unreadable", what + " has an empty SOAP Body",
+                 "report this CA answer; a request answered this way may have reached the CA"};
   if (xml::is(body_elements.front(), xml::ns_of(p.body), "Fault")) {
     r.fault = read_fault(body_elements.front(), p.version);
   } else {

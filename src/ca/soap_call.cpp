@@ -1,5 +1,7 @@
 #include "ca/soap_call.h"
 
+#include "ca/ca_client.h"
+
 namespace certcustody::ca {
 namespace {
 
@@ -48,10 +50,8 @@ Result<soap::Response> soap_call(HttpsClient& http, const std::string& url, cons
 
 Status expect_payload(const soap::Response& r, std::string_view ns, std::string_view local, const std::string& what) {
   if (xml::is(r.payload, ns, local)) return {};
-  return Error{"ca.response_invalid",
-               what + ": expected {" + std::string(ns) + "}" + std::string(local) + ", got {" +
-                   std::string(xml::ns_of(r.payload)) + "}" + std::string(xml::name_of(r.payload)),
-               "check that the CA type in the configuration matches the service at this URL"};
+  return unreadable(what + ": expected {" + std::string(ns) + "}" + std::string(local) + ", got {" +
+                    std::string(xml::ns_of(r.payload)) + "}" + std::string(xml::name_of(r.payload)));
 }
 
 }  // namespace certcustody::ca

@@ -191,8 +191,9 @@ Result<std::vector<unsigned char>> base64_decode(std::string_view text, const st
   for (char c : text)
     if (!std::isspace(static_cast<unsigned char>(c))) clean.push_back(c);
   auto bad = [&] {
-    return Error{"ca.response_invalid", what + " is not valid base64",
-                 "the CA's answer is damaged or not what this dialect expects: check the CA type and URL"};
+    return Error{"ca.response_unreadable", what + " is not valid base64",
+                 "the CA's answer is damaged or not what this dialect expects: check the CA type and URL; a "
+                 "request answered this way may have reached the CA"};
   };
   if (clean.empty()) return std::vector<unsigned char>{};
   if (clean.size() % 4 != 0 || clean.size() > static_cast<std::size_t>(INT32_MAX)) return bad();

@@ -116,7 +116,9 @@ Status ca_enroll(const Globals& g, const CaOptions& o) {
 Status ca_poll(const Globals& g, const CaOptions& o) {
   CaSession s;
   CC_TRY(connect_ca(g, o.ca, s));
-  CC_TRY_ASSIGN(ca::Enrollment e, s.client->poll(ca::PendingTicket{o.request_id, o.poll_uri, {}, o.id}));
+  ca::PendingTicket ticket{o.request_id, o.poll_uri, {}, o.id, o.template_id, {}};
+  CC_TRY_ASSIGN(ticket.csr_der, read_der(o.csr, true));  // an issued certificate must be for its key
+  CC_TRY_ASSIGN(ca::Enrollment e, s.client->poll(ticket));
   return report(e, o.out);
 }
 
@@ -166,6 +168,8 @@ void add_ca_commands(CLI::App& app, const Globals& g, Action& action) {
   poll->add_option("--request-id", o.request_id, "the CA's request id from the pending answer")->required();
   poll->add_option("--id", o.id, "the submission's transaction id (DigiCert)");
   poll->add_option("--uri", o.poll_uri, "the pending answer's reference URI (Microsoft CA)");
+  poll->add_option("--csr", o.csr, "the PKCS#10 the request was made with (PEM or DER)")->required();
+  poll->add_option("--template", o.template_id, "the certificate profile OID it was enrolled with (DigiCert)");
   poll->add_option("--out", o.out, "write the certificate and chain (PEM) here");
   poll->callback([&g, &action] { action = [&g] { return ca_poll(g, o); }; });
 

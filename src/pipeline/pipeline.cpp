@@ -515,7 +515,7 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
   fault_point("after_submit");
   if (!answer && !ca::may_have_reached_ca(answer.error()))
     CC_TRY(store_.put(r.id, State::processing, {{"submitted", "0"}}));  // never arrived: may be sent again
-  else if (!answer && retryable(answer.error()) && !client->submit_is_idempotent())
+  else if (!answer && ca::leaves_outcome_unknown(answer.error()) && !client->submit_is_idempotent())
     return fail(r.id, State::processing, outcome_unknown(r.id, profile.ca, get(a, "transaction_id")));
   return take_answer(r, rt, std::move(answer), key.get());
 }
@@ -523,7 +523,8 @@ Status Pipeline::enroll(const store::RequestRecord& r, const Runtime& rt, store:
 Status Pipeline::poll(const store::RequestRecord& r, const Runtime& rt, store::Artifacts& a) {
   const policy::Profile& profile = *rt.profile(r.profile);
   CC_TRY_ASSIGN(ca::CaClient * client, rt.ca(profile.ca));
-  ca::PendingTicket t{r.ca_request_id, r.ca_poll_uri, get(a, "ticket_message"), get(a, "transaction_id")};
+  ca::PendingTicket t{r.ca_request_id, r.ca_poll_uri, get(a, "ticket_message"), get(a, "transaction_id"),
+                      profile.template_id, text_bytes(get(a, "csr"))};
   return take_answer(r, rt, client->poll(t), nullptr);
 }
 

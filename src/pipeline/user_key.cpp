@@ -30,6 +30,18 @@ Status add_extensions(X509_REQ* req, const policy::RequestSpec& spec) {
     X509_EXTENSION* e = X509V3_EXT_i2d(NID_ext_key_usage, 0, eku.get());
     if (e == nullptr || sk_X509_EXTENSION_push(exts.get(), e) == 0) return csr_error("cannot encode the EKUs");
   }
+  for (const policy::RequestExtension& x : spec.extensions) {  // the CA template's (policy.h)
+    std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>> oid(OBJ_txt2obj(x.oid.c_str(), 1));
+    std::unique_ptr<ASN1_OCTET_STRING, OsslDeleter<ASN1_OCTET_STRING_free>> value(ASN1_OCTET_STRING_new());
+    X509_EXTENSION* e =
+        oid && value && ASN1_OCTET_STRING_set(value.get(), x.value.data(), static_cast<int>(x.value.size())) == 1
+            ? X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), x.critical ? 1 : 0, value.get())
+            : nullptr;
+    if (e == nullptr || sk_X509_EXTENSION_push(exts.get(), e) == 0) {
+      X509_EXTENSION_free(e);
+      return csr_error("cannot encode the template's extension " + x.oid);
+    }
+  }
   if (sk_X509_EXTENSION_num(exts.get()) > 0 && X509_REQ_add_extensions(req, exts.get()) != 1)
     return csr_error("cannot add the extension request");
   return {};
@@ -56,7 +68,10 @@ Result<Bytes> build_csr(const policy::RequestSpec& spec, EVP_PKEY* key) {
       X509_REQ_set_pubkey(req.get(), key) != 1)
     return csr_error("cannot build the PKCS#10");
   CC_TRY(add_extensions(req.get(), spec));
-  if (X509_REQ_sign(req.get(), key, EVP_sha256()) <= 0) return csr_error("cannot sign the PKCS#10 with the user key");
+  const std::string digest = spec.digest.empty() ? "SHA256" : spec.digest;
+  std::unique_ptr<EVP_MD, OsslDeleter<EVP_MD_free>> md(EVP_MD_fetch(nullptr, digest.c_str(), nullptr));
+  if (!md) return csr_error("the template's request digest " + digest + " is not available");
+  if (X509_REQ_sign(req.get(), key, md.get()) <= 0) return csr_error("cannot sign the PKCS#10 with the user key");
   unsigned char* der = nullptr;
   const int n = i2d_X509_REQ(req.get(), &der);
   if (n <= 0) return csr_error("cannot encode the PKCS#10");

@@ -15,7 +15,8 @@
 namespace certcustody::pipeline {
 
 Result<EvpPkeyPtr> generate_user_key(KeyType type);
-// PKCS#10 for `spec` (Subject, SAN and EKU extensions), signed with `key` (SHA-256).
+// PKCS#10 for `spec` (Subject, SAN, EKU and the CA template's extensions),
+// signed with `key` (SHA-256, or the stronger digest the template names).
 Result<Bytes> build_csr(const policy::RequestSpec& spec, EVP_PKEY* key);
 // PKCS#8 (unencrypted, DER) in zeroed memory, and back.
 Result<SecureBytes> private_key_pkcs8(EVP_PKEY* key);

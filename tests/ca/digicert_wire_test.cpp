@@ -3,12 +3,21 @@
 #include <gtest/gtest.h>
 
 #include "ca/digicert_wire.h"
+#include "ca/resilience.h"
 #include "config/config.h"
 
 namespace certcustody::ca {
 namespace {
 
 using digicert::kEnroll;
+constexpr const char* kProfile = "2.16.840.1.113733.1.16.1.2.3.1.1.61904612";
+
+PendingTicket ticket(const std::string& transaction, const std::string& profile = {}) {
+  PendingTicket t;
+  t.transaction_id = transaction;
+  t.template_id = profile;
+  return t;
+}
 
 TEST(DigicertWire, ProfileOidSyntax) {
   EXPECT_TRUE(digicert::check_profile_oid("2.16.840.1.113733.1.16.1.2.3.1.1.61904612"));
@@ -94,7 +103,7 @@ TEST(DigicertWire, FaultDetailIsReported) {
       R"(<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault><faultcode>e:Client</faultcode><faultstring>rejected</faultstring><detail><errorcode>2001</errorcode><message>Invalid certificate profile</message></detail></e:Fault></e:Body></e:Envelope>)",
       "t");
   ASSERT_TRUE(r);
-  auto e = digicert::enrollment_result(*r, "x", "enrolment");
+  auto e = digicert::enrollment_result(*r, ticket("x"), "enrolment");
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().code, "ca.rejected");
   EXPECT_NE(e.error().what.find("errorcode 2001: Invalid certificate profile"), std::string::npos);
@@ -105,14 +114,60 @@ TEST(DigicertWire, AnswerForAnotherTransactionIsRefused) {
       R"(<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><t:RequestSecurityTokenResponse xmlns:t="http://docs.oasis-open.org/ws-sx/ws-trust/200512/"><v:RequestVSSecurityTokenResponse xmlns:v="http://schemas.verisign.com/pkiservices/2009/07/enrollment"><v:clientTransactionID>other</v:clientTransactionID><v:requestID>5</v:requestID></v:RequestVSSecurityTokenResponse></t:RequestSecurityTokenResponse></e:Body></e:Envelope>)",
       "t");
   ASSERT_TRUE(r);
-  auto e = digicert::enrollment_result(*r, "mine", "enrolment");
+  auto e = digicert::enrollment_result(*r, ticket("mine"), "enrolment");
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
-  auto ok = digicert::enrollment_result(*r, "other", "enrolment");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
+  auto ok = digicert::enrollment_result(*r, ticket("other", kProfile), "enrolment");
   ASSERT_TRUE(ok) << ok.error().to_string();
   EXPECT_EQ(ok->status, Enrollment::Status::pending);
   EXPECT_EQ(ok->ticket.request_id, "5");
   EXPECT_EQ(ok->ticket.transaction_id, "other");
+  EXPECT_EQ(ok->ticket.template_id, kProfile);  // kept for the poll
+}
+
+// Issue 16 item 21: a poll names the certificate profile it was enrolled with.
+TEST(DigicertWire, PollNamesTheProfileTransactionAndRequest) {
+  PendingTicket t = ticket("tx-7", kProfile);
+  t.request_id = "42";
+  auto parsed = soap::parse_request(digicert::poll_request(t).doc.serialize(), "ours");
+  ASSERT_TRUE(parsed);
+  const xmlNode* r = xml::child(parsed->payload, kEnroll, "requestVSSecurityToken");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "certificateProfileID")), kProfile);
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "clientTransactionID")), "tx-7");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "requestID")), "42");
+  EXPECT_EQ(xml::text(xml::child(r, kEnroll, "requestType")), digicert::kQueryTokenStatus);
+}
+
+// Issue 16 item 21: getPolicies in the shape the public notes point at
+// (digicert-pki-ws-notes.md: getPolicies returns "oIDs", the profile OIDs).
+TEST(DigicertWire, PolicyWithProfileOidsInTheOidTableIsRead) {
+  const std::string body = std::string(R"(<P:getPoliciesResponse xmlns:P="http://schemas.verisign.com/pkiservices/2009/07/policy">
+<P:response><P:policies><P:policy><P:policyOIDReference>1</P:policyOIDReference>
+<P:attributes><P:commonName>PFX users</P:commonName><P:privateKeyAttributes><P:minimalKeyLength>3072</P:minimalKeyLength>
+<P:algorithmOIDReference>0</P:algorithmOIDReference></P:privateKeyAttributes></P:attributes>
+<P:attribute><P:name>common_name</P:name><P:usage>supported</P:usage></P:attribute>
+<P:attribute><P:name>mail</P:name><P:usage>fixed</P:usage></P:attribute>
+</P:policy></P:policies></P:response>
+<P:oIDs><P:oID><P:value>1.2.840.113549.1.1.1</P:value><P:group>3</P:group><P:oIDReferenceID>0</P:oIDReferenceID></P:oID>
+<P:oID><P:value>)") + kProfile + R"(</P:value><P:group>9</P:group><P:oIDReferenceID>1</P:oIDReferenceID></P:oID>
+<P:oID><P:value>2.16.840.1.113733.1.16.1.2.3.1.1.7</P:value><P:oIDReferenceID>2</P:oIDReferenceID></P:oID>
+</P:oIDs></P:getPoliciesResponse>)";
+  auto t = policy_of(body, kProfile);
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->key_algorithm, "RSA");
+  EXPECT_EQ(t->min_key_bits, 3072u);
+  EXPECT_EQ(t->supported, std::set<std::string>{"subject.cn"});
+  EXPECT_EQ(t->fixed, std::set<std::string>{"san.email"});
+  // Listed in oIDs alone: known, nothing said about it (no check).
+  auto bare = policy_of(body, "2.16.840.1.113733.1.16.1.2.3.1.1.7");
+  ASSERT_TRUE(bare) << bare.error().to_string();
+  EXPECT_TRUE(bare->supported.empty());
+  EXPECT_TRUE(bare->fixed.empty());
+  auto missing = policy_of(body, "2.16.840.1.113733.1.16.9");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, "ca.template_not_found");
+  EXPECT_NE(missing.error().what.find("among the 2 profiles"), std::string::npos) << missing.error().what;
 }
 
 TEST(DigicertWire, RevokeRequestNamesSerialAndReason) {

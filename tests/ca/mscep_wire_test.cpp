@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <openssl/x509.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "ca/mscep_wire.h"
@@ -44,17 +47,45 @@ std::string subject_cn(const Bytes& der) {
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
 }
 
-Result<Enrollment> parse_rstr(const std::string& text) {
+// The PKCS#10 of a vector request (its BinarySecurityToken).
+Bytes vector_csr(const std::string& request_text) {
+  auto req = soap::parse_request(request_text, "vector");
+  if (!req) return {};
+  auto der = xml::base64_decode(xml::text(xml::child(req->payload, mscep::kWsse, "BinarySecurityToken")), "csr");
+  return der ? *der : Bytes{};
+}
+
+// A fresh PKCS#10 (EC P-256), for a key no vector certifies.
+Bytes fresh_csr() {
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  X509ReqPtr req(X509_REQ_new());
+  X509_REQ_set_pubkey(req.get(), key.get());
+  X509_REQ_sign(req.get(), key.get(), EVP_sha256());
+  unsigned char* der = nullptr;
+  const int n = i2d_X509_REQ(req.get(), &der);
+  Bytes out(der, der + std::max(n, 0));
+  OPENSSL_free(der);
+  return out;
+}
+
+PendingTicket ticket_with(Bytes csr) {
+  PendingTicket t;
+  t.csr_der = std::move(csr);
+  return t;
+}
+
+Result<Enrollment> parse_rstr(const std::string& text, const Bytes& csr = {}) {
   CC_TRY_ASSIGN(soap::Response r, soap::parse_response(text, "vector"));
-  return mscep::enrollment_result(r, "vector");
+  return mscep::enrollment_result(r, ticket_with(csr), "vector");
 }
 
 TEST(MscepWire, SpecIssuedResponseGivesCertificateChainAndRequestId) {
   LOAD_VECTOR(text, "wstep-rstr-issued-response.xml");
+  LOAD_VECTOR(request, "wstep-rst-issue-request.xml");  // the same key: the answer is for this request
   auto r = soap::parse_response(text, "vector");
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->relates_to, "urn:uuid:b5d1a601-5091-4a7d-b34b-5204c18b5919");
-  auto e = mscep::enrollment_result(*r, "vector");
+  auto e = mscep::enrollment_result(*r, ticket_with(vector_csr(request)), "vector");
   ASSERT_TRUE(e) << e.error().to_string();
   EXPECT_EQ(e->status, Enrollment::Status::issued);
   EXPECT_EQ(subject_cn(e->certificate), "abby");
@@ -64,6 +95,21 @@ TEST(MscepWire, SpecIssuedResponseGivesCertificateChainAndRequestId) {
   std::vector<std::string> chain;
   for (const Bytes& c : e->chain) chain.push_back(subject_cn(c));
   EXPECT_NE(std::find(chain.begin(), chain.end(), "FB_EntSubCA"), chain.end());
+  EXPECT_EQ(e->ticket.csr_der, vector_csr(request));
+}
+
+// Issue 16 item 18: "issued" only for the CSR's own key.
+TEST(MscepWire, IssuedCertificateForAnotherKeyIsRefused) {
+  LOAD_VECTOR(text, "wstep-rstr-issued-response.xml");
+  auto e = parse_rstr(text, fresh_csr());
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, "ca.issued_key_mismatch") << e.error().to_string();
+  EXPECT_NE(e.error().what.find("CN=abby"), std::string::npos) << e.error().what;
+  EXPECT_FALSE(is_transient(e.error()));
+  EXPECT_FALSE(leaves_outcome_unknown(e.error()));
+  auto no_csr = parse_rstr(text);
+  ASSERT_FALSE(no_csr);
+  EXPECT_EQ(no_csr.error().code, "ca.ticket_invalid");
 }
 
 // The renewal example's chain token is cut short: its PKCS#7 declares 4,504
@@ -73,8 +119,9 @@ TEST(MscepWire, SpecRenewalResponseWithDamagedChainIsRefused) {
   LOAD_VECTOR(text, "wstep-rstr-renewal-response.xml");
   auto e = parse_rstr(text);
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
   EXPECT_NE(e.error().what.find("PKCS#7 token"), std::string::npos) << e.error().what;
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
 }
 
 struct FaultVector {
@@ -165,7 +212,63 @@ TEST(MscepWire, AnswerWithoutTokenOrReferenceIsRefused) {
   auto e = parse_rstr(R"(<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>
 <RequestSecurityTokenResponse xmlns="http://docs.oasis-open.org/ws-sx/ws-trust/200512"><RequestedSecurityToken/></RequestSecurityTokenResponse></s:Body></s:Envelope>)");
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid");
+  EXPECT_EQ(e.error().code, "ca.response_unreadable");
+  EXPECT_TRUE(may_have_reached_ca(e.error()));
+  EXPECT_TRUE(leaves_outcome_unknown(e.error()));
+}
+
+// Issue 16 item 5: whatever comes back after the request was sent and cannot
+// be read leaves the outcome unknown, and is never a definitive rejection.
+TEST(MscepWire, UnreadableAnswersLeaveTheOutcomeUnknown) {
+  LOAD_VECTOR(issued, "wstep-rstr-issued-response.xml");
+  const std::string envelope = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>";
+  const std::string cases[] = {
+      issued.substr(0, issued.size() / 2),                                  // cut off
+      "<!DOCTYPE html><html><body><h1>Maintenance</h1></body></html>",      // a web page
+      "<html><body><p>Service Unavailable</p></body></html>",               // well-formed, not SOAP
+      envelope + "</s:Body></s:Envelope>",                                  // nothing in the Body
+      envelope + "<x:Other xmlns:x=\"urn:other\"/></s:Body></s:Envelope>",  // not an RSTR
+      "",                                                                   // nothing at all
+      std::string("\x30\x82\x01\x00garbage", 11),                           // binary
+  };
+  for (const std::string& body : cases) {
+    auto e = parse_rstr(body);
+    ASSERT_FALSE(e) << body;
+    EXPECT_TRUE(answer_unreadable(e.error())) << e.error().to_string();
+    EXPECT_TRUE(leaves_outcome_unknown(e.error())) << e.error().to_string();
+  }
+}
+
+// The DER value of a template extension, read back with OpenSSL's generic ASN.1.
+std::vector<std::string> template_oid_fields(const Bytes& value) {
+  const unsigned char* p = value.data();
+  std::unique_ptr<ASN1_SEQUENCE_ANY, decltype([](ASN1_SEQUENCE_ANY* s) { sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free); })>
+      seq(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, static_cast<long>(value.size())));
+  std::vector<std::string> out;
+  for (int i = 0; seq && i < sk_ASN1_TYPE_num(seq.get()); ++i) {
+    const ASN1_TYPE* t = sk_ASN1_TYPE_value(seq.get(), i);
+    if (t->type == V_ASN1_OBJECT) {
+      char buf[128];
+      OBJ_obj2txt(buf, sizeof buf, t->value.object, 1);
+      out.emplace_back(buf);
+    } else if (t->type == V_ASN1_INTEGER) {
+      out.push_back(std::to_string(ASN1_INTEGER_get(t->value.integer)));
+    } else {
+      out.push_back("?");
+    }
+  }
+  return out;
+}
+
+std::string bmp_name(const Bytes& value) {
+  const unsigned char* p = value.data();
+  std::unique_ptr<ASN1_TYPE, OsslDeleter<ASN1_TYPE_free>> t(d2i_ASN1_TYPE(nullptr, &p, static_cast<long>(value.size())));
+  if (!t || t->type != V_ASN1_BMPSTRING) return "<not a BMPString>";
+  unsigned char* utf8 = nullptr;
+  const int n = ASN1_STRING_to_UTF8(&utf8, t->value.bmpstring);
+  std::string s(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(std::max(n, 0)));
+  OPENSSL_free(utf8);
+  return s;
 }
 
 TEST(MscepWire, XcepDocsExampleGivesTheTemplatePolicy) {
@@ -177,10 +280,136 @@ TEST(MscepWire, XcepDocsExampleGivesTheTemplatePolicy) {
   ASSERT_TRUE(t) << t.error().to_string();
   EXPECT_EQ(t->min_key_bits, 2048u);
   EXPECT_TRUE(t->supported.empty());  // subjectNameFlags nil: unknown, no check
+  // hashAlgorithmOIDReference names sha1RSA: not taken, the CSR stays SHA-256.
+  EXPECT_EQ(t->request_digest, "");
+  // Its policyOIDReference points at that hash OID (group 1), not a template
+  // OID (group 9): the template is named by its common name.
+  ASSERT_EQ(t->request_extensions.size(), 1u);
+  EXPECT_EQ(t->request_extensions[0].oid, mscep::kTemplateNameOid);
+  EXPECT_EQ(bmp_name(t->request_extensions[0].value), "CEPUnitTest");
   auto missing = mscep::template_policy(*r, "User", "vector");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, "ca.template_not_found");
   EXPECT_NE(missing.error().what.find("CEPUnitTest"), std::string::npos);
+  // cAs nil: a client can list the template but enrol nowhere.
+  auto policy = mscep::policy_response(*r, "vector");
+  ASSERT_TRUE(policy) << policy.error().to_string();
+  auto where = mscep::enrolment_uris(*policy, "CEPUnitTest", "vector");
+  ASSERT_FALSE(where);
+  EXPECT_EQ(where.error().code, "ca.policy_no_ca");
+  EXPECT_NE(where.error().what.find("CEPUnitTest"), std::string::npos);
+}
+
+// A policy response with two CAs and every kind of URI (MS-XCEP 3.1.4.1.3.x).
+constexpr const char* kTwoCaPolicy = R"(<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><s:Body>
+<GetPoliciesResponse xmlns="http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy"><response>
+<policyID>p</policyID><policyFriendlyName xsi:nil="true"/><nextUpdateHours>4</nextUpdateHours><policiesNotChanged xsi:nil="true"/>
+<policies>
+ <policy><policyOIDReference>0</policyOIDReference><cAs><cAReference>1</cAReference><cAReference>2</cAReference></cAs>
+  <attributes><commonName>PfxUser</commonName><policySchema>2</policySchema>
+   <privateKeyAttributes><minimalKeyLength>256</minimalKeyLength><algorithmOIDReference>2</algorithmOIDReference></privateKeyAttributes>
+   <revision><majorRevision>105</majorRevision><minorRevision>3</minorRevision></revision>
+   <subjectNameFlags>65537</subjectNameFlags><hashAlgorithmOIDReference>1</hashAlgorithmOIDReference></attributes></policy>
+ <policy><policyOIDReference>3</policyOIDReference><cAs xsi:nil="true"/>
+  <attributes><commonName>Unpublished</commonName><policySchema>2</policySchema></attributes></policy>
+ <policy><policyOIDReference>4</policyOIDReference><cAs><cAReference>2</cAReference></cAs>
+  <attributes><commonName>KerberosOnly</commonName><policySchema>1</policySchema></attributes></policy>
+</policies></response>
+<cAs>
+ <cA><uris>
+   <cAURI><clientAuthentication>8</clientAuthentication><uri>https://ces2.example/B_CES_Certificate/service.svc/CES</uri><priority xsi:nil="true"/><renewalOnly>false</renewalOnly></cAURI>
+   <cAURI><clientAuthentication>8</clientAuthentication><uri>https://ces2.example/B_CES_Renewal/service.svc/CES</uri><priority>1</priority><renewalOnly>true</renewalOnly></cAURI>
+   <cAURI><clientAuthentication>8</clientAuthentication><uri>https://ces1.example/B_CES_Certificate/service.svc/CES</uri><priority>5</priority><renewalOnly>false</renewalOnly></cAURI>
+  </uris><enrollPermission>true</enrollPermission><cAReferenceID>1</cAReferenceID></cA>
+ <cA><uris>
+   <cAURI><clientAuthentication>2</clientAuthentication><uri>https://ces3.example/C_CES_Kerberos/service.svc/CES</uri><priority>1</priority><renewalOnly>false</renewalOnly></cAURI>
+   <cAURI><clientAuthentication>8</clientAuthentication><uri>https://ces3.example/C_CES_Certificate/service.svc/CES</uri><priority>2</priority><renewalOnly>false</renewalOnly></cAURI>
+   <cAURI><clientAuthentication>4</clientAuthentication><uri>https://ces3.example/C_CES_UsernamePassword/service.svc/CES</uri><priority>1</priority><renewalOnly>false</renewalOnly></cAURI>
+  </uris><enrollPermission>true</enrollPermission><cAReferenceID>2</cAReferenceID></cA>
+ <cA><uris>
+   <cAURI><clientAuthentication>8</clientAuthentication><uri>https://ces4.example/D_CES_Certificate/service.svc/CES</uri><priority>0</priority><renewalOnly>false</renewalOnly></cAURI>
+  </uris><enrollPermission>false</enrollPermission><cAReferenceID>3</cAReferenceID></cA>
+</cAs>
+<oIDs>
+ <oID><value>1.3.6.1.4.1.311.21.8.99.1</value><group>9</group><oIDReferenceID>0</oIDReferenceID><defaultName>PfxUser</defaultName></oID>
+ <oID><value>2.16.840.1.101.3.4.2.2</value><group>1</group><oIDReferenceID>1</oIDReferenceID><defaultName>sha384</defaultName></oID>
+ <oID><value>1.2.840.10045.2.1</value><group>3</group><oIDReferenceID>2</oIDReferenceID><defaultName>ECC</defaultName></oID>
+ <oID><value>1.3.6.1.4.1.311.21.8.99.2</value><group>9</group><oIDReferenceID>3</oIDReferenceID><defaultName>Unpublished</defaultName></oID>
+ <oID><value>1.3.6.1.4.1.311.21.8.99.3</value><group>9</group><oIDReferenceID>4</oIDReferenceID><defaultName>KerberosOnly</defaultName></oID>
+</oIDs></GetPoliciesResponse></s:Body></s:Envelope>)";
+
+Result<mscep::PolicyResponse> two_ca_policy() {
+  CC_TRY_ASSIGN(soap::Response r, soap::parse_response(kTwoCaPolicy, "policy"));
+  return mscep::policy_response(r, "policy");
+}
+
+// Issue 16 item 19: the CA list and URIs of the policy, by priority.
+TEST(MscepWire, PolicyGivesTheTemplatesCasInPriorityOrder) {
+  auto p = two_ca_policy();
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->next_update_hours, 4u);
+  ASSERT_EQ(p->cas.size(), 3u);
+  auto where = mscep::enrolment_uris(*p, "PfxUser", "policy");
+  ASSERT_TRUE(where) << where.error().to_string();
+  // Certificate authentication only, no renewal-only URI; lower priority
+  // first, a nil priority last; CA 3 is not referenced by the template.
+  EXPECT_EQ(*where, (std::vector<std::string>{"https://ces3.example/C_CES_Certificate/service.svc/CES",
+                                              "https://ces1.example/B_CES_Certificate/service.svc/CES",
+                                              "https://ces2.example/B_CES_Certificate/service.svc/CES"}));
+  auto none = mscep::enrolment_uris(*p, "Unpublished", "policy");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, "ca.policy_no_ca");
+  EXPECT_FALSE(is_transient(none.error()));
+}
+
+TEST(MscepWire, UnusableCaUrisAreNamed) {
+  auto p = two_ca_policy();
+  ASSERT_TRUE(p) << p.error().to_string();
+  mscep::PolicyResponse only_other_auth = *p;
+  only_other_auth.cas[1].uris.erase(only_other_auth.cas[1].uris.begin() + 1);  // C's certificate URI
+  auto none = mscep::enrolment_uris(only_other_auth, "KerberosOnly", "policy");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, "ca.policy_no_ca");
+  EXPECT_NE(none.error().what.find("C_CES_Kerberos/service.svc/CES (Kerberos authentication)"), std::string::npos)
+      << none.error().what;
+  EXPECT_NE(none.error().what.find("(user name and password authentication)"), std::string::npos);
+  mscep::PolicyResponse no_permission = *p;
+  no_permission.templates[0].ca_references = {"3"};
+  auto refused = mscep::enrolment_uris(no_permission, "PfxUser", "policy");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("no Enroll permission on CA 3"), std::string::npos) << refused.error().what;
+  no_permission.templates[0].ca_references = {"7"};
+  EXPECT_NE(mscep::enrolment_uris(no_permission, "PfxUser", "policy").error().what.find("CA 7"), std::string::npos);
+}
+
+// Issue 16 items 17 and 19: the template extension the CSR carries, and the
+// hash algorithm the template names.
+TEST(MscepWire, PolicyGivesTheTemplateExtensionAndTheRequestDigest) {
+  auto p = two_ca_policy();
+  ASSERT_TRUE(p) << p.error().to_string();
+  auto t = mscep::template_policy(*p, "PfxUser", "policy");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->key_algorithm, "EC");
+  EXPECT_EQ(t->request_digest, "SHA384");
+  ASSERT_EQ(t->request_extensions.size(), 1u);
+  EXPECT_EQ(t->request_extensions[0].oid, mscep::kTemplateOid);
+  EXPECT_FALSE(t->request_extensions[0].critical);
+  EXPECT_EQ(template_oid_fields(t->request_extensions[0].value),
+            (std::vector<std::string>{"1.3.6.1.4.1.311.21.8.99.1", "105", "3"}));
+  // Schema 1: named by its common name, as MS-WCCE 3.1.2.4.2.2.1.8 has it.
+  auto v1 = mscep::template_policy(*p, "KerberosOnly", "policy");
+  ASSERT_TRUE(v1);
+  ASSERT_EQ(v1->request_extensions.size(), 1u);
+  EXPECT_EQ(v1->request_extensions[0].oid, mscep::kTemplateNameOid);
+  EXPECT_EQ(bmp_name(v1->request_extensions[0].value), "KerberosOnly");
+  // No revision: the OID alone.
+  mscep::PolicyTemplate bare = *p->find("PfxUser");
+  bare.major_revision.reset();
+  bare.minor_revision.reset();
+  auto ext = mscep::template_extension(bare);
+  ASSERT_TRUE(ext);
+  EXPECT_EQ(template_oid_fields(ext->value), std::vector<std::string>{"1.3.6.1.4.1.311.21.8.99.1"});
 }
 
 // Element names and namespaces of an element's children, in order.
@@ -234,6 +463,8 @@ TEST(MscepWire, QueryRequestMatchesTheSpecExample) {
             xml::text(xml::child(theirs->payload, mscep::kTrust, "RequestType")));
 }
 
+// Issue 16 item 20: the requestFilter as cepces 0.3.17 sends it, which its
+// changelog says real CEP servers need to return every template.
 TEST(MscepWire, GetPoliciesRequestMatchesARealClientsBody) {
   LOAD_VECTOR(text, "cepces-xcep-getpolicies-request.xml");
   auto theirs = soap::parse_request(text, "cepces");
@@ -242,10 +473,39 @@ TEST(MscepWire, GetPoliciesRequestMatchesARealClientsBody) {
   ASSERT_TRUE(mine);
   EXPECT_EQ(mine->action, theirs->action);
   EXPECT_EQ(shape(mine->payload), shape(theirs->payload));
-  EXPECT_EQ(shape(xml::child(mine->payload, mscep::kXcep, "client")),
-            shape(xml::child(theirs->payload, mscep::kXcep, "client")));
-  // Ours is nil (no filter, MS-XCEP 3.1.4.1.2.1); cepces sends versions 0/0.
-  EXPECT_TRUE(xml::is_nil(xml::child(mine->payload, mscep::kXcep, "requestFilter")));
+  for (const char* part : {"client", "requestFilter"})
+    EXPECT_EQ(shape(xml::child(mine->payload, mscep::kXcep, part)), shape(xml::child(theirs->payload, mscep::kXcep, part)))
+        << part;
+  const xmlNode* ours = xml::child(mine->payload, mscep::kXcep, "requestFilter");
+  const xmlNode* cepces = xml::child(theirs->payload, mscep::kXcep, "requestFilter");
+  EXPECT_FALSE(xml::is_nil(ours));
+  EXPECT_TRUE(xml::is_nil(xml::child(ours, mscep::kXcep, "policyOIDs")));
+  for (const char* v : {"clientVersion", "serverVersion"})
+    EXPECT_EQ(xml::text(xml::child(ours, mscep::kXcep, v)), xml::text(xml::child(cepces, mscep::kXcep, v))) << v;
+}
+
+// Issue 16 item 20: the HRESULT table of docs/ca-protocols.md and the code's
+// cannot drift apart: every named HRESULT is a row with its winerror.h name
+// and named error, and every HRESULT row is one the code names.
+TEST(MscepWire, DocsHresultTableIsTheCodesTable) {
+  std::ifstream in(fs::path(CERTCUSTODY_SOURCE_DIR) / "docs" / "ca-protocols.md");
+  ASSERT_TRUE(in);
+  std::map<std::string, std::string> rows;  // "0x…" -> the row
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("| 0x", 0) == 0) rows[line.substr(2, 10)] = line;
+  ASSERT_FALSE(rows.empty());
+  std::set<std::string> named;
+  for (const mscep::NamedHresult& n : mscep::named_hresults()) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08X", n.hr);
+    named.insert(hex);
+    auto row = rows.find(hex);
+    ASSERT_NE(row, rows.end()) << hex << " " << n.code << " is not in docs/ca-protocols.md";
+    EXPECT_NE(row->second.find(std::string("`") + n.code + "`"), std::string::npos) << row->second;
+    EXPECT_NE(row->second.find(n.symbol), std::string::npos) << row->second;
+    EXPECT_EQ(mscep::hresult_error(n.hr, "x").code, n.code);
+  }
+  for (const auto& [hex, row] : rows) EXPECT_TRUE(named.contains(hex)) << "docs only: " << row;
 }
 
 }  // namespace

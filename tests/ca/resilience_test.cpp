@@ -75,7 +75,8 @@ TEST(Resilience, TransientFailuresAreRetriedWithGrowingBackoff) {
 
 TEST(Resilience, DefinitiveRejectionIsNeverRetried) {
   for (const char* code : {"ca.rejected", "ca.denied_by_policy", "ca.template_not_supported", "ca.parameter_incorrect",
-                           "ca.template_not_found", "ca.xml_hostile", "net.ca_untrusted"}) {
+                           "ca.template_not_found", "ca.template_missing", "ca.issued_key_mismatch",
+                           "ca.policy_no_ca", "net.ca_untrusted"}) {
     Harness h({code}, true);
     auto r = h.client->submit(SubmitRequest{});
     ASSERT_FALSE(r);
@@ -87,7 +88,7 @@ TEST(Resilience, DefinitiveRejectionIsNeverRetried) {
 
 TEST(Resilience, GivesUpAfterTheConfiguredRetries) {
   Harness h({"ca.server_error", "ca.server_error", "ca.server_error", "ca.server_error", "ca.server_error"}, true, 2);
-  auto r = h.client->poll(PendingTicket{"1", {}, {}, {}});
+  auto r = h.client->poll(PendingTicket{"1", {}, {}, {}, {}, {}});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "ca.server_error");
   EXPECT_NE(r.error().what.find("3 attempts"), std::string::npos);
@@ -103,6 +104,39 @@ TEST(Resilience, NonIdempotentSubmissionIsNotResentAfterItMayHaveArrived) {
     EXPECT_NE(r.error().what.find(code), std::string::npos);
     EXPECT_EQ(h.scripted->calls, 1);
   }
+}
+
+// Issue 16 item 5: an answer that came back but cannot be read is as good as
+// lost — for a CA without idempotency the outcome is unknown and the request
+// is not re-sent; where re-sending is safe it is re-sent.
+TEST(Resilience, UnreadableAnswerIsAnUnknownOutcomeNotARejection) {
+  for (const char* code :
+       {"ca.response_unreadable", "ca.xml_malformed", "ca.xml_hostile", "ca.xml_too_large", "net.response_too_large"}) {
+    const Error e{code, "x", "y", 0};
+    EXPECT_TRUE(answer_unreadable(e)) << code;
+    EXPECT_TRUE(may_have_reached_ca(e)) << code;
+    EXPECT_TRUE(leaves_outcome_unknown(e)) << code;
+    Harness once({code}, false);
+    auto r = once.client->submit(SubmitRequest{"t", {}, "req-1", {}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, "ca.outcome_unknown") << code;
+    EXPECT_NE(r.error().what.find(code), std::string::npos);
+    EXPECT_NE(r.error().remedy.find("y"), std::string::npos);  // the cause's own remedy kept
+    EXPECT_EQ(once.scripted->calls, 1) << code;
+    Harness again({code}, true);
+    EXPECT_TRUE(again.client->submit(SubmitRequest{"t", {}, "req-1", {}})) << code;
+    EXPECT_EQ(again.scripted->calls, 2) << code;
+  }
+  // CMP: an answer whose protection does not verify, a certConf not delivered.
+  for (const char* code : {"ca.response_untrusted", "ca.transaction_failed"}) {
+    Harness h({code}, false);
+    auto r = h.client->submit(SubmitRequest{"t", {}, "req-1", {}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, "ca.outcome_unknown") << code;
+    EXPECT_EQ(h.scripted->calls, 1);
+  }
+  for (const char* code : {"ca.rejected", "ca.issued_key_mismatch", "net.ca_unreachable", "ca.circuit_open"})
+    EXPECT_FALSE(leaves_outcome_unknown(Error{code, "", "", 0})) << code;
 }
 
 TEST(Resilience, IdempotentSubmissionIsResentAfterATimeout) {

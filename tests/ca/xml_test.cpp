@@ -23,7 +23,7 @@ TEST(Xml, SamePrefixDifferentNamespaceIsNotConfused) {
   // The prefix is irrelevant: "s:" bound to a wrong URI is not SOAP.
   auto r = soap::parse_response(R"(<s:Envelope xmlns:s="urn:not-soap"><s:Body><x/></s:Body></s:Envelope>)", "t");
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, "ca.response_invalid");
+  EXPECT_EQ(r.error().code, "ca.response_unreadable");
 }
 
 TEST(Xml, RefusesBillionLaughs) {

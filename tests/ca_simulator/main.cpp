@@ -1,6 +1,7 @@
 // certcustody-ca-simulator: the tests' CA simulator as a process, for the
 // README demo and for trying a connector configuration by hand.
-//   certcustody-ca-simulator --dir D --client-ca F [--port N] [--script S.json]
+//   certcustody-ca-simulator --dir D --client-ca F [--port N] [--script S.json] [--standalone]
+//                            [--ignore-additional-context]
 // prints "listening on 127.0.0.1:PORT", the endpoint URLs and its pid, and
 // serves until SIGTERM or SIGINT (docs/ca-simulator.md).
 #include <signal.h>
@@ -23,6 +24,10 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--port", port, "port on 127.0.0.1 (0: a free one)")->check(CLI::Range(0, 65535));
   app.add_option("--script", script, "JSON templates and behaviours")->check(CLI::ExistingFile);
+  bool standalone = false, ignore_context = false;
+  app.add_flag("--standalone", standalone, "MS: issue requests that name no template (an enterprise CA refuses them)");
+  app.add_flag("--ignore-additional-context", ignore_context,
+               "MS: read the template from the CSR only, not from the SOAP AdditionalContext");
   CLI11_PARSE(app, argc, argv);
 
   // Blocked before the server's threads start, so that only sigwait below sees them.
@@ -33,7 +38,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   try {
     std::filesystem::create_directories(dir);
-    certcustody::testing::CaSimulator sim({dir, client_ca}, port);
+    certcustody::testing::CaSimulator sim({dir, client_ca, standalone, ignore_context}, port);
     if (!script.empty()) {
       if (auto loaded = sim.load_script(certcustody::testing::read_file(script)); !loaded) {
         std::cerr << loaded.error().to_string() << std::endl;

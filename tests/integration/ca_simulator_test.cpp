@@ -19,6 +19,8 @@
 #include <optional>
 #include <thread>
 
+#include "ca/digicert_wire.h"
+#include "ca/mscep_wire.h"
 #include "ca/soap.h"
 #include "ca/xml.h"
 #include "common/ossl.h"
@@ -237,9 +239,11 @@ std::string dc_enroll_request(const std::string& profile, const std::string& txi
   return e.doc.serialize();
 }
 
-std::string dc_query_request(const std::string& txid, const std::string& request_id) {
+std::string dc_query_request(const std::string& txid, const std::string& request_id,
+                             const std::string& profile = std::string(kDcProfile)) {
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* vs = add_in(add_in(e.body, kDcTrust, "T", "RequestSecurityToken"), kDcEnroll, "E", "requestVSSecurityToken");
+  if (!profile.empty()) xml::add(vs, vs->ns, "certificateProfileID", profile);
   xml::add(vs, vs->ns, "clientTransactionID", txid);
   xml::add(vs, vs->ns, "requestType", kDcQuery);
   xml::add(vs, vs->ns, "requestID", request_id);
@@ -407,6 +411,16 @@ class CaSimulatorTest : public ::testing::Test {
     return r ? read_dc(*r) : DcAnswer{};
   }
   bool have_vectors() const { return std::filesystem::exists(kVectors + "SOURCES.md"); }
+  // A GetPolicies with a nil requestFilter, to the simulator's CEP.
+  std::string get_policies_request() const {
+    soap::Envelope gp = soap::make_envelope(
+        soap::Version::soap12, "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy/IPolicy/GetPolicies",
+        sim_->cep_url());
+    xmlNode* get = add_in(gp.body, kXcep, "", "GetPolicies");
+    xml::add(get, get->ns, "client");
+    xml::set_nil(xml::add(get, get->ns, "requestFilter"));
+    return gp.doc.serialize();
+  }
 
   static TempDir* creds_;
   TempDir dir_;
@@ -529,17 +543,43 @@ TEST_F(CaSimulatorTest, TemplateFromTheCsrOrTheContextMustBeKnown) {
   EXPECT_EQ(a.status, 500);
   EXPECT_EQ(a.action, kWsDetailFaultAction);
   EXPECT_EQ(a.error_code, "-2146875392");  // 0x80094800 CERTSRV_E_UNSUPPORTED_CERT_TYPE
-  // AdditionalContext wins over the CSR; a CSR naming a known template is issued.
+  // A CSR naming a known template is issued; naming it in both places is fine,
+  // two different templates are a conflict (MS-WCCE 3.2.2.6.2.1.4.1).
   Csr named_in_csr = make_csr("csr-named.example.test", 0, "Web");
   EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), named_in_csr.der, "")).disposition, "Issued");
-  EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), named_in_csr.der, "Nope")).error_code, "-2146875392");
+  EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), named_in_csr.der, "Web")).disposition, "Issued");
+  EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), named_in_csr.der, "Nope")).error_code,
+            signed_decimal(0x80094802));  // CERTSRV_E_TEMPLATE_CONFLICT
+  // An enterprise CA refuses a request that names no template at all.
+  EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), make_csr("none.example.test").der, "")).error_code,
+            signed_decimal(0x80094801));  // CERTSRV_E_NO_CERT_TYPE
+  EXPECT_EQ(sim_->issued_total(), 2);
+}
+
+// One that ignores the SOAP AdditionalContext (issue 16 item 17) finds the
+// template in the CSR only, by name or by the OID its policy gives out.
+TEST_F(CaSimulatorTest, CaIgnoringTheSoapContextReadsTheTemplateFromTheCsr) {
+  sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{dir_ / "ctx", *creds_ / "ra-ca.pem", false, true});
+  sim_->add_template("Web", {});
+  client_ = client("ra");
+  EXPECT_EQ(ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), make_csr("ctx.example.test").der, "Web")).error_code,
+            signed_decimal(0x80094801));
+  EXPECT_EQ(
+      ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), make_csr("csr.example.test", 0, "Web").der, "")).disposition,
+      "Issued");
   EXPECT_EQ(sim_->issued_total(), 1);
 }
 
-TEST_F(CaSimulatorTest, CepcesIssueVectorWithoutTemplateIsIssued) {
+TEST_F(CaSimulatorTest, CepcesIssueVectorWithoutTemplateIsRefusedByAnEnterpriseCa) {
   if (!have_vectors()) GTEST_SKIP() << "no " << kVectors;
-  sim_->add_template("Web", {});  // a template exists; the request names none: the CA's default
+  sim_->add_template("Web", {});
   const std::string vector = read_vector("cepces-wstep-rst-issue-request.xml");
+  // cepces' test CSR names no template, nor does its SOAP: an enterprise CA refuses it …
+  EXPECT_EQ(ms(sim_->ces_url(), retarget(vector, sim_->ces_url())).error_code, signed_decimal(0x80094801));
+  // … a standalone one issues it.
+  sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{dir_ / "standalone", *creds_ / "ra-ca.pem", true});
+  sim_->add_template("Web", {});
+  client_ = client("ra");
   MsAnswer a = ms(sim_->ces_url(), retarget(vector, sim_->ces_url()));
   ASSERT_EQ(a.status, 200);
   EXPECT_EQ(a.relates_to, message_id_of(vector));
@@ -645,7 +685,7 @@ TEST_F(CaSimulatorTest, KeyPolicyAndCsrSignatureAreChecked) {
   EXPECT_EQ(code(make_csr("ec.example.test").der, "Rsa3072"), signed_decimal(0x80090008));           // NTE_BAD_ALGID
   Bytes tampered = make_csr("tampered.example.test").der;
   tampered[tampered.size() - 3] ^= 0x01;                                                 // inside the signature
-  EXPECT_EQ(code(tampered, ""), signed_decimal(0x80090006));                             // NTE_BAD_SIGNATURE
+  EXPECT_EQ(code(tampered, "Rsa3072"), signed_decimal(0x80090006));                      // NTE_BAD_SIGNATURE
   EXPECT_EQ(code(Bytes{0x30, 0x03, 0x02, 0x01, 0x00}, ""), signed_decimal(0x8009310B));  // not a PKCS#10
   EXPECT_EQ(sim_->issued_total(), 0);
 }
@@ -678,18 +718,113 @@ TEST_F(CaSimulatorTest, MalformedHostileAndHttpErrorAnswers) {
   EXPECT_EQ(down->content_type, "text/plain");
 
   // The policy service fails once, then answers.
-  soap::Envelope gp = soap::make_envelope(
-      soap::Version::soap12, "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy/IPolicy/GetPolicies",
-      sim_->cep_url());
-  xmlNode* get = add_in(gp.body, kXcep, "", "GetPolicies");
-  xml::add(get, get->ns, "client");
-  xml::set_nil(xml::add(get, get->ns, "requestFilter"));
-  auto first = post_ms(sim_->cep_url(), gp.doc.serialize());
-  auto second = post_ms(sim_->cep_url(), gp.doc.serialize());
+  const std::string gp = get_policies_request();
+  auto first = post_ms(sim_->cep_url(), gp);
+  auto second = post_ms(sim_->cep_url(), gp);
   ASSERT_TRUE(first && second);
   EXPECT_EQ(first->status, 503);
   EXPECT_EQ(second->status, 200);
   EXPECT_EQ(sim_->issued_total(), 0);
+}
+
+// The unreadable answers (issue 16 item 5): the request is decided first.
+TEST_F(CaSimulatorTest, GarbageAnswersComeAfterTheCertificateIsIssued) {
+  sim_->add_template("Web", {});
+  sim_->add_template(std::string(kDcProfile), {});
+  struct Case {
+    Kind kind;
+    std::string content_type_start;
+  };
+  const Case cases[] = {{Kind::html_page, "text/html"},
+                        {Kind::truncated_answer, "application/soap+xml"},
+                        {Kind::empty_answer, "application/soap+xml"},
+                        {Kind::damaged_pkcs7, "application/soap+xml"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(static_cast<int>(c.kind));
+    sim_->script("Web", {.kind = c.kind, .times = 1});
+    Csr csr = make_csr("garbage.example.test");
+    auto r = post_ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, "Web"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->content_type.rfind(c.content_type_start, 0), 0u) << r->content_type;
+    ca::PendingTicket request;
+    request.csr_der = csr.der;
+    auto parsed = soap::parse_response(r->body, "answer");
+    EXPECT_FALSE(parsed && ca::mscep::enrollment_result(*parsed, request, "answer")) << r->body;
+    EXPECT_EQ(sim_->issued_for(csr.spki_key()), 1);
+    // DigiCert: a repeat of the transaction gets the real answer.
+    const std::string tx = "tx-garbage-" + std::to_string(static_cast<int>(c.kind));
+    sim_->script(tx, {.kind = c.kind, .times = 1});
+    const Bytes dc_csr = make_csr("dc-garbage.example.test").der;
+    auto first = post_dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), tx, dc_csr));
+    ASSERT_TRUE(first);
+    request.transaction_id = tx;
+    request.csr_der = dc_csr;
+    auto dc_parsed = soap::parse_response(first->body, "answer");
+    EXPECT_FALSE(dc_parsed && ca::digicert::enrollment_result(*dc_parsed, request, "answer")) << first->body;
+    EXPECT_FALSE(dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), tx, dc_csr)).pkcs7.empty());
+    EXPECT_EQ(sim_->issued_for(tx), 1);
+  }
+}
+
+// A CA that certifies another key (issue 16 item 18), now or after the polls.
+TEST_F(CaSimulatorTest, OtherKeyIssuesForAFreshKey) {
+  sim_->add_template("Web", {});
+  sim_->script("Web", {.other_key = true});
+  Csr csr = make_csr("swapped.example.test");
+  MsAnswer a = ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, "Web"));
+  X509Ptr cert = cert_of(a.cert);
+  ASSERT_TRUE(cert);
+  EXPECT_EQ(cn_of(cert.get()), "swapped.example.test");
+  EXPECT_NE(EVP_PKEY_eq(X509_get0_pubkey(cert.get()), csr.key.get()), 1);
+}
+
+// Issue 16 item 19: the CAs and their URIs as the policy lists them; any
+// …/service.svc/CES path is a CES endpoint, and a pending request's
+// Reference names the one that took it.
+TEST_F(CaSimulatorTest, PolicyListsTheConfiguredCasAndEveryCesPathEnrols) {
+  sim_->add_template("Web", {.hash_algorithm = "2.16.840.1.101.3.4.2.1"});
+  sim_->add_template("OnlySecond", {.cas = {1}});
+  const std::string second = sim_->url("/Second_CES_Certificate/service.svc/CES");
+  sim_->set_cas({SimCa{{SimCaUri{sim_->ces_url(), 8, 1, false}, SimCaUri{sim_->url("/K/service.svc/CES"), 2, -1, true}}},
+                 SimCa{{SimCaUri{second, 8, 2, false}}, false}});
+  const std::string gp = get_policies_request();
+  auto r = post_ms(sim_->cep_url(), gp);
+  ASSERT_TRUE(r);
+  auto resp = soap::parse_response(r->body, "answer");
+  ASSERT_TRUE(resp) << resp.error().to_string();
+  PolicyView v = view_of(resp->payload);
+  std::vector<xmlNode*> cas = xml::children(xml::child(resp->payload, kXcep, "cAs"), kXcep, "cA");
+  ASSERT_EQ(cas.size(), 2u);
+  std::vector<xmlNode*> uris = xml::children(xml::child(cas[0], kXcep, "uris"), kXcep, "cAURI");
+  ASSERT_EQ(uris.size(), 2u);
+  EXPECT_EQ(xml::text(xml::child(uris[1], kXcep, "clientAuthentication")), "2");
+  EXPECT_TRUE(xml::is_nil(xml::child(uris[1], kXcep, "priority")));
+  EXPECT_EQ(xml::text(xml::child(uris[1], kXcep, "renewalOnly")), "true");
+  EXPECT_EQ(xml::text(xml::child(cas[1], kXcep, "enrollPermission")), "false");
+  EXPECT_EQ(xml::text(xml::child(cas[1], kXcep, "cAReferenceID")), "1");
+  auto refs = [&](const std::string& name) {
+    std::vector<std::string> out;
+    for (xmlNode* c : xml::children(xml::child(v.policies[name], kXcep, "cAs"), kXcep, "cAReference"))
+      out.push_back(xml::text(c));
+    return out;
+  };
+  EXPECT_EQ(refs("Web"), (std::vector<std::string>{"0", "1"}));
+  EXPECT_EQ(refs("OnlySecond"), std::vector<std::string>{"1"});
+  const std::string hash =
+      xml::text(xml::path(v.policies["Web"], {{kXcep, "attributes"}, {kXcep, "hashAlgorithmOIDReference"}}));
+  EXPECT_EQ(v.oids[hash], (std::pair<std::string, std::string>{"2.16.840.1.101.3.4.2.1", "1"}));
+  sim_->script("Web", {.kind = Kind::pend_then_issue, .pending_polls = 0});
+  MsAnswer pend = ms(second, ms_issue_request(second, make_csr("second.example.test").der, "Web"));
+  EXPECT_EQ(pend.reference_uri, second);
+  EXPECT_EQ(ms(second, ms_query_request(second, std::atol(pend.request_id.c_str()))).disposition, "Issued");
+  EXPECT_EQ(sim_->requests_to("/Second_CES_Certificate/service.svc/CES"), 2);
+  // cAs nil.
+  sim_->set_cas({});
+  auto nil = soap::parse_response(post_ms(sim_->cep_url(), gp)->body, "answer");
+  ASSERT_TRUE(nil);
+  EXPECT_TRUE(xml::is_nil(xml::child(nil->payload, kXcep, "cAs")));
+  EXPECT_TRUE(xml::is_nil(xml::child(view_of(nil->payload).policies["Web"], kXcep, "cAs")));
 }
 
 TEST_F(CaSimulatorTest, DelayedAnswerArrivesLateOrTimesTheClientOut) {
@@ -752,7 +887,7 @@ TEST_F(CaSimulatorTest, ConcurrentEnrolmentsOnSeparateConnections) {
       auto own = client("ra");
       for (int i = 0; own && i < 4; ++i) {
         Csr csr = make_csr("c" + std::to_string(t) + "-" + std::to_string(i) + ".example.test");
-        auto r = post_ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, ""), own.get());
+        auto r = post_ms(sim_->ces_url(), ms_issue_request(sim_->ces_url(), csr.der, "Web"), own.get());
         if (r && read_ms(*r).disposition == "Issued") ++issued;
       }
     });
@@ -775,11 +910,18 @@ TEST_F(CaSimulatorTest, DigiCertPoliciesListProfilesWithAttributes) {
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->version, soap::Version::soap11);
   ASSERT_TRUE(xml::is(resp->payload, kDcPolicy, "getPoliciesResponse"));
-  std::vector<xmlNode*> policies = xml::children(resp->payload, kDcPolicy, "policy");
+  // The profile OIDs are in oIDs (digicert-pki-ws-notes.md), referenced by
+  // each policy as in MS-XCEP.
+  std::map<std::string, std::string> oids;
+  for (xmlNode* o : xml::children(xml::child(resp->payload, kDcPolicy, "oIDs"), kDcPolicy, "oID"))
+    oids[xml::text(xml::child(o, kDcPolicy, "oIDReferenceID"))] = xml::text(xml::child(o, kDcPolicy, "value"));
+  std::vector<xmlNode*> policies =
+      xml::children(xml::path(resp->payload, {{kDcPolicy, "response"}, {kDcPolicy, "policies"}}), kDcPolicy, "policy");
   ASSERT_EQ(policies.size(), 1u);
-  EXPECT_EQ(xml::text(xml::child(policies[0], kDcPolicy, "certificateProfileID")), kDcProfile);
-  EXPECT_EQ(xml::text(xml::child(policies[0], kDcPolicy, "keyAlgorithm")), "RSA");
-  EXPECT_EQ(xml::text(xml::child(policies[0], kDcPolicy, "minimalKeyLength")), "2048");
+  EXPECT_EQ(oids[xml::text(xml::child(policies[0], kDcPolicy, "policyOIDReference"))], kDcProfile);
+  xmlNode* key = xml::path(policies[0], {{kDcPolicy, "attributes"}, {kDcPolicy, "privateKeyAttributes"}});
+  EXPECT_EQ(oids[xml::text(xml::child(key, kDcPolicy, "algorithmOIDReference"))], "1.2.840.113549.1.1.1");
+  EXPECT_EQ(xml::text(xml::child(key, kDcPolicy, "minimalKeyLength")), "2048");
   std::map<std::string, std::string> usage;
   for (xmlNode* a : xml::children(policies[0], kDcPolicy, "attribute"))
     usage[xml::text(xml::child(a, kDcPolicy, "name"))] = xml::text(xml::child(a, kDcPolicy, "usage"));
@@ -842,6 +984,12 @@ TEST_F(CaSimulatorTest, DigiCertPendingIsPolledByRequestId) {
   DcAnswer resubmitted = dc("enrollmentService", dc_enroll_request(std::string(kDcProfile), "tx-p", csr));
   EXPECT_EQ(resubmitted.request_id, pend.request_id);
   EXPECT_TRUE(resubmitted.pkcs7.empty());
+  // A poll must name the profile the request was made for (issue 16 item 21).
+  DcAnswer no_profile = dc("enrollmentService", dc_query_request("tx-p", pend.request_id, ""));
+  ASSERT_TRUE(no_profile.fault);
+  EXPECT_EQ(no_profile.fault->code, "Client");
+  EXPECT_EQ(dc("enrollmentService", dc_query_request("tx-p", pend.request_id, "1.2.3.4")).errorcode,
+            "SIM_PROFILE_MISMATCH");
   EXPECT_TRUE(dc("enrollmentService", dc_query_request("tx-p", pend.request_id)).pkcs7.empty());
   DcAnswer issued = dc("enrollmentService", dc_query_request("tx-p", pend.request_id));
   ASSERT_FALSE(issued.pkcs7.empty());
@@ -894,12 +1042,14 @@ TEST_F(CaSimulatorTest, WrongContentTypeAndSoapVersionAreRefused) {
 // --- script files and the executable ----------------------------------------------------
 constexpr const char* kScript = R"({
   "templates": {
-    "Web": {"min_key_bits": 2048, "key_algorithm": "RSA", "subject_name_flags": 65537},
+    "Web": {"min_key_bits": 2048, "key_algorithm": "RSA", "subject_name_flags": 65537, "cas": [0],
+            "hash_algorithm": "2.16.840.1.101.3.4.2.2"},
     "2.16.840.1.113733.1.16.1.3.1.4.1.38113944": {"supported": ["common_name"], "fixed": ["mail"]}
   },
   "behaviours": {
     "Pended": {"kind": "pend_then_issue", "pending_polls": 0},
-    "Refused": {"kind": "fault", "hresult": "0x80094812", "reason": "no e-mail", "times": 1}
+    "Refused": {"kind": "fault", "hresult": "0x80094812", "reason": "no e-mail", "times": 1},
+    "Swapped": {"kind": "html_page", "other_key": true, "times": 1}
   }
 })";
 

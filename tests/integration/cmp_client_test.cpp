@@ -80,6 +80,7 @@ class RawHttpPeer {
   RawHttpPeer(const RawHttpPeer&) = delete;
   RawHttpPeer& operator=(const RawHttpPeer&) = delete;
   int port() const { return port_; }
+  int connections() const { return connections_.load(); }
 
  private:
   void serve() {
@@ -88,6 +89,7 @@ class RawHttpPeer {
       if (::poll(&p, 1, 100) <= 0) continue;
       const int conn = ::accept(fd_, nullptr, nullptr);
       if (conn < 0) continue;
+      ++connections_;
       std::string in;
       char buf[4096];
       // Headers, then Content-Length bytes of body (2 s at most).
@@ -141,8 +143,14 @@ class RawHttpPeer {
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
   std::thread thread_;
 };
+
+std::string http_200(const std::string& content_type, const std::string& body) {
+  return "HTTP/1.0 200 OK\r\nContent-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
+}
 
 // HTTPS in front of the mock CMP server (which speaks plain HTTP): TLS with
 // a required client certificate from `client_ca`, each connection relayed
@@ -498,7 +506,7 @@ TEST_F(Cmp, HttpAnswersThatAreNotCmpAreNamed) {
   ASSERT_TRUE(c);
   auto e = c->submit(request_for("k"));
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid") << e.error().to_string();
+  EXPECT_EQ(e.error().code, "ca.response_unreadable") << e.error().to_string();
 
   RawHttpPeer missing(RawHttpPeer::Mode::reply, "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
   auto c404 = client(url(missing.port()));
@@ -513,6 +521,38 @@ TEST_F(Cmp, HttpAnswersThatAreNotCmpAreNamed) {
   auto el = lost->submit(request_for("k"));
   ASSERT_FALSE(el);
   EXPECT_EQ(el.error().code, "net.connection_lost") << el.error().to_string();
+}
+
+// Issue 16 item 5: an HTTP 200 answer that is no CMP message came after the
+// p10cr was sent: the CA may have issued. It is an unknown outcome, never a
+// definitive rejection, and with the connector's retries it is not re-sent.
+TEST_F(Cmp, GarbageAnswersLeaveTheOutcomeUnknownAndAreNotResent) {
+  const Bytes cert = cert_der("k.pem");
+  const std::string half(reinterpret_cast<const char*>(cert.data()), cert.size() / 2);
+  const std::string answers[] = {
+      http_200("text/html", "<!DOCTYPE html><html><body><h1>Maintenance</h1></body></html>"),
+      http_200("application/pkixcmp", half),                  // a DER message cut off
+      http_200("application/pkixcmp", std::string(cert.begin(), cert.end())),  // DER, but no PKIMessage
+      http_200("application/pkixcmp", ""),                    // nothing
+      "HTTP/1.0 200 OK\r\nContent-Type: application/pkixcmp\r\nContent-Length: 4000\r\n\r\n" + half,  // short
+  };
+  for (const std::string& answer : answers) {
+    SCOPED_TRACE(answer.substr(0, 60));
+    RawHttpPeer peer(RawHttpPeer::Mode::reply, answer);
+    auto raw = client(url(peer.port()));
+    ASSERT_TRUE(raw);
+    auto e = raw->submit(request_for("k"));
+    ASSERT_FALSE(e);
+    EXPECT_TRUE(ca::may_have_reached_ca(e.error())) << e.error().to_string();
+    EXPECT_TRUE(ca::leaves_outcome_unknown(e.error())) << e.error().to_string();
+    ca::ResilientCaClient resilient("cmp-ca", client(url(peer.port())), ca::RetryPolicy{3, std::chrono::milliseconds(1)},
+                                    ca::BreakerPolicy{}, [](std::chrono::milliseconds) {});
+    const int before = peer.connections();
+    auto r = resilient.submit(request_for("k"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, "ca.outcome_unknown") << r.error().to_string();
+    EXPECT_EQ(peer.connections() - before, 1);
+  }
 }
 
 TEST_F(Cmp, OverHttpsWithTheRasMutualTls) {
@@ -543,7 +583,8 @@ TEST_F(Cmp, HttpsAnswerThatIsNotCmpIsInvalid) {
   ASSERT_TRUE(c);
   auto e = c->submit(request_for("k"));
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().code, "ca.response_invalid") << e.error().to_string();
+  EXPECT_EQ(e.error().code, "ca.response_unreadable") << e.error().to_string();
+  EXPECT_TRUE(ca::leaves_outcome_unknown(e.error()));
   ASSERT_EQ(tls.client_subjects().size(), 1u);
   EXPECT_EQ(tls.client_subjects().front(), "/CN=RA ra");
 }

@@ -39,7 +39,7 @@ class Pipeline : public RaFixture {
     std::erase(hex, ':');
     std::erase(hex, '\n');
     recipient_ = "sha256:" + hex;
-    sim_ = std::make_unique<CaSimulator>(CaSimulator::Options{path("sim"), path("ca.pem")});
+    sim_ = std::make_unique<CaSimulator>(sim_options());
     sim_->add_template(kDigicertProfile, SimTemplate{.supported = {"common_name", "mail"}, .min_key_bits = 256});
     sim_->add_template(kMsTemplate, SimTemplate{.min_key_bits = 256});
     append_config(base_config());
@@ -48,6 +48,7 @@ class Pipeline : public RaFixture {
     sim_.reset();
     RaFixture::TearDown();
   }
+  virtual CaSimulator::Options sim_options() const { return {path("sim"), path("ca.pem")}; }
 
   std::string base_config() const {
     return std::string("[ra]\nkey = \"") + (tpm_ ? "tpm2:object=ra" : "pkcs11:token=certcustody-test;object=ra") +

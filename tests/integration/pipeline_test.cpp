@@ -154,13 +154,34 @@ TEST_F(Pipeline, APolicyViolationFailsWithItsNamedErrorBeforeTheCa) {
   EXPECT_EQ(sim_->issued_total(), 0);
 }
 
+// Issue 16 item 21: DigiCert polls name the certificate profile (the
+// simulator refuses a poll without it, as the request's own).
 TEST_F(Pipeline, PendingRequestsArePolledUntilIssued) {
-  sim_->script(kMsTemplate, SimBehaviour{.kind = SimBehaviour::Kind::pend_then_issue, .pending_polls = 1});
+  for (const char* key : {kMsTemplate, kDigicertProfile})
+    sim_->script(key, SimBehaviour{.kind = SimBehaviour::Kind::pend_then_issue, .pending_polls = 1});
   submit("ms-1", "ms");
+  submit("dc-1", "users");
   auto s = serve();
   ASSERT_EQ(s.exit_code, 0) << s.output;
   EXPECT_EQ(status("ms-1")["state"], "delivered") << s.output;
-  EXPECT_EQ(sim_->issued_total(), 1);
+  EXPECT_EQ(status("dc-1")["state"], "delivered") << status("dc-1").dump();
+  EXPECT_EQ(sim_->issued_total(), 2);
+}
+
+// Issue 16 item 5: an HTTP 200 answer from the Microsoft CA that cannot be
+// read — after the CA issued — ends the request as an unknown outcome with
+// the lookup remedy, not as a definitive failure, and it is never re-sent.
+TEST_F(Pipeline, AnUnreadableMicrosoftAnswerIsAnUnknownOutcomeNeverResent) {
+  sim_->script(kMsTemplate, SimBehaviour{.kind = SimBehaviour::Kind::html_page});
+  submit("ms-1", "ms");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto st = status("ms-1");
+  EXPECT_EQ(st["state"], "failed") << st.dump();
+  EXPECT_EQ(st["error"]["code"], "ca.outcome_unknown") << st.dump();
+  EXPECT_NE(st["error"]["remedy"].get<std::string>().find("look the request up"), std::string::npos) << st.dump();
+  EXPECT_EQ(sim_->requests_to("/CA_CES_Certificate/service.svc/CES"), 1);
+  EXPECT_EQ(sim_->issued_for(st.value("csr_public_key_sha256", "")), 1);  // the CA did issue
 }
 
 TEST_F(Pipeline, ATransientCaFailureIsRetriedLater) {
@@ -448,6 +469,26 @@ TEST_F(Pipeline, ARequestOfAKilledCommandIsTakenBackByTheRunningDaemon) {
   EXPECT_NE(open_output("dc-1").cert_text.find("CN = IWUser0"), std::string::npos);
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(30000), 0) << daemon.log();
+}
+
+// Issue 16 item 17: an AD CS CA behind a CES that does not pass the SOAP
+// AdditionalContext on finds the template in the CSR (the extension the
+// enrollment policy gives); without it, it refuses (0x80094801).
+class PipelineCaReadingTheCsrOnly : public Pipeline {
+ protected:
+  CaSimulator::Options sim_options() const override {
+    CaSimulator::Options o = Pipeline::sim_options();
+    o.ignore_additional_context = true;
+    return o;
+  }
+};
+
+TEST_F(PipelineCaReadingTheCsrOnly, TheTemplateTravelsInTheCsr) {
+  submit("ms-1", "ms");
+  auto s = serve();
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_EQ(status("ms-1")["state"], "delivered") << status("ms-1").dump();
+  EXPECT_EQ(sim_->issued_total(), 1);
 }
 
 // Many requests through one daemon run: none lost, each issued once; under

@@ -87,6 +87,8 @@ constexpr std::string_view kEcOid = "1.2.840.10045.2.1";
 constexpr std::uint32_t kENoRequest = 0x80094002;        // CERTSRV_E_NO_REQUEST: unknown RequestID
 constexpr std::uint32_t kEAdminDenied = 0x80094014;      // CERTSRV_E_ADMIN_DENIED_REQUEST: pend_then_deny
 constexpr std::uint32_t kEUnsupportedType = 0x80094800;  // CERTSRV_E_UNSUPPORTED_CERT_TYPE: unknown template
+constexpr std::uint32_t kENoCertType = 0x80094801;       // CERTSRV_E_NO_CERT_TYPE: no template in the request
+constexpr std::uint32_t kETemplateConflict = 0x80094802; // CERTSRV_E_TEMPLATE_CONFLICT: two templates named
 constexpr std::uint32_t kEKeyLength = 0x80094811;        // CERTSRV_E_KEY_LENGTH: key under minimalKeyLength
 constexpr std::uint32_t kEInvalidArg = 0x80070057;       // E_INVALIDARG: request shape wrong
 constexpr std::uint32_t kEBadSignature = 0x80090006;     // NTE_BAD_SIGNATURE: CSR signature does not verify
@@ -290,21 +292,30 @@ std::optional<std::string> template_oid_ext(const ASN1_OCTET_STRING* data) {
   return oid_text(first->value.object);
 }
 
-// The template the CSR's extensionRequest names: a name, or a template OID.
-std::optional<std::string> csr_template(X509_REQ* req) {
+// The templates the CSR's extensionRequest names: names, and template OIDs.
+std::vector<std::string> csr_templates(X509_REQ* req) {
+  std::vector<std::string> out;
   ExtStack exts(X509_REQ_get_extensions(req));
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
     X509_EXTENSION* e = sk_X509_EXTENSION_value(exts.get(), i);
     std::string oid = oid_text(X509_EXTENSION_get_object(e));
-    if (oid == "1.3.6.1.4.1.311.20.2") return template_name_ext(X509_EXTENSION_get_data(e));
-    if (oid == "1.3.6.1.4.1.311.21.7") return template_oid_ext(X509_EXTENSION_get_data(e));
+    std::optional<std::string> named;
+    if (oid == "1.3.6.1.4.1.311.20.2") named = template_name_ext(X509_EXTENSION_get_data(e));
+    if (oid == "1.3.6.1.4.1.311.21.7") named = template_oid_ext(X509_EXTENSION_get_data(e));
+    if (named) out.push_back(*named);
   }
-  return std::nullopt;
+  return out;
 }
 
-// The CSR's subject and public key, its SAN / EKU / KU, CA:FALSE, one day.
-Result<X509Ptr> issue_from(X509_REQ* req, X509* ca, EVP_PKEY* ca_key) {
-  CC_TRY_ASSIGN(X509Ptr c, new_cert(X509_REQ_get_subject_name(req), X509_REQ_get0_pubkey(req),
+// The CSR's subject and public key (or, `other_key`, a fresh one: a CA that
+// substitutes the key), its SAN / EKU / KU, CA:FALSE, one day.
+Result<X509Ptr> issue_from(X509_REQ* req, X509* ca, EVP_PKEY* ca_key, bool other_key) {
+  EvpPkeyPtr substitute;
+  if (other_key) {
+    CC_TRY_ASSIGN(substitute, new_ec_key());
+  }
+  CC_TRY_ASSIGN(X509Ptr c, new_cert(X509_REQ_get_subject_name(req),
+                                    other_key ? substitute.get() : X509_REQ_get0_pubkey(req),
                                     X509_get_subject_name(ca), kIssuedSeconds));
   ExtStack exts(X509_REQ_get_extensions(req));
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
@@ -358,6 +369,7 @@ struct Decision {
   std::shared_ptr<const Issued> issued;
   Rejection rejection;
   SimBehaviour raw;  // malformed_xml, hostile_xml, http_error
+  std::optional<SimBehaviour::Kind> garble;  // an issued/pending answer that cannot be read (html_page, …)
   std::chrono::milliseconds delay{0};
 };
 
@@ -371,7 +383,9 @@ Decision rejected(long id, Rejection r) {
 // A request taken under submission, until a poll decides it.
 struct PendingRequest {
   Bytes csr;
-  std::string count_key;  // issued_for key
+  std::string count_key;     // issued_for key
+  std::string template_key;  // the template / DigiCert profile it was made for
+  bool other_key = false;
   int polls_left = 0;
   bool deny = false;
   Rejection denial;
@@ -391,7 +405,8 @@ struct TemplateEntry {
 
 struct EnrollInput {
   Dialect dialect = Dialect::ms;
-  std::optional<std::string> template_key;  // MS: AdditionalContext; nullopt: read the CSR
+  std::optional<std::string> template_key;  // MS: AdditionalContext; DigiCert: certificateProfileID
+  std::string path;                         // MS: the CES endpoint's path (a script key)
   Bytes csr;
   std::string txid;  // DigiCert clientTransactionID
   std::vector<std::pair<std::string, std::string>> attributes;
@@ -401,6 +416,25 @@ bool is_raw(SimBehaviour::Kind k) {
   return k == SimBehaviour::Kind::malformed_xml || k == SimBehaviour::Kind::hostile_xml ||
          k == SimBehaviour::Kind::http_error;
 }
+
+bool is_garble(SimBehaviour::Kind k) {
+  return k == SimBehaviour::Kind::html_page || k == SimBehaviour::Kind::truncated_answer ||
+         k == SimBehaviour::Kind::empty_answer || k == SimBehaviour::Kind::damaged_pkcs7;
+}
+
+// A reply that cannot be read, in place of `reply` (issued or pending).
+// empty_answer and damaged_pkcs7 are made by the renderers themselves.
+HttpReply garbled(SimBehaviour::Kind k, HttpReply reply) {
+  if (k == SimBehaviour::Kind::html_page)
+    return {200, "text/html; charset=utf-8",
+            "<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head><body><h1>The service is "
+            "down for maintenance</h1><p>Please try again later.<br></p></body></html>\n"};
+  if (k == SimBehaviour::Kind::truncated_answer) reply.body.resize(reply.body.size() / 2);
+  return reply;
+}
+
+// Bytes that are no PKCS#7: a SEQUENCE header promising more than follows.
+const Bytes kDamagedPkcs7 = {0x30, 0x82, 0x04, 0x00, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02};
 
 std::string template_oid(int index) { return std::string(kTemplateOidArc) + "." + std::to_string(index); }
 
@@ -574,6 +608,8 @@ std::optional<long> positive_long(const std::string& s) {
 // --- the simulator's state and its answers ----------------------------------------
 struct CaSimulator::State {
   std::string dir;
+  bool standalone = false;
+  bool ignore_additional_context = false;
   std::atomic<int> port{0};
   EvpPkeyPtr ca_key;
   X509Ptr ca_cert;
@@ -593,11 +629,14 @@ struct CaSimulator::State {
   std::map<std::string, long> issued_counts;
   long issued_total = 0;
   long next_request_id = 1;
+  std::optional<std::vector<SimCa>> cas;  // nullopt: the one default CA at ces_url()
+  std::map<std::string, long> requests_by_path;
 
   Status init(const Options& o);
   std::string base() const { return "https://127.0.0.1:" + std::to_string(port.load()); }
   std::string cep_url() const { return base() + std::string(kCepPath); }
   std::string ces_url() const { return base() + std::string(kCesPath); }
+  std::vector<SimCa> policy_cas() const;  // under mu
   void wait_delay(std::chrono::milliseconds d);
 
   HttpReply handle(const HttpRequest& r);
@@ -606,15 +645,17 @@ struct CaSimulator::State {
   std::optional<SimBehaviour> take_script_locked(std::initializer_list<std::string_view> keys);
   std::optional<SimBehaviour> take_script(std::initializer_list<std::string_view> keys);
   std::string template_for_locked(std::string key) const;
+  std::string choose_template_locked(const EnrollInput& in, const Result<X509ReqPtr>& csr,
+                                     std::optional<Rejection>& refusal) const;
   std::optional<Rejection> check_locked(const EnrollInput& in, const std::string& tpl,
-                                        const Result<X509ReqPtr>& csr) const;
+                                        const std::optional<Rejection>& refusal, const Result<X509ReqPtr>& csr) const;
   Decision enroll(const EnrollInput& in);
-  Decision decide_locked(const EnrollInput& in, const std::string& tpl, const Result<X509ReqPtr>& csr,
-                         const std::optional<SimBehaviour>& b);
-  Decision pend_locked(const Bytes& csr, const std::string& count_key, const SimBehaviour& b);
-  Decision issue_locked(X509_REQ* req, const std::string& count_key, long id);
+  Decision decide_locked(const EnrollInput& in, const std::string& tpl, const std::optional<Rejection>& refusal,
+                         const Result<X509ReqPtr>& csr, const std::optional<SimBehaviour>& b);
+  Decision pend_locked(const Bytes& csr, const std::string& count_key, const std::string& tpl, const SimBehaviour& b);
+  Decision issue_locked(X509_REQ* req, const std::string& count_key, long id, bool other_key);
   Decision advance_locked(long id, PendingRequest& p);
-  Decision poll(long id);
+  Decision poll(long id, const std::optional<std::string>& profile = std::nullopt);
   Decision replay_locked(const Decision& stored);
 
   // Microsoft CA (SOAP 1.2)
@@ -623,10 +664,10 @@ struct CaSimulator::State {
   soap::Envelope policies_envelope(const std::string& relates_to);
   void add_policy(xmlNode* policies, xmlNs* x, const std::string& name, const TemplateEntry& e, OidTable& oids) const;
   void add_cas(xmlNode* gpr, xmlNs* x) const;
-  HttpReply ms_rst(const soap::Request& req);
-  HttpReply ms_issue(const soap::Request& req);
-  HttpReply ms_query(const soap::Request& req);
-  HttpReply ms_render(const std::string& relates_to, const Decision& d);
+  HttpReply ms_rst(const soap::Request& req, const std::string& path);
+  HttpReply ms_issue(const soap::Request& req, const std::string& path);
+  HttpReply ms_query(const soap::Request& req, const std::string& path);
+  HttpReply ms_render(const std::string& relates_to, const Decision& d, const std::string& path);
 
   // DigiCert pki-ws (SOAP 1.1)
   HttpReply dc_endpoint(const HttpRequest& http, const std::string& service);
@@ -664,12 +705,23 @@ void CaSimulator::State::wait_delay(std::chrono::milliseconds d) {
   cv.wait_for(l, d, [this] { return stopping; });
 }
 
+// Any ".../service.svc/CES" path is a CES endpoint of the one CA (AD CS
+// names them <CA>_CES_<authentication>), so a policy can list several.
+bool is_ces_path(const std::string& path) {
+  constexpr std::string_view tail = "/service.svc/CES";
+  return path == kCesPath || (path.size() > tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0);
+}
+
 HttpReply CaSimulator::State::handle(const HttpRequest& r) {
   ++requests;
-  if (r.method != "POST") return {405, "text/plain", "the CA simulator answers POST only\n"};
   const std::string path = r.target.substr(0, r.target.find('?'));
+  {
+    std::lock_guard l(mu);
+    ++requests_by_path[path];
+  }
+  if (r.method != "POST") return {405, "text/plain", "the CA simulator answers POST only\n"};
   if (path == kCepPath) return ms_endpoint(r, true);
-  if (path == kCesPath) return ms_endpoint(r, false);
+  if (is_ces_path(path)) return ms_endpoint(r, false);
   if (starts_with(path, kPkiWsPath)) return dc_endpoint(r, path.substr(kPkiWsPath.size()));
   return {404, "text/plain", "no such endpoint: " + path + "\n"};
 }
@@ -702,13 +754,37 @@ std::string CaSimulator::State::template_for_locked(std::string key) const {
   return key;
 }
 
+// The template a request is for (MS-WCCE 3.2.2.6.2.1.4.1): every identifier
+// it carries — the AdditionalContext name, the CSR's template name and
+// template OID extensions — must name one template. DigiCert: the profile.
+std::string CaSimulator::State::choose_template_locked(const EnrollInput& in, const Result<X509ReqPtr>& csr,
+                                                       std::optional<Rejection>& refusal) const {
+  if (in.dialect == Dialect::digicert) return in.template_key.value_or("");
+  std::set<std::string> named;
+  if (in.template_key && !in.template_key->empty() && !ignore_additional_context) named.insert(*in.template_key);
+  if (csr)
+    for (const std::string& id : csr_templates(csr->get())) named.insert(template_for_locked(id));
+  if (named.size() > 1) {
+    std::string list;
+    for (const std::string& n : named) list += (list.empty() ? "" : ", ") + n;
+    refusal = Rejection{kETemplateConflict, "SIM_TEMPLATE_CONFLICT", "The request names more than one certificate "
+                                                                     "template: " + list};
+    return {};
+  }
+  if (named.empty() && !standalone && csr)
+    refusal = Rejection{kENoCertType, "SIM_NO_TEMPLATE", "The request contains no certificate template information"};
+  return named.empty() ? std::string() : *named.begin();
+}
+
 std::optional<Rejection> CaSimulator::State::check_locked(const EnrollInput& in, const std::string& tpl,
+                                                          const std::optional<Rejection>& refusal,
                                                           const Result<X509ReqPtr>& csr) const {
+  if (!csr) return Rejection{kEAsn1BadTag, "SIM_CSR_INVALID", "The request is not a DER PKCS#10"};
+  if (refusal) return refusal;
   auto known = templates.find(tpl);
   if (!tpl.empty() && known == templates.end() && !templates.empty() && !scripts.contains(tpl))
     return Rejection{kEUnsupportedType, "SIM_PROFILE_UNKNOWN",
                      "The requested certificate template is not supported by this CA: " + tpl};
-  if (!csr) return Rejection{kEAsn1BadTag, "SIM_CSR_INVALID", "The request is not a DER PKCS#10"};
   EVP_PKEY* pub = X509_REQ_get0_pubkey(csr->get());
   if (pub == nullptr || X509_REQ_verify(csr->get(), pub) != 1)
     return Rejection{kEBadSignature, "SIM_CSR_SIGNATURE", "The request's signature does not verify"};
@@ -739,19 +815,22 @@ Decision CaSimulator::State::enroll(const EnrollInput& in) {
   if (in.dialect == Dialect::digicert)
     if (auto it = transactions.find(in.txid); it != transactions.end()) return replay_locked(it->second);
   Result<X509ReqPtr> csr = parse_csr(in.csr);
-  std::optional<std::string> named = in.template_key;
-  if (!named && csr) named = csr_template(csr->get());
-  const std::string tpl = template_for_locked(named.value_or(""));
-  std::optional<SimBehaviour> b = take_script_locked({in.txid, tpl, kScriptAny});
-  Decision d = decide_locked(in, tpl, csr, b);
-  // Stored before the delay is set: a slow answer is slow once, its replay is not.
-  if (in.dialect == Dialect::digicert && (d.kind == Decision::Kind::issued || d.kind == Decision::Kind::pending))
+  std::optional<Rejection> refusal;
+  const std::string tpl = choose_template_locked(in, csr, refusal);
+  std::optional<SimBehaviour> b = take_script_locked({in.path, in.txid, tpl, kScriptAny});
+  Decision d = decide_locked(in, tpl, refusal, csr, b);
+  // Stored before the delay is set: a slow answer is slow once, its replay is
+  // not; an unreadable one is unreadable once, its replay is the real answer.
+  if (in.dialect == Dialect::digicert && (d.kind == Decision::Kind::issued || d.kind == Decision::Kind::pending)) {
     transactions[in.txid] = d;
+    transactions[in.txid].garble.reset();
+  }
   d.delay = b ? b->delay : std::chrono::milliseconds(0);
   return d;
 }
 
-Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::string& tpl, const Result<X509ReqPtr>& csr,
+Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::string& tpl,
+                                           const std::optional<Rejection>& refusal, const Result<X509ReqPtr>& csr,
                                            const std::optional<SimBehaviour>& b) {
   if (b && is_raw(b->kind)) {
     Decision d;
@@ -762,17 +841,25 @@ Decision CaSimulator::State::decide_locked(const EnrollInput& in, const std::str
   // A scripted fault comes after the CA created the request, so it carries a RequestID.
   if (b && b->kind == SimBehaviour::Kind::fault)
     return rejected(next_request_id++, Rejection{b->hresult, b->digicert_errorcode, b->reason});
-  if (std::optional<Rejection> r = check_locked(in, tpl, csr)) return rejected(next_request_id++, *r);
+  if (std::optional<Rejection> r = check_locked(in, tpl, refusal, csr)) return rejected(next_request_id++, *r);
   const std::string count_key = in.dialect == Dialect::digicert ? in.txid : spki_key(csr->get());
-  if (b && (b->kind == SimBehaviour::Kind::pend_then_issue || b->kind == SimBehaviour::Kind::pend_then_deny))
-    return pend_locked(in.csr, count_key, *b);
-  return issue_locked(csr->get(), count_key, next_request_id++);
+  Decision d;
+  if (b && (b->kind == SimBehaviour::Kind::pend_then_issue || b->kind == SimBehaviour::Kind::pend_then_deny)) {
+    d = pend_locked(in.csr, count_key, tpl, *b);
+  } else {
+    d = issue_locked(csr->get(), count_key, next_request_id++, b && b->other_key);
+  }
+  if (b && is_garble(b->kind)) d.garble = b->kind;
+  return d;
 }
 
-Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& count_key, const SimBehaviour& b) {
+Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& count_key, const std::string& tpl,
+                                         const SimBehaviour& b) {
   PendingRequest p;
   p.csr = csr;
   p.count_key = count_key;
+  p.template_key = tpl;
+  p.other_key = b.other_key;
   p.polls_left = std::max(0, b.pending_polls);
   p.deny = b.kind == SimBehaviour::Kind::pend_then_deny;
   p.denial = Rejection{b.hresult != 0 ? b.hresult : kEAdminDenied,
@@ -786,8 +873,8 @@ Decision CaSimulator::State::pend_locked(const Bytes& csr, const std::string& co
   return d;
 }
 
-Decision CaSimulator::State::issue_locked(X509_REQ* req, const std::string& count_key, long id) {
-  Result<X509Ptr> cert = issue_from(req, ca_cert.get(), ca_key.get());
+Decision CaSimulator::State::issue_locked(X509_REQ* req, const std::string& count_key, long id, bool other_key) {
+  Result<X509Ptr> cert = issue_from(req, ca_cert.get(), ca_key.get(), other_key);
   Result<Bytes> p7 = cert ? pkcs7_certs_only(cert->get(), ca_cert.get()) : Result<Bytes>(cert.error());
   if (!p7) return rejected(id, Rejection{0, "SIM_INTERNAL", p7.error().to_string()});
   serials.insert(serial_of(cert->get()));
@@ -813,17 +900,23 @@ Decision CaSimulator::State::advance_locked(long id, PendingRequest& p) {
     p.final = rejected(id, p.denial);
   } else {
     Result<X509ReqPtr> csr = parse_csr(p.csr);
-    p.final = csr ? issue_locked(csr->get(), p.count_key, id) : rejected(id, Rejection{0, "SIM_INTERNAL", "lost CSR"});
+    p.final = csr ? issue_locked(csr->get(), p.count_key, id, p.other_key)
+                  : rejected(id, Rejection{0, "SIM_INTERNAL", "lost CSR"});
   }
   return *p.final;
 }
 
-Decision CaSimulator::State::poll(long id) {
+// `profile`: the certificateProfileID a DigiCert poll names, which must be the request's.
+Decision CaSimulator::State::poll(long id, const std::optional<std::string>& profile) {
   std::lock_guard l(mu);
   auto it = pending.find(id);
   if (it == pending.end())
     return rejected(
         id, Rejection{kENoRequest, "SIM_REQUEST_UNKNOWN", "The request " + std::to_string(id) + " does not exist"});
+  if (profile && *profile != it->second.template_key)
+    return rejected(id, Rejection{0, "SIM_PROFILE_MISMATCH",
+                                  "Request " + std::to_string(id) + " was made for certificate profile \"" +
+                                      it->second.template_key + "\", not \"" + *profile + "\""});
   Decision d = advance_locked(id, it->second);
   d.delay = it->second.delay;
   return d;
@@ -849,7 +942,8 @@ HttpReply CaSimulator::State::ms_endpoint(const HttpRequest& http, bool cep) {
   if (req->version != soap::Version::soap12)
     return soap_reply(fault12(kWsaFaultAction, "", "VersionMismatch", "", "", "expected a SOAP 1.2 envelope").env, 500);
   // WCF's address filter: To must name this endpoint (by the URL the client dialled, too).
-  const std::string url = cep ? cep_url() : ces_url();
+  const std::string path = http.target.substr(0, http.target.find('?'));
+  const std::string url = cep ? cep_url() : base() + path;
   if (req->to != url && req->to != "https://" + http.header("host") + http.target)
     return soap_reply(fault12(kWsaFaultAction, req->message_id, "Sender", soap::kWsa, "DestinationUnreachable",
                               "The message with To '" + req->to + "' cannot be processed at the receiver: " +
@@ -861,7 +955,7 @@ HttpReply CaSimulator::State::ms_endpoint(const HttpRequest& http, bool cep) {
                               "The message with Action '" + req->action + "' cannot be processed at the receiver")
                           .env,
                       500);
-  return cep ? ms_policies(*req) : ms_rst(*req);
+  return cep ? ms_policies(*req) : ms_rst(*req, path);
 }
 
 HttpReply CaSimulator::State::ms_policies(const soap::Request& req) {
@@ -917,7 +1011,16 @@ void CaSimulator::State::add_policy(xmlNode* policies, xmlNs* x, const std::stri
   const SimTemplate& t = e.t;
   xmlNode* p = xml::add(policies, x, "policy");
   xml::add(p, x, "policyOIDReference", oids.ref(template_oid(e.index), 9, name));
-  xml::add(xml::add(p, x, "cAs"), x, "cAReference", "0");
+  const std::size_t ca_count = policy_cas().size();
+  std::vector<int> refs = t.cas;
+  if (refs.empty())
+    for (std::size_t i = 0; i < ca_count; ++i) refs.push_back(static_cast<int>(i));
+  if (refs.empty()) {
+    add_nil(p, x, "cAs");
+  } else {
+    xmlNode* cas = xml::add(p, x, "cAs");
+    for (int r : refs) xml::add(cas, x, "cAReference", std::to_string(r));
+  }
   xmlNode* a = xml::add(p, x, "attributes");
   xml::add(a, x, "commonName", name);
   // algorithmOIDReference belongs to schema 3 templates (CNG key algorithms).
@@ -944,34 +1047,59 @@ void CaSimulator::State::add_policy(xmlNode* policies, xmlNs* x, const std::stri
   add_nil(a, x, "supersededPolicies");
   add_nil(a, x, "privateKeyFlags");
   xml::add(a, x, "subjectNameFlags", std::to_string(t.subject_name_flags));
-  for (const char* n : {"enrollmentFlags", "generalFlags", "hashAlgorithmOIDReference", "rARequirements",
-                        "keyArchivalAttributes", "extensions"})
-    add_nil(a, x, n);
+  for (const char* n : {"enrollmentFlags", "generalFlags"}) add_nil(a, x, n);
+  if (t.hash_algorithm.empty()) {
+    add_nil(a, x, "hashAlgorithmOIDReference");
+  } else {
+    xml::add(a, x, "hashAlgorithmOIDReference", oids.ref(t.hash_algorithm, 1, "hash"));
+  }
+  for (const char* n : {"rARequirements", "keyArchivalAttributes", "extensions"}) add_nil(a, x, n);
 }
 
-// The one CA: enrolment through ces_url() with certificate authentication (8).
+std::vector<SimCa> CaSimulator::State::policy_cas() const {
+  std::lock_guard l(mu);
+  if (cas) return *cas;
+  return {SimCa{{SimCaUri{ces_url(), 8, 1, false}}, true}};
+}
+
+// The CAs (cAReferenceID = index), each with its URIs; cAs nil when there are none.
 void CaSimulator::State::add_cas(xmlNode* gpr, xmlNs* x) const {
-  xmlNode* ca = xml::add(xml::add(gpr, x, "cAs"), x, "cA");
-  xmlNode* uri = xml::add(xml::add(ca, x, "uris"), x, "cAURI");
-  xml::add(uri, x, "clientAuthentication", "8");
-  xml::add(uri, x, "uri", ces_url());
-  xml::add(uri, x, "priority", "1");
-  xml::add(uri, x, "renewalOnly", "false");
-  xml::add(ca, x, "certificate", xml::base64_encode(ca_der));
-  xml::add(ca, x, "enrollPermission", "true");
-  xml::add(ca, x, "cAReferenceID", "0");
+  const std::vector<SimCa> list = policy_cas();
+  if (list.empty()) {
+    add_nil(gpr, x, "cAs");
+    return;
+  }
+  xmlNode* cas = xml::add(gpr, x, "cAs");
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    xmlNode* ca = xml::add(cas, x, "cA");
+    xmlNode* uris = xml::add(ca, x, "uris");
+    for (const SimCaUri& u : list[i].uris) {
+      xmlNode* uri = xml::add(uris, x, "cAURI");
+      xml::add(uri, x, "clientAuthentication", std::to_string(u.client_authentication));
+      xml::add(uri, x, "uri", u.uri);
+      if (u.priority < 0) {
+        add_nil(uri, x, "priority");
+      } else {
+        xml::add(uri, x, "priority", std::to_string(u.priority));
+      }
+      xml::add(uri, x, "renewalOnly", u.renewal_only ? "true" : "false");
+    }
+    xml::add(ca, x, "certificate", xml::base64_encode(ca_der));
+    xml::add(ca, x, "enrollPermission", list[i].enroll_permission ? "true" : "false");
+    xml::add(ca, x, "cAReferenceID", std::to_string(i));
+  }
 }
 
-HttpReply CaSimulator::State::ms_rst(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_rst(const soap::Request& req, const std::string& path) {
   if (!xml::is(req.payload, kTrust, "RequestSecurityToken"))
     return ms_fault(req.message_id, bad_request("the body is not a WS-Trust RequestSecurityToken"), 0);
   const std::string type = xml::text(xml::child(req.payload, kTrust, "RequestType"));
-  if (type == kIssue) return ms_issue(req);
-  if (type == kMsQuery) return ms_query(req);
+  if (type == kIssue) return ms_issue(req, path);
+  if (type == kMsQuery) return ms_query(req, path);
   return ms_fault(req.message_id, bad_request("unsupported RequestType '" + type + "'"), 0);
 }
 
-HttpReply CaSimulator::State::ms_issue(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_issue(const soap::Request& req, const std::string& path) {
   xmlNode* bst = xml::child(req.payload, kWsse, "BinarySecurityToken");
   const std::string value_type = xml::attribute(bst, "", "ValueType").value_or("");
   if (bst == nullptr || (value_type != kMsPkcs10 && value_type != kWssePkcs7))
@@ -983,23 +1111,26 @@ HttpReply CaSimulator::State::ms_issue(const soap::Request& req) {
     return ms_fault(req.message_id, bad_request("the BinarySecurityToken is empty or not base64"), 0);
   EnrollInput in;
   in.template_key = context_template(req.payload);
+  in.path = path;
   in.csr = std::move(*der);
-  return ms_render(req.message_id, enroll(in));
+  return ms_render(req.message_id, enroll(in), path);
 }
 
-HttpReply CaSimulator::State::ms_query(const soap::Request& req) {
+HttpReply CaSimulator::State::ms_query(const soap::Request& req, const std::string& path) {
   // cepces also sends an empty BinarySecurityToken here: ignored.
   std::optional<long> id = positive_long(xml::text(xml::child(req.payload, kEnr, "RequestID")));
   if (!id) return ms_fault(req.message_id, bad_request("QueryTokenStatus needs a RequestID"), 0);
-  return ms_render(req.message_id, poll(*id));
+  return ms_render(req.message_id, poll(*id), path);
 }
 
-HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Decision& d) {
+// `path`: the CES endpoint that answers, named as the pending request's Reference.
+HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Decision& d, const std::string& path) {
   wait_delay(d.delay);
   if (d.kind == Decision::Kind::raw) return raw_reply(d.raw, soap::Version::soap12);
   if (d.kind == Decision::Kind::rejected) return ms_fault(relates_to, d.rejection, d.request_id);
   soap::Envelope e = reply_envelope(soap::Version::soap12, kRstrcAction, relates_to);
   xmlNode* coll = add_in(e.body, kTrust, "", "RequestSecurityTokenResponseCollection");
+  if (d.garble == SimBehaviour::Kind::empty_answer) return soap_reply(e);  // no RequestSecurityTokenResponse
   xmlNs* enr = xml::declare(coll, kEnr, "enr");
   xmlNs* wsse = xml::declare(coll, kWsse, "wsse");
   xmlNode* r = xml::add(coll, coll->ns, "RequestSecurityTokenResponse");
@@ -1011,16 +1142,16 @@ HttpReply CaSimulator::State::ms_render(const std::string& relates_to, const Dec
     xml::set_attribute(t, nullptr, "ValueType", value_type);
     xml::set_attribute(t, nullptr, "EncodingType", kBase64);
   };
-  if (issued) token(r, kWssePkcs7, d.issued->pkcs7);
+  if (issued) token(r, kWssePkcs7, d.garble == SimBehaviour::Kind::damaged_pkcs7 ? kDamagedPkcs7 : d.issued->pkcs7);
   xmlNode* rst = xml::add(r, coll->ns, "RequestedSecurityToken");
   if (issued) {
     token(rst, kX509v3, d.issued->cert);
   } else {
     xmlNode* ref = xml::add(xml::add(rst, wsse, "SecurityTokenReference"), wsse, "Reference");
-    xml::set_attribute(ref, nullptr, "URI", ces_url());
+    xml::set_attribute(ref, nullptr, "URI", base() + path);
   }
   xml::add(r, enr, "RequestID", std::to_string(d.request_id));
-  return soap_reply(e);
+  return d.garble ? garbled(*d.garble, soap_reply(e)) : soap_reply(e);
 }
 
 // --- DigiCert pki-ws -------------------------------------------------------------------
@@ -1048,21 +1179,39 @@ HttpReply CaSimulator::State::dc_policies(const soap::Request& req) {
     std::lock_guard l(mu);
     tpls = templates;
   }
+  // In the shape the public notes point at (digicert-pki-ws-notes.md: getPolicies
+  // "returning oIDs (profile OIDs)"): MS-XCEP-like policies whose
+  // policyOIDReference names the profile OID in oIDs; the attribute list is
+  // our reading, kept in each policy.
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* resp = add_in(e.body, kDcPolicy, "P", "getPoliciesResponse");
   xmlNs* p = resp->ns;
+  xmlNode* policies = xml::add(xml::add(resp, p, "response"), p, "policies");
+  OidTable oids;
   for (const auto& [oid, entry] : tpls) {
-    xmlNode* pol = xml::add(resp, p, "policy");
-    xml::add(pol, p, "certificateProfileID", oid);
-    xml::add(pol, p, "name", "Simulated profile " + oid);
-    if (!entry.t.key_algorithm.empty()) xml::add(pol, p, "keyAlgorithm", entry.t.key_algorithm);
-    xml::add(pol, p, "minimalKeyLength", std::to_string(entry.t.min_key_bits));
+    xmlNode* pol = xml::add(policies, p, "policy");
+    xml::add(pol, p, "policyOIDReference", oids.ref(oid, 9, "Simulated profile " + oid));
+    xmlNode* attributes = xml::add(pol, p, "attributes");
+    xml::add(attributes, p, "commonName", "Simulated profile " + oid);
+    xmlNode* key = xml::add(attributes, p, "privateKeyAttributes");
+    xml::add(key, p, "minimalKeyLength", std::to_string(entry.t.min_key_bits));
+    if (!entry.t.key_algorithm.empty())
+      xml::add(key, p, "algorithmOIDReference",
+               oids.ref(std::string(entry.t.key_algorithm == "EC" ? kEcOid : kRsaOid), 3, entry.t.key_algorithm));
     for (const auto& [list, usage] : {std::pair{&entry.t.supported, "supported"}, std::pair{&entry.t.fixed, "fixed"}})
       for (const std::string& name : *list) {
         xmlNode* attr = xml::add(pol, p, "attribute");
         xml::add(attr, p, "name", name);
         xml::add(attr, p, "usage", usage);
       }
+  }
+  xmlNode* list = xml::add(resp, p, "oIDs");
+  for (std::size_t i = 0; i < oids.entries.size(); ++i) {
+    xmlNode* o = xml::add(list, p, "oID");
+    xml::add(o, p, "value", oids.entries[i].value);
+    xml::add(o, p, "group", std::to_string(oids.entries[i].group));
+    xml::add(o, p, "oIDReferenceID", std::to_string(i));
+    xml::add(o, p, "defaultName", oids.entries[i].name);
   }
   return soap_reply(e);
 }
@@ -1076,7 +1225,9 @@ HttpReply CaSimulator::State::dc_enroll(const soap::Request& req) {
   if (type == kDcQuery) {
     std::optional<long> id = positive_long(xml::text(xml::child(vs, kDcEnroll, "requestID")));
     if (!id) return dc_client_fault("QueryTokenStatus needs a requestID");
-    return dc_render(txid, poll(*id));
+    const std::string profile = xml::text(xml::child(vs, kDcEnroll, "certificateProfileID"));
+    if (profile.empty()) return dc_client_fault("QueryTokenStatus needs the certificateProfileID of the request");
+    return dc_render(txid, poll(*id, profile));
   }
   if (type != kIssue) return dc_client_fault("unsupported requestType '" + type + "'");
   EnrollInput in;
@@ -1103,6 +1254,7 @@ HttpReply CaSimulator::State::dc_render(const std::string& txid, const Decision&
   if (d.kind == Decision::Kind::rejected) return dc_fault(d.rejection);
   soap::Envelope e = soap::make_envelope(soap::Version::soap11, "", "");
   xmlNode* rstr = add_in(e.body, kDcTrust, "T", "RequestSecurityTokenResponse");
+  if (d.garble == SimBehaviour::Kind::empty_answer) return soap_reply(e);  // no RequestVSSecurityTokenResponse
   xmlNode* v = add_in(rstr, kDcEnroll, "E", "RequestVSSecurityTokenResponse");
   xmlNs* E = v->ns;
   const bool issued = d.kind == Decision::Kind::issued;
@@ -1111,11 +1263,12 @@ HttpReply CaSimulator::State::dc_render(const std::string& txid, const Decision&
   xml::add(v, E, "requestID", std::to_string(d.request_id));
   if (issued) {
     xmlNode* t = xml::add(xml::add(v, E, "requestedVSSecurityToken"), E, "binarySecurityToken",
-                          xml::base64_encode(d.issued->pkcs7));
+                          xml::base64_encode(d.garble == SimBehaviour::Kind::damaged_pkcs7 ? kDamagedPkcs7
+                                                                                           : d.issued->pkcs7));
     xml::set_attribute(t, nullptr, "ValueType", kX509Pkcs7);
     xml::set_attribute(t, nullptr, "EncodingType", kBase64);
   }
-  return soap_reply(e);
+  return d.garble ? garbled(*d.garble, soap_reply(e)) : soap_reply(e);
 }
 
 // Revoking twice is not an error: a revocation whose answer was lost may be retried.
@@ -1168,13 +1321,17 @@ Status only_keys(const Json& j, std::initializer_list<std::string_view> allowed,
 }
 
 Result<SimTemplate> template_from(const Json& j, const std::string& where) {
-  CC_TRY(only_keys(j, {"supported", "fixed", "min_key_bits", "key_algorithm", "subject_name_flags"}, where));
+  CC_TRY(only_keys(j, {"supported", "fixed", "min_key_bits", "key_algorithm", "subject_name_flags", "cas",
+                       "hash_algorithm"},
+                    where));
   SimTemplate t;
   t.supported = j.value("supported", std::vector<std::string>{});
   t.fixed = j.value("fixed", std::vector<std::string>{});
   t.min_key_bits = j.value("min_key_bits", t.min_key_bits);
   t.key_algorithm = j.value("key_algorithm", std::string{});
   t.subject_name_flags = j.value("subject_name_flags", t.subject_name_flags);
+  t.cas = j.value("cas", std::vector<int>{});
+  t.hash_algorithm = j.value("hash_algorithm", std::string{});
   if (!t.key_algorithm.empty() && t.key_algorithm != "RSA" && t.key_algorithm != "EC")
     return script_error(where + ": key_algorithm must be \"RSA\" or \"EC\"");
   return t;
@@ -1185,7 +1342,8 @@ Result<SimBehaviour::Kind> kind_from(const std::string& s) {
   static const std::map<std::string, K> kinds = {
       {"issue", K::issue},          {"pend_then_issue", K::pend_then_issue}, {"pend_then_deny", K::pend_then_deny},
       {"fault", K::fault},          {"malformed_xml", K::malformed_xml},     {"hostile_xml", K::hostile_xml},
-      {"http_error", K::http_error}};
+      {"http_error", K::http_error}, {"html_page", K::html_page},            {"truncated_answer", K::truncated_answer},
+      {"empty_answer", K::empty_answer}, {"damaged_pkcs7", K::damaged_pkcs7}};
   auto it = kinds.find(s);
   if (it == kinds.end()) return script_error("unknown kind \"" + s + "\"");
   return it->second;
@@ -1205,7 +1363,8 @@ Result<std::uint32_t> hresult_from(const Json& j) {
 
 Result<SimBehaviour> behaviour_from(const Json& j, const std::string& where) {
   CC_TRY(only_keys(
-      j, {"kind", "hresult", "reason", "digicert_errorcode", "pending_polls", "delay_ms", "http_status", "times"},
+      j, {"kind", "hresult", "reason", "digicert_errorcode", "pending_polls", "delay_ms", "http_status", "times",
+          "other_key"},
       where));
   SimBehaviour b;
   CC_TRY_ASSIGN(b.kind, kind_from(j.value("kind", std::string("issue"))));
@@ -1218,6 +1377,7 @@ Result<SimBehaviour> behaviour_from(const Json& j, const std::string& where) {
   b.delay = std::chrono::milliseconds(j.value("delay_ms", 0L));
   b.http_status = j.value("http_status", b.http_status);
   b.times = j.value("times", b.times);
+  b.other_key = j.value("other_key", b.other_key);
   if (b.http_status < 100 || b.http_status > 599) return script_error(where + ": http_status out of range");
   return b;
 }
@@ -1251,6 +1411,8 @@ Status CaSimulator::load_script(std::string_view text) {
 // --- the public face ---------------------------------------------------------------------
 CaSimulator::CaSimulator(Options options, int port) : state_(std::make_unique<State>()) {
   if (Status s = state_->init(options); !s) throw std::runtime_error(s.error().to_string());
+  state_->standalone = options.standalone;
+  state_->ignore_additional_context = options.ignore_additional_context;
   server_ = std::make_unique<TlsTestServer>(
       TlsTestServer::Options{options.dir + "/tls.pem", options.dir + "/tls.key", options.client_ca_file, 0, false},
       [s = state_.get()](const HttpRequest& r) { return s->handle(r); }, port);
@@ -1272,6 +1434,12 @@ std::string CaSimulator::issuing_ca() const { return state_->dir + "/issuing-ca.
 std::string CaSimulator::cep_url() const { return state_->cep_url(); }
 std::string CaSimulator::ces_url() const { return state_->ces_url(); }
 std::string CaSimulator::digicert_fqdn() const { return "127.0.0.1:" + std::to_string(port()); }
+std::string CaSimulator::url(const std::string& path) const { return state_->base() + path; }
+
+void CaSimulator::set_cas(std::vector<SimCa> cas) {
+  std::lock_guard l(state_->mu);
+  state_->cas = std::move(cas);
+}
 
 void CaSimulator::add_template(const std::string& name_or_oid, SimTemplate t) {
   std::lock_guard l(state_->mu);
@@ -1302,6 +1470,12 @@ std::vector<std::string> CaSimulator::revoked() const {
 }
 
 long CaSimulator::requests() const { return state_->requests; }
+
+long CaSimulator::requests_to(const std::string& path) const {
+  std::lock_guard l(state_->mu);
+  auto it = state_->requests_by_path.find(path);
+  return it == state_->requests_by_path.end() ? 0 : it->second;
+}
 std::vector<std::string> CaSimulator::client_subjects() const { return server_->client_subjects(); }
 
 }  // namespace certcustody::testing

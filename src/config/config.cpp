@@ -40,9 +40,20 @@ Status read_reconnect_interval(const toml::table& c, const std::string& file, Cu
   return {};
 }
 
+// srk_type: the storage key certcustody makes, and the only kind it accepts.
+Status read_srk_type(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  CC_TRY(read_string(c, file, "custody", "srk_type", false, out.srk_type));
+  if (out.srk_type.empty() || out.srk_type == "rsa2048" || out.srk_type == "ec-p256" || out.srk_type == "ec-p384")
+    return {};
+  return config_error("config.invalid_value", where(file, c.get("srk_type")->source()), "custody.srk_type",
+                      "\"" + out.srk_type + "\" is not a storage key type",
+                      "set srk_type = \"rsa2048\", \"ec-p256\" or \"ec-p384\" (or leave it out)");
+}
+
 Status parse_tpm2_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
   CC_TRY(reject_unknown(c, file, "custody",
-                        {"backend", "tcti", "auth_file", "key_dir", "srk_handle", "reconnect_interval_ms"}));
+                        {"backend", "tcti", "auth_file", "key_dir", "srk_handle", "srk_type",
+                         "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "tcti", true, out.tcti));
   CC_TRY(read_string(c, file, "custody", "auth_file", true, out.auth_file));
   CC_TRY(read_string(c, file, "custody", "key_dir", false, out.key_dir));
@@ -59,6 +70,7 @@ Status parse_tpm2_custody(const toml::table& c, const std::string& file, Custody
                           "set srk_handle = \"0x81000001\" (the TCG SRK handle)");
     out.srk_handle = static_cast<std::uint32_t>(v);
   }
+  CC_TRY(read_srk_type(c, file, out));
   return read_reconnect_interval(c, file, out);
 }
 

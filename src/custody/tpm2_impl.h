@@ -42,7 +42,8 @@ struct Tpm2Custody::Impl {
   ESYS_CONTEXT* esys = nullptr;
   ESYS_TR srk = ESYS_TR_NONE;
   ESYS_TR session = ESYS_TR_NONE;
-  TPMT_PUBLIC srk_public{};
+  TPMT_PUBLIC srk_public{};  // as ESYS holds it (salts its sessions)
+  Bytes srk_name;
   std::unique_ptr<TpmSignSession> sign_session;  // TPM2_Sign's own salted session (tpm2_sign_session.h)
   bool encrypt_decrypt2 = false;
   bool encrypt_decrypt = false;
@@ -107,6 +108,11 @@ struct Tpm2Custody::Impl {
   std::size_t flush_leftovers(TPM2_HANDLE first);
   bool behind_resource_manager() const;
   Status open_srk();
+  Status create_srk();
+  // The storage key as ESYS holds it (its sessions are salted to that
+  // public area, and so are ours): a restricted decryption key of the
+  // configured type that sessions can be salted to.
+  Status check_srk();
   Status start_session();
   Status read_commands();
   void evict_lru();

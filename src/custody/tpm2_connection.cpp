@@ -1,6 +1,7 @@
 // The ESYS connection of a Tpm2Custody: TCTI, storage key, HMAC session,
 // loaded keys, and what an auth failure or a lost TPM does to them.
 #include <dirent.h>
+#include <openssl/crypto.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
@@ -35,13 +36,22 @@ TPM2B_AUTH to_tpm_auth(const SecureBytes& auth) {
 
 Status Tpm2Custody::Impl::ready() {
   if (refused) {
-    if (auth_source.fingerprint() == *refused)
+    if (const std::string now = auth_source.fingerprint(); now != refused->fingerprint) {
+      auto value = read_auth();
+      const bool same = value && value->size() == refused->value.size() &&
+                        CRYPTO_memcmp(value->data(), refused->value.data(), value->size()) == 0;
+      if (same) refused->fingerprint = now;  // rewritten with the same effective value
+      else {
+        disconnect();  // another value: start again with it
+        refused.reset();
+      }
+    }
+    if (refused)
       return Error{"custody.tpm_auth_failed",
                    "the TPM refused the auth value in " + auth_source.describe("auth file") +
                        " earlier; it is not sent again (each failure counts towards the TPM's lockout)",
-                   "put the right auth value in [custody] auth_file; certcustody tries again once the file changes"};
-    disconnect();  // the file changed: start again with the new value
-    refused.reset();
+                   "put the right auth value in [custody] auth_file; certcustody tries again once the file holds "
+                   "another value"};
   }
   if (esys != nullptr) return {};
   if (connect_error && std::chrono::steady_clock::now() < retry_connect_at) return *connect_error;
@@ -56,13 +66,20 @@ Status Tpm2Custody::Impl::ready() {
   return {};
 }
 
-Status Tpm2Custody::Impl::connect() {
-  CC_TRY_ASSIGN(auth, auth_source.read());
-  auth_fingerprint = auth_source.fingerprint();
-  if (auth.size() > kMaxAuthBytes)
+Result<SecureBytes> Tpm2Custody::Impl::read_auth() const {
+  CC_TRY_ASSIGN(SecureBytes value, auth_source.read());
+  strip_trailing_zeros(value);
+  if (value.size() > kMaxAuthBytes)
     return Error{"custody.tpm_auth_invalid",
-                 auth_source.describe("auth file") + " holds " + std::to_string(auth.size()) + " bytes; a TPM key's auth value has at most 32",
+                 auth_source.describe("auth file") + " holds " + std::to_string(value.size()) +
+                     " bytes; a TPM key's auth value has at most 32",
                  "use a shorter auth value (e.g. 32 random characters); keys made with the old value keep it"};
+  return value;
+}
+
+Status Tpm2Custody::Impl::connect() {
+  auth_fingerprint = auth_source.fingerprint();
+  CC_TRY_ASSIGN(auth, read_auth());
   if (TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &tcti); rc != TSS2_RC_SUCCESS)
     return tpm_error(rc, context("opening the TCTI"));
   if (TSS2_RC rc = Esys_Initialize(&esys, tcti, nullptr); rc != TSS2_RC_SUCCESS)
@@ -308,7 +325,7 @@ void Tpm2Custody::Impl::disconnect() noexcept {
 
 Error Tpm2Custody::Impl::failed(TSS2_RC rc, const TpmContext& ctx) {
   Error e = tpm_error(rc, ctx);
-  if (tpm_is_auth_failure(rc)) refused = auth_fingerprint;
+  if (tpm_is_auth_failure(rc)) refused = Refusal{auth_fingerprint, auth};
   if (e.code == "custody.tpm_lockout") {
     if (auto info = device_info()) {
       const std::uint32_t interval = info->lockout_interval_s;

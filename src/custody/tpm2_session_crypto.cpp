@@ -129,6 +129,10 @@ bool tpm_kdfe(const SoftwareContext& sw, TPMI_ALG_HASH alg, ByteSpan z, const st
   return derive(sw, "SSKDF", params, out);
 }
 
+void strip_trailing_zeros(SecureBytes& auth) {
+  while (!auth.empty() && auth.back() == 0) auth.pop_back();
+}
+
 std::optional<std::string> session_salt_unsupported(const TPMT_PUBLIC& key) {
   if (tpm_hash_name(key.nameAlg) == nullptr)
     return "its name algorithm (TPM algorithm " + std::to_string(key.nameAlg) + ") is not SHA-1, SHA-256, SHA-384 or SHA-512";

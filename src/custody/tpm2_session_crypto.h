@@ -3,7 +3,7 @@
 // vectors (tests/custody/tpm2_session_crypto_test.cpp): KDFa and KDFe (TPM 2.0
 // Part 1 §11.4.10), the salt of a session salted with a storage key (RSA-OAEP,
 // Annex B.10.3; ECDH, Annex C.6.1), cpHash/rpHash and the session HMACs
-// (§19.6.5, §19.6.8).
+// (§19.6.5, §19.6.8), and the auth value as the TPM uses it (§19.6.4.3).
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>
@@ -35,6 +35,12 @@ bool tpm_kdfa(const SoftwareContext& sw, TPMI_ALG_HASH alg, ByteSpan key, const 
 // partyUInfo || partyVInfo), which is OpenSSL's SSKDF with that FixedInfo.
 bool tpm_kdfe(const SoftwareContext& sw, TPMI_ALG_HASH alg, ByteSpan z, const std::string& label, ByteSpan party_u,
               ByteSpan party_v, std::span<std::uint8_t> out);
+
+// "Trailing octets of zero are to be removed from any string before it is
+// used as an authValue" (Part 1 §19.6.4.3): the TPM does so when it stores
+// and checks a value; tpm2-tss 3.2 (Debian 12) does not, so every path here
+// uses the stripped value.
+void strip_trailing_zeros(SecureBytes& auth);
 
 // The salt of TPM2_StartAuthSession(tpmKey = a storage key) and its
 // encryption to that key: the secret is as long as a digest of the key's

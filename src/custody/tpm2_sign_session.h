@@ -33,7 +33,8 @@ class TpmSignSession {
   // Starts the session salted to the storage key (its handle and public
   // area): RSA-OAEP or ECDH, as the key is (tpm2_session_crypto.h).
   TSS2_RC start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE srk, const TPMT_PUBLIC& srk_public);
-  // TPM2_Sign with the key at `key` (name `key_name`, auth value `auth`).
+  // TPM2_Sign with the key at `key` (name `key_name`, auth value `auth`
+  // without trailing zero bytes).
   // After any failure the session is forgotten (start it again).
   TSS2_RC sign(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key, std::span<const std::uint8_t> key_name,
                const SecureBytes& auth, const TPM2B_DIGEST& digest, const TPMT_SIG_SCHEME& scheme,

@@ -216,5 +216,18 @@ TEST(TpmSessionSalt, NamesFollowTheNameAlgorithm) {
   }
 }
 
+TEST(TpmAuthValue, OnlyTrailingZeroBytesAreRemoved) {
+  auto stripped = [](std::initializer_list<std::uint8_t> in) {
+    SecureBytes v(in);
+    strip_trailing_zeros(v);
+    return Bytes(v.begin(), v.end());
+  };
+  EXPECT_EQ(stripped({'a', 'b', 0, 0}), (Bytes{'a', 'b'}));
+  EXPECT_EQ(stripped({'a', 0, 'b', 0}), (Bytes{'a', 0, 'b'}));  // an inner zero is part of the value
+  EXPECT_EQ(stripped({0, 'a'}), (Bytes{0, 'a'}));
+  EXPECT_EQ(stripped({0, 0, 0}), Bytes{});
+  EXPECT_EQ(stripped({'a', 'b'}), (Bytes{'a', 'b'}));
+}
+
 }  // namespace
 }  // namespace certcustody

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "custody/tpm2_custody.h"
+#include "custody/tpm2_key_file.h"
 #include "support/swtpm.h"
 
 namespace certcustody::testing {
@@ -780,10 +781,91 @@ TEST_F(TpmAuth, ARefusedValueIsNotSentAgainUntilTheFileChanges) {
     EXPECT_EQ(s.error().code, "custody.tpm_auth_failed") << s.error().to_string();
   }
   EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+  // Trailing zero bytes do not make another value: the TPM drops them, so
+  // this is the refused value again and is not sent.
+  write_file(tpm_->auth_file(), std::string("not-the-value") + '\0' + '\0' + "\n");
+  auto same = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  ASSERT_FALSE(same);
+  EXPECT_EQ(same.error().code, "custody.tpm_auth_failed") << same.error().to_string();
+  EXPECT_EQ(tpm_->lockout_counter() - before, 1);
   write_file(tpm_->auth_file(), good);  // the operator fixes the file
   auto s = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   EXPECT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+}
+
+// An auth value ending in zero bytes: "trailing octets of zero are to be
+// removed" (TPM 2.0 Part 1 §19.6.4.3), so 32 bytes and two zero bytes are the
+// 32-byte value, which certcustody refused as too long. It is now used as
+// the TPM uses it on every path: key creation, TPM2_PolicySecret at login,
+// the signing session, the NV counter and the KEK through tpm2-tss (3.2
+// would hash the 34 bytes instead, tpm2-software/tpm2-tss#2664). tpm2-openssl
+// reads the same file; tpm2-tools is given the 32 bytes (with the zeros,
+// tpm2-tss 3.2 under it hashes them).
+TEST_F(TpmAuth, TrailingZeroBytesOfTheAuthValueAreDroppedAsTheTpmDoes) {
+  const std::string value = tpm_->auth_value();  // 32 characters
+  write_file(tpm_->auth_file(), value + std::string(2, '\0') + "\n");
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+
+  // certcustody's own keys: login (PolicySecret), CSR (our session), KEK and counter (tpm2-tss sessions).
+  auto k = cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa2048"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto csr = cc({"ra", "csr", "--label", "ra", "--subject", "CN=zeros", "--out", path("z.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  EXPECT_NE(openssl({"req", "-in", path("z.csr"), "-verify", "-noout"}).output.find("verify OK"), std::string::npos);
+  csr_public_key(path("z.csr"), path("z.pub"));
+  ASSERT_EQ(cc({"kek", "create", "--label", "kek"}).exit_code, 0);
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  auto sealed = custody.aes_gcm_encrypt("kek", Bytes{1, 2, 3}, {});
+  ASSERT_TRUE(sealed) << sealed.error().to_string();
+  ASSERT_TRUE(custody.aes_gcm_decrypt("kek", *sealed, {}));
+  auto counted = custody.advance_counter("audit-counter");
+  ASSERT_TRUE(counted) << counted.error().to_string();
+  custody.abandon();
+
+  // tpm2-openssl reads the file's first line up to its first zero byte.
+  write_file(path("msg"), "auth value with trailing zero bytes\n");
+  auto s = openssl({"pkeyutl", "-provider", "tpm2", "-provider", "default", "-propquery", "?provider=tpm2", "-sign",
+                    "-inkey", tpm_->blob("ra"), "-passin", "file:" + tpm_->auth_file(), "-rawin", "-digest", "sha256",
+                    "-in", path("msg"), "-out", path("sig")});
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto v = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("z.pub"), "-rawin", "-digest", "sha256", "-in",
+                    path("msg"), "-sigfile", path("sig")});
+  EXPECT_NE(v.output.find("Signature Verified Successfully"), std::string::npos) << v.output;
+  ASSERT_EQ(tool({"tpm2_load", "-r", tpm_->blob("ra"), "-c", path("ra.ctx")}).exit_code, 0);
+  auto ts = tool({"tpm2_sign", "-c", path("ra.ctx"), "-p", "str:" + value, "-g", "sha256", "-s", "rsassa", "-f", "plain",
+                  "-o", path("tsig"), path("msg")});
+  tool({"tpm2_flushcontext", "-t"});
+  tool({"tpm2_flushcontext", "-l"});  // tpm2_load -r leaves a session of its own
+  ASSERT_EQ(ts.exit_code, 0) << ts.output;
+  auto tv = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("z.pub"), "-rawin", "-digest", "sha256", "-in",
+                     path("msg"), "-sigfile", path("tsig")});
+  EXPECT_NE(tv.output.find("Signature Verified Successfully"), std::string::npos) << tv.output;
+  auto index = tpm_counter_index("audit-counter");
+  ASSERT_TRUE(index);
+  const std::string nv = tpm_handle_hex(*index);
+  auto nvread = tool({"tpm2_nvread", "-C", nv, "-P", "str:" + value, "-s", "8", "-o", path("counter"), nv});
+  EXPECT_EQ(nvread.exit_code, 0) << nvread.output;
+  EXPECT_EQ(read_file(path("counter")).size(), 8u);
+
+  // A key tpm2-tools made, used by certcustody with the file.
+  auto c = tool({"tpm2_create", "-C", kSrkHandle, "-G", "ecc256", "-g", "sha256", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-p", "str:" + value, "-u", path("t.pub"),
+                 "-r", path("t.priv")});
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  // (tpm2-tools 5.4's encodeobject -p writes emptyAuth TRUE: without it the blob says the key has an auth value.)
+  ASSERT_EQ(tool({"tpm2_encodeobject", "-C", kSrkHandle, "-u", path("t.pub"), "-r", path("t.priv"), "-o",
+                  tpm_->blob("tools")})
+                .exit_code,
+            0);
+  tool({"tpm2_flushcontext", "-l"});  // as does tpm2_encodeobject
+  auto tools_csr = cc({"ra", "csr", "--label", "tools", "--subject", "CN=tools", "--out", path("t.csr")});
+  ASSERT_EQ(tools_csr.exit_code, 0) << tools_csr.output;
+  EXPECT_NE(openssl({"req", "-in", path("t.csr"), "-verify", "-noout"}).output.find("verify OK"), std::string::npos);
+  EXPECT_EQ(tpm_->lockout_counter(), 0) << "no authorisation failed on the way";
+  expect_nothing_loaded("keys with an auth value ending in zero bytes");
 }
 
 // Commands check the auth value when they start (TPM2_PolicySecret, no side

@@ -66,6 +66,11 @@ Status tpm_info(const Config& cfg) {
               d.manufacturer.c_str(), d.firmware.c_str(), d.spec.c_str());
   std::printf("storage key (SRK): %s, %s, name %s\n", tpm_handle_hex(cfg.custody.srk_handle).c_str(),
               d.srk_type.c_str(), d.srk_name.c_str());
+  if (d.srk_pinned)
+    std::printf("  pinned by [custody] srk_name: the TPM's answer matched it\n");
+  else
+    std::printf("  NOT pinned: its public part is taken from the TPM unauthenticated; after checking the name on a "
+                "trusted path, pin it with\n  srk_name = \"%s\"\n", d.srk_name.c_str());
   std::printf("key directory: %s\n", cfg.custody.key_dir.c_str());
   std::printf("dictionary-attack protection: %u of %u failures recorded, one forgotten every %u s%s\n",
               d.lockout_counter, d.max_auth_fail, d.lockout_interval_s, d.in_lockout ? "  LOCKED OUT" : "");

@@ -187,6 +187,21 @@ Status Tpm2Custody::Impl::check_srk() {
                  "report this with the tpm2-tss version (`dpkg -l libtss2-esys*`)"};
   srk_public = pub.publicArea;
   srk_name = public_area_name(srk_public);
+  const std::string name = to_hex_lower(srk_name);
+  if (srk_name.empty() || srk_name != Bytes(tpm_name.name, tpm_name.name + tpm_name.size))
+    return Error{"custody.tpm_srk_name_mismatch",
+                 "the TPM's answer about the storage key at " + at + " is inconsistent: its name " +
+                     to_hex_lower({tpm_name.name, tpm_name.size}) + " is not that of its public area (" + name +
+                     "); it was altered between the TPM and certcustody. No session was started, nothing was sent",
+                 "check the path to the TPM (resource manager, bus interposers, a simulator in between)"};
+  if (!cfg.srk_name.empty() && name != cfg.srk_name)
+    return Error{"custody.tpm_srk_name_mismatch",
+                 "the storage key at " + at + " has the name " + name + ", not the one pinned in [custody] srk_name (" +
+                     cfg.srk_name + "): another key was put in its place, or its public area was substituted on the "
+                     "way from the TPM. No session was started, nothing was sent",
+                 "check the path to the TPM (resource manager, bus, a simulator in between); if the TPM was cleared "
+                 "or the SRK made again on purpose, check its name on a trusted path (`tpm2_readpublic -c " + at +
+                     "`) and set srk_name to it (keys made under the old SRK cannot be used)"};
   if (!is_restricted_storage_key(srk_public))
     return Error{"custody.tpm_srk_invalid",
                  "the object at " + at + " is not a storage key (restricted, decrypt)",
@@ -440,6 +455,7 @@ Result<TpmDeviceInfo> Tpm2Custody::Impl::device_info() {
   info.encrypt_decrypt = encrypt_decrypt2 || encrypt_decrypt;
   info.srk_type = srk_kind(srk_public);
   info.srk_name = to_hex_lower(srk_name);
+  info.srk_pinned = !cfg.srk_name.empty();
   CC_TRY_ASSIGN(TPMS_CAPABILITY_DATA * raw, capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES));
   EsysPtr<TPMS_CAPABILITY_DATA> cap(raw);
   std::uint32_t fw1 = 0, fw2 = 0, level = 0, revision = 0;

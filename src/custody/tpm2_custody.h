@@ -52,6 +52,7 @@ struct TpmDeviceInfo {
   bool encrypt_decrypt = false;  // TPM2_EncryptDecrypt(2): KEKs are AES keys, else HMAC keys
   std::string srk_type;          // the storage key: "rsa2048", "ec-p256", ...
   std::string srk_name;          // its TPM name (hex), as `tpm2_readpublic -c <srk_handle>` prints it
+  bool srk_pinned = false;       // checked against [custody] srk_name
   std::vector<std::uint32_t> persistent;
   std::vector<std::uint32_t> transient;
 };

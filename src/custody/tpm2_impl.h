@@ -42,7 +42,7 @@ struct Tpm2Custody::Impl {
   ESYS_CONTEXT* esys = nullptr;
   ESYS_TR srk = ESYS_TR_NONE;
   ESYS_TR session = ESYS_TR_NONE;
-  TPMT_PUBLIC srk_public{};  // as ESYS holds it (salts its sessions)
+  TPMT_PUBLIC srk_public{};  // as ESYS holds it (salts its sessions), checked against the name
   Bytes srk_name;
   std::unique_ptr<TpmSignSession> sign_session;  // TPM2_Sign's own salted session (tpm2_sign_session.h)
   bool encrypt_decrypt2 = false;
@@ -116,9 +116,9 @@ struct Tpm2Custody::Impl {
   bool behind_resource_manager() const;
   Status open_srk();
   Status create_srk();
-  // The storage key as ESYS holds it (its sessions are salted to that
-  // public area, and so are ours): a restricted decryption key of the
-  // configured type that sessions can be salted to.
+  // The storage key as ESYS holds it: a restricted decryption key of the
+  // configured type that sessions can be salted to, whose name is the hash
+  // of its public area and, when [custody] srk_name pins it, that name.
   Status check_srk();
   Status start_session();
   Status read_commands();

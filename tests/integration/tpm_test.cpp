@@ -13,9 +13,13 @@
 
 #include <gtest/gtest.h>
 
+#include <tss2/tss2_tpm2_types.h>
+
 #include <atomic>
-#include <random>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -29,7 +33,6 @@ namespace {
 
 const std::vector<std::string> kRequired = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "sign"};
 
-// "attributes:\n  value: a|b|c" of tpm2_readpublic, as a set.
 // tpm2_createprimary's -g/-G for an ECC storage key as the TCG templates
 // have them: P-256 with SHA-256 and AES-128, P-384 with SHA-384 and AES-256.
 std::vector<std::string> tools_srk(const std::string& curve) {
@@ -918,12 +921,16 @@ TEST_F(TpmRecovery, LeftoversOfKilledProcessesAreFlushedOnABareTpm) {
 }
 
 
-// A man in the middle on the TPM's command port: relays swtpm's two ports and,
-// while `tamper` is set, flips the last byte of every successful TPM2_Sign
-// response (inside the signature or the response HMAC).
-class TamperingProxy {
+// A man in the middle on the TPM's command port: relays swtpm's two ports,
+// one whole command and one whole response at a time, records what it relays
+// (as the client sent and received it) and lets a test alter either.
+class TpmProxy {
  public:
-  explicit TamperingProxy(int upstream_port) : upstream_(upstream_port) {
+  using Message = std::vector<std::uint8_t>;
+  using CommandHook = std::function<void(Message& command)>;
+  using ResponseHook = std::function<void(const Message& command, Message& response)>;
+
+  explicit TpmProxy(int upstream_port) : upstream_(upstream_port) {
     for (int attempt = 0; attempt < 50 && port_ == 0; ++attempt) {
       const int p = 20000 + static_cast<int>(std::random_device{}() % 12000);
       int a = listen_on(p), b = a >= 0 ? listen_on(p + 1) : -1;
@@ -938,18 +945,35 @@ class TamperingProxy {
     if (port_ == 0) throw std::runtime_error("no free port pair for the proxy");
     thread_ = std::thread([this] { serve(); });
   }
-  ~TamperingProxy() {
+  ~TpmProxy() {
     stop_ = true;
     thread_.join();
     for (int fd : listeners_) ::close(fd);
   }
   std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
-  std::atomic<bool> tamper{false};
-  std::atomic<int> tampered{0};
+  void on_command(CommandHook f) {
+    std::lock_guard lock(mu_);
+    on_command_ = std::move(f);
+  }
+  void on_response(ResponseHook f) {
+    std::lock_guard lock(mu_);
+    on_response_ = std::move(f);
+  }
+  std::vector<std::pair<Message, Message>> exchanges() const {
+    std::lock_guard lock(mu_);
+    return exchanges_;
+  }
+
+  static std::uint32_t be32_at(const Message& m, std::size_t at) {
+    return static_cast<std::uint32_t>(m[at]) << 24 | m[at + 1] << 16 | m[at + 2] << 8 | m[at + 3];
+  }
+  static std::uint32_t command_code(const Message& m) { return m.size() >= 10 ? be32_at(m, 6) : 0; }
 
  private:
+  // Sockets are close-on-exec: a tpm2-tools child must not keep a relayed
+  // connection to swtpm (which serves one client at a time) open.
   static int listen_on(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
@@ -963,7 +987,7 @@ class TamperingProxy {
     return fd;
   }
   static int connect_to(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -974,38 +998,49 @@ class TamperingProxy {
     }
     return fd;
   }
+  static bool whole(const Message& m) { return m.size() >= 10 && m.size() >= be32_at(m, 2); }
+  static bool write_all(int fd, const Message& m) {
+    return ::write(fd, m.data(), m.size()) == static_cast<ssize_t>(m.size());
+  }
   // One client connection relayed to its upstream until either side closes.
   void relay(int client, int server, bool command_port) {
-    std::vector<std::uint8_t> request, response;
+    Message command, response, sent;
     pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
     std::uint8_t buf[8192];
     while (!stop_ && ::poll(fds, 2, 50) >= 0) {
       if (fds[0].revents & (POLLIN | POLLHUP)) {
         const ssize_t n = ::read(client, buf, sizeof buf);
         if (n <= 0) break;
-        if (command_port) request.insert(request.end(), buf, buf + n);
-        if (::write(server, buf, static_cast<std::size_t>(n)) != n) break;
+        if (!command_port) {
+          if (!write_all(server, Message(buf, buf + n))) break;
+          continue;
+        }
+        command.insert(command.end(), buf, buf + n);
+        if (!whole(command)) continue;
+        sent = command;
+        {
+          std::lock_guard lock(mu_);
+          if (on_command_) on_command_(sent);
+        }
+        if (!write_all(server, sent)) break;
       }
       if (fds[1].revents & (POLLIN | POLLHUP)) {
         const ssize_t n = ::read(server, buf, sizeof buf);
         if (n <= 0) break;
         if (!command_port) {
-          if (::write(client, buf, static_cast<std::size_t>(n)) != n) break;
+          if (!write_all(client, Message(buf, buf + n))) break;
           continue;
         }
         response.insert(response.end(), buf, buf + n);
-        if (response.size() < 10) continue;
-        const std::size_t size = static_cast<std::size_t>(response[2]) << 24 | response[3] << 16 | response[4] << 8 | response[5];
-        if (response.size() < size) continue;
-        const bool sign = request.size() >= 10 && request[6] == 0 && request[7] == 0 && request[8] == 0x01 && request[9] == 0x5D;
-        const bool ok = response[6] == 0 && response[7] == 0 && response[8] == 0 && response[9] == 0;
-        if (sign && ok && tamper) {
-          response[size - 1] ^= 0x01;
-          ++tampered;
+        if (!whole(response)) continue;
+        {
+          std::lock_guard lock(mu_);
+          if (on_response_) on_response_(command, response);
+          exchanges_.emplace_back(command, response);
         }
-        if (::write(client, response.data(), response.size()) != static_cast<ssize_t>(response.size())) break;
+        if (!write_all(client, response)) break;
         response.clear();
-        request.clear();
+        command.clear();
       }
     }
     ::close(client);
@@ -1018,7 +1053,7 @@ class TamperingProxy {
       if (::poll(fds, 2, 50) <= 0) continue;
       for (int i = 0; i < 2; ++i) {
         if (!(fds[i].revents & POLLIN)) continue;
-        int c = ::accept(listeners_[i], nullptr, nullptr);
+        int c = ::accept4(listeners_[i], nullptr, nullptr, SOCK_CLOEXEC);
         int u = c >= 0 ? connect_to(upstream_ + i) : -1;
         if (u < 0) {
           if (c >= 0) ::close(c);
@@ -1035,13 +1070,17 @@ class TamperingProxy {
   int listeners_[2] = {-1, -1};
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  mutable std::mutex mu_;
+  CommandHook on_command_;
+  ResponseHook on_response_;
+  std::vector<std::pair<Message, Message>> exchanges_;
 };
 
 // The signing session checks the TPM's response HMAC: an answer altered on
 // the way is refused with a named error and never returned as a signature;
 // the next operation starts a new session and signs again.
 TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
-  TamperingProxy proxy(tpm_->port());
+  TpmProxy proxy(tpm_->port());
   CustodyConfig cfg = tpm_->custody_config();
   cfg.tcti = proxy.tcti();
   auto opened = Tpm2Custody::open(cfg);
@@ -1050,12 +1089,19 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   ASSERT_TRUE(custody.generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   const Bytes digest(32, 5);
   ASSERT_TRUE(custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest)) << "through the proxy, untouched";
-  proxy.tamper = true;
+  // The last byte of a successful TPM2_Sign answer: in the signature or the response HMAC.
+  std::atomic<int> tampered{0};
+  proxy.on_response([&](const TpmProxy::Message& command, TpmProxy::Message& response) {
+    if (TpmProxy::command_code(command) == TPM2_CC_Sign && TpmProxy::be32_at(response, 6) == TPM2_RC_SUCCESS) {
+      response.back() ^= 0x01;
+      ++tampered;
+    }
+  });
   auto forged = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   ASSERT_FALSE(forged);
   EXPECT_EQ(forged.error().code, "custody.tpm_response_forged") << forged.error().to_string();
-  EXPECT_GE(proxy.tampered.load(), 1);
-  proxy.tamper = false;
+  EXPECT_GE(tampered.load(), 1);
+  proxy.on_response(nullptr);
   auto good = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   ASSERT_TRUE(good) << good.error().to_string();
   auto pub = custody.public_key("ra");
@@ -1065,6 +1111,125 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   EXPECT_EQ(EVP_PKEY_verify(ctx.get(), good->data(), good->size(), digest.data(), digest.size()), 1);
 }
 
+
+class TpmSrk : public TpmBase {
+ protected:
+  // srk_name = "<name>" in a configuration of its own; its path.
+  std::string pinned_config(const std::string& name, const std::string& file) {
+    return tpm_->write_config_file(path("state"), "", file, "", "srk_name = \"" + name + "\"\n");
+  }
+};
+
+// [custody] srk_name pins the storage key: the name computed from the public
+// area the TPM returns must be it, or nothing is sent to that key.
+TEST_F(TpmSrk, APinnedNameIsCheckedAtConnect) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  const std::string name = tpm_->name_with_tools();
+  ASSERT_EQ(name.size(), 68u) << name;
+  auto unpinned = cc({"token", "info"});
+  ASSERT_EQ(unpinned.exit_code, 0) << unpinned.output;
+  EXPECT_NE(unpinned.output.find("NOT pinned"), std::string::npos) << unpinned.output;
+  EXPECT_NE(unpinned.output.find("srk_name = \"" + name + "\""), std::string::npos) << unpinned.output;
+
+  const std::string right = pinned_config(name, "right.toml");
+  auto k = cc_with(right, {"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto csr = cc_with(right, {"ra", "csr", "--label", "ra", "--subject", "CN=pinned", "--out", path("p.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  auto info = cc_with(right, {"token", "info"});
+  EXPECT_NE(info.output.find("pinned by [custody] srk_name"), std::string::npos) << info.output;
+
+  std::string other = name;
+  other.back() = other.back() == '0' ? '1' : '0';
+  const std::string wrong = pinned_config(other, "wrong.toml");
+  auto refused = cc_with(wrong, {"ra", "keygen", "--label", "ra2", "--key-type", "ec-p256"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.output.find("error custody.tpm_srk_name_mismatch"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find(name), std::string::npos) << "the name found: " << refused.output;
+  EXPECT_NE(refused.output.find(other), std::string::npos) << "the name pinned: " << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(tpm_->blob("ra2")));
+  EXPECT_NE(cc_with(wrong, {"ra", "csr", "--label", "ra", "--subject", "CN=x"}).exit_code, 0);
+  expect_nothing_loaded("a refused storage key");
+}
+
+// The man in the middle on swtpm's port answers TPM2_ReadPublic for the SRK
+// with another storage key (asks the TPM about 0x81000002 instead): with the
+// name pinned, certcustody stops before it starts a session salted to the
+// substitute. An answer whose name is not the hash of its public area is
+// refused even without a pin.
+TEST_F(TpmSrk, ASubstitutedStorageKeyIsCaught) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  ASSERT_TRUE(tpm_->create_srk_with_tools(tools_srk("ecc256"), "0x81000002"));  // the substitute
+  const std::string name = tpm_->name_with_tools();
+  TpmProxy proxy(tpm_->port());
+  CustodyConfig cfg = tpm_->custody_config();
+  cfg.tcti = proxy.tcti();
+  cfg.srk_name = name;
+  proxy.on_command([](TpmProxy::Message& command) {
+    if (TpmProxy::command_code(command) == TPM2_CC_ReadPublic && TpmProxy::be32_at(command, 10) == 0x81000001)
+      command[13] = 0x02;
+  });
+  {
+    auto opened = Tpm2Custody::open(cfg);
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    Status s = opened.value()->connect();
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, "custody.tpm_srk_name_mismatch") << s.error().to_string();
+    EXPECT_NE(s.error().what.find(tpm_->name_with_tools("0x81000002")), std::string::npos) << s.error().to_string();
+  }
+  for (const auto& [command, response] : proxy.exchanges())
+    EXPECT_NE(TpmProxy::command_code(command), TPM2_CC_StartAuthSession) << "a session was started";
+
+  // The name in the answer altered (its last byte), the public area left.
+  proxy.on_command(nullptr);
+  proxy.on_response([](const TpmProxy::Message& command, TpmProxy::Message& response) {
+    if (TpmProxy::command_code(command) != TPM2_CC_ReadPublic || TpmProxy::be32_at(response, 6) != TPM2_RC_SUCCESS) return;
+    const std::size_t name_at = 12 + (response[10] << 8 | response[11]);  // after TPM2B_PUBLIC
+    const std::size_t name_size = response[name_at] << 8 | response[name_at + 1];
+    response[name_at + 1 + name_size] ^= 0x01;
+  });
+  cfg.srk_name.clear();
+  {
+    auto opened = Tpm2Custody::open(cfg);
+    ASSERT_TRUE(opened);
+    Status s = opened.value()->connect();
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, "custody.tpm_srk_name_mismatch") << s.error().to_string();
+    EXPECT_NE(s.error().what.find("inconsistent"), std::string::npos) << s.error().to_string();
+  }
+  proxy.on_response(nullptr);
+  cfg.srk_name = name;
+  auto opened = Tpm2Custody::open(cfg);
+  ASSERT_TRUE(opened);
+  Status s = opened.value()->connect();
+  EXPECT_TRUE(s) << s.error().to_string();
+  EXPECT_TRUE(opened.value()->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+  EXPECT_TRUE(opened.value()->sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, Bytes(32, 1)));
+}
+
+// hsm-config/provision-tpm.sh pins the storage key it makes: the name
+// tpm2-tools reads is written as srk_name (with the srk_type asked for), a
+// second run keeps the configuration as it is, and certcustody checks it.
+TEST_F(TpmSrk, ProvisioningPinsTheStorageKey) {
+  const std::string dir = path("provisioned");
+  const std::vector<std::string> provision = {"bash", std::string(CERTCUSTODY_SOURCE_DIR) + "/hsm-config/provision-tpm.sh",
+                                              "--dir", dir, "--tcti", tpm_->tcti(), "--srk-type", "ec-p256",
+                                              "--certcustody", CERTCUSTODY_BINARY};
+  auto first = run(provision, env());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string name = tpm_->name_with_tools();
+  ASSERT_EQ(name.rfind("000b", 0), 0u) << name;
+  const std::string cfg = read_file(dir + "/certcustody.toml");
+  EXPECT_NE(cfg.find("srk_name  = \"" + name + "\""), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("srk_type  = \"ec-p256\""), std::string::npos) << cfg;
+  auto again = run(provision, env());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(read_file(dir + "/certcustody.toml"), cfg);
+  auto info = cc_with(dir + "/certcustody.toml", {"token", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("storage key (SRK): 0x81000001, ec-p256, name " + name), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("pinned by [custody] srk_name"), std::string::npos) << info.output;
+}
 
 // `ra keygen --label tpm2:handle=…` keeps the key at that persistent handle
 // (owner authorisation, empty here) instead of writing a blob.

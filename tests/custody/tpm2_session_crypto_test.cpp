@@ -13,7 +13,9 @@
 //   simulator as the salt of a session): ephemeral private key, the
 //   storage key's TPMT_PUBLIC, the salt and the encrypted secret.
 // - The session HMAC, cpHash and rpHash have no published vectors that we
-//   know of; the TPM checks them in every signature of the integration tests.
+//   know of; tests/integration/tpm_test.cpp (TpmSessions.
+//   OurSessionArithmeticAgreesWithTpm2TssAndTheTpm) checks them, and KDFa
+//   once more, against what tpm2-tss sends and swtpm answers on the wire.
 #include <gtest/gtest.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>

@@ -13,9 +13,13 @@
 
 #include <gtest/gtest.h>
 
-#include <tss2/tss2_tpm2_types.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -26,6 +30,7 @@
 
 #include "custody/tpm2_custody.h"
 #include "custody/tpm2_key_file.h"
+#include "custody/tpm2_session_crypto.h"
 #include "support/swtpm.h"
 
 namespace certcustody::testing {
@@ -1111,6 +1116,108 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   EXPECT_EQ(EVP_PKEY_verify(ctx.get(), good->data(), good->size(), digest.data(), digest.size()), 1);
 }
 
+
+// Our signing session's arithmetic (KDFa session key, cpHash, rpHash, the
+// command and response HMACs) has no published vectors for the HMAC parts
+// (tests/custody/tpm2_session_crypto_test.cpp has the KDFa/KDFe ones); it is
+// checked here against tpm2-tss and swtpm on the wire. tpm2-tss runs an
+// unsalted session bound to key A, whose session key is therefore
+// KDFa(SHA-256, authA, "ATH", nonceTPM, nonceCaller) of values the proxy
+// sees, and signs with key B (HMAC key: session key || authB). Our functions
+// must give the HMAC tpm2-tss sent and the one swtpm answered.
+TEST_F(TpmSessions, OurSessionArithmeticAgreesWithTpm2TssAndTheTpm) {
+  {
+    auto opened = Tpm2Custody::open(tpm_->custody_config());
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    for (const char* label : {"a", "b"})
+      ASSERT_TRUE(opened.value()->generate_key_pair(label, KeyType::ec_p256, KeyPurpose::sign));
+  }
+  auto a = read_tss2_file(tpm_->blob("a"));
+  auto b = read_tss2_file(tpm_->blob("b"));
+  ASSERT_TRUE(a && b);
+  TPM2B_AUTH auth{};
+  auth.size = static_cast<UINT16>(tpm_->auth_value().size());
+  std::memcpy(auth.buffer, tpm_->auth_value().data(), auth.size);
+
+  TpmProxy proxy(tpm_->port());
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+  ASSERT_EQ(Tss2_TctiLdr_Initialize(proxy.tcti().c_str(), &tcti), TSS2_RC_SUCCESS);
+  ASSERT_EQ(Esys_Initialize(&esys, tcti, nullptr), TSS2_RC_SUCCESS);
+  ESYS_TR srk = ESYS_TR_NONE, key_a = ESYS_TR_NONE, key_b = ESYS_TR_NONE, session = ESYS_TR_NONE;
+  TPMT_SYM_DEF none{};
+  none.algorithm = TPM2_ALG_NULL;
+  TPM2B_DIGEST digest{};
+  digest.size = 32;
+  TPMT_SIG_SCHEME scheme{};
+  scheme.scheme = TPM2_ALG_ECDSA;
+  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+  TPMT_TK_HASHCHECK validation{};
+  validation.tag = TPM2_ST_HASHCHECK;
+  validation.hierarchy = TPM2_RH_NULL;
+  TPMT_SIGNATURE* signature = nullptr;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys, 0x81000001, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &a->priv, &a->pub, &key_a);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &b->priv, &b->pub, &key_b);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_SetAuth(esys, key_a, &auth);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_SetAuth(esys, key_b, &auth);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, key_a, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                               TPM2_SE_HMAC, &none, TPM2_ALG_SHA256, &session);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TRSess_SetAttributes(esys, session, TPMA_SESSION_CONTINUESESSION, 0xff);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Sign(esys, key_b, session, ESYS_TR_NONE, ESYS_TR_NONE, &digest, &scheme, &validation, &signature);
+  Esys_Free(signature);
+  for (ESYS_TR tr : {session, key_a, key_b})
+    if (tr != ESYS_TR_NONE) Esys_FlushContext(esys, tr);
+  Esys_Finalize(&esys);
+  Tss2_TctiLdr_Finalize(&tcti);
+  ASSERT_EQ(rc, TSS2_RC_SUCCESS) << Tss2_RC_Decode(rc);
+
+  TpmProxy::Message start_cmd, start_rsp, sign_cmd, sign_rsp;
+  for (const auto& [command, response] : proxy.exchanges()) {
+    if (TpmProxy::command_code(command) == TPM2_CC_StartAuthSession) std::tie(start_cmd, start_rsp) = std::tie(command, response);
+    if (TpmProxy::command_code(command) == TPM2_CC_Sign) std::tie(sign_cmd, sign_rsp) = std::tie(command, response);
+  }
+  ASSERT_FALSE(start_cmd.empty() || sign_cmd.empty());
+  // StartAuthSession: header, tpmKey, bind, nonceCaller ... -> header, session handle, nonceTPM.
+  TPM2B_NONCE nonce_caller{}, nonce_tpm{};
+  std::size_t off = 18;
+  ASSERT_EQ(Tss2_MU_TPM2B_NONCE_Unmarshal(start_cmd.data(), start_cmd.size(), &off, &nonce_caller), TSS2_RC_SUCCESS);
+  off = 14;
+  ASSERT_EQ(Tss2_MU_TPM2B_NONCE_Unmarshal(start_rsp.data(), start_rsp.size(), &off, &nonce_tpm), TSS2_RC_SUCCESS);
+  // Sign: header, keyHandle, authorizationSize, the session's auth, parameters.
+  const std::size_t auth_end = 18 + TpmProxy::be32_at(sign_cmd, 14);
+  TPMS_AUTH_COMMAND sent{};
+  off = 18;
+  ASSERT_EQ(Tss2_MU_TPMS_AUTH_COMMAND_Unmarshal(sign_cmd.data(), auth_end, &off, &sent), TSS2_RC_SUCCESS);
+  const ByteSpan parameters(sign_cmd.data() + auth_end, sign_cmd.size() - auth_end);
+  // The answer: header, parameterSize, parameters, the session's auth.
+  const std::size_t rp_end = 14 + TpmProxy::be32_at(sign_rsp, 10);
+  TPMS_AUTH_RESPONSE answered{};
+  off = rp_end;
+  ASSERT_EQ(Tss2_MU_TPMS_AUTH_RESPONSE_Unmarshal(sign_rsp.data(), sign_rsp.size(), &off, &answered), TSS2_RC_SUCCESS);
+  const ByteSpan response_parameters(sign_rsp.data() + 14, rp_end - 14);
+
+  SessionDigests digests({});
+  SecureBytes session_key(32);
+  ASSERT_TRUE(tpm_kdfa({}, TPM2_ALG_SHA256, {auth.buffer, auth.size}, "ATH", {nonce_tpm.buffer, nonce_tpm.size},
+                       {nonce_caller.buffer, nonce_caller.size}, session_key));
+  Bytes hmac_key(session_key.begin(), session_key.end());
+  hmac_key.insert(hmac_key.end(), auth.buffer, auth.buffer + auth.size);
+  Bytes cp_hash, command_hmac, rp_hash, response_hmac;
+  ASSERT_TRUE(digests.cp_hash(TPM2_CC_Sign, {public_area_name(b->pub.publicArea)}, parameters, cp_hash));
+  ASSERT_TRUE(digests.session_hmac(hmac_key, cp_hash, {sent.nonce.buffer, sent.nonce.size},
+                                   {nonce_tpm.buffer, nonce_tpm.size}, sent.sessionAttributes, command_hmac));
+  EXPECT_EQ(command_hmac, Bytes(sent.hmac.buffer, sent.hmac.buffer + sent.hmac.size)) << "tpm2-tss's command HMAC";
+  ASSERT_TRUE(digests.rp_hash(TPM2_RC_SUCCESS, TPM2_CC_Sign, response_parameters, rp_hash));
+  ASSERT_TRUE(digests.session_hmac(hmac_key, rp_hash, {answered.nonce.buffer, answered.nonce.size},
+                                   {sent.nonce.buffer, sent.nonce.size}, answered.sessionAttributes, response_hmac));
+  EXPECT_EQ(response_hmac, Bytes(answered.hmac.buffer, answered.hmac.buffer + answered.hmac.size)) << "swtpm's response HMAC";
+  expect_nothing_loaded("the tpm2-tss session");
+}
 
 class TpmSrk : public TpmBase {
  protected:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Officer provisioning of certcustody on a TPM 2.0 (docs/tpm.md).
 #
-#   hsm-config/provision-tpm.sh --dir DIR [--tcti device:/dev/tpmrm0] [--certcustody PATH]
-#   hsm-config/provision-tpm.sh --dir DIR --swtpm [--certcustody PATH]
+#   hsm-config/provision-tpm.sh --dir DIR [--tcti device:/dev/tpmrm0] [--srk-type TYPE] [--certcustody PATH]
+#   hsm-config/provision-tpm.sh --dir DIR --swtpm [--srk-type TYPE] [--certcustody PATH]
 #
 # Creates in DIR (mode 0700):
 #   tpm.auth          a random auth value for the keys certcustody creates, mode 0600
@@ -10,21 +10,25 @@
 #   env               what to source before certcustody (CERTCUSTODY_CONFIG; with
 #                     --swtpm also TPM2TOOLS_TCTI for tpm2-tools)
 # then runs `certcustody token info`, which creates the storage key (TCG SRK
-# template) at 0x81000001 if the TPM has none and shows the TPM's state.
+# template of --srk-type: rsa2048, the default, ec-p256 or ec-p384) at
+# 0x81000001 if the TPM has none and shows the TPM's state, and pins that
+# key's name in the configuration (srk_name, docs/tpm.md): run it where the
+# path to the TPM can be trusted.
 # --swtpm starts a private software TPM under DIR/swtpm on a free loopback
 # port (test and demo hosts only: its state is a file, not a chip); stop it
 # with `kill $(cat DIR/swtpm/pid)`.
 # Re-running it on the same DIR keeps the auth value and the configuration.
 set -euo pipefail
 
-dir="" tcti="device:/dev/tpmrm0" bin="" swtpm=0
+dir="" tcti="device:/dev/tpmrm0" bin="" swtpm=0 srk_type=""
 while (($#)); do
   case "$1" in
     --dir) dir="$2"; shift 2 ;;
     --tcti) tcti="$2"; shift 2 ;;
     --swtpm) swtpm=1; shift ;;
+    --srk-type) srk_type="$2"; shift 2 ;;
     --certcustody) bin="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "provision-tpm: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +92,7 @@ key_dir   = "$dir/state/tpm"
 [state]
 dir = "$dir/state"
 TOML
+  [ -z "$srk_type" ] || sed -i "/^key_dir /a srk_type  = \"$srk_type\"" "$dir/certcustody.toml"
 fi
 {
   printf 'export CERTCUSTODY_CONFIG=%q\n' "$dir/certcustody.toml"
@@ -95,5 +100,13 @@ fi
   true
 } > "$dir/env"
 
-"$bin" --config "$dir/certcustody.toml" token info
+info=$("$bin" --config "$dir/certcustody.toml" token info)
+printf '%s\n' "$info"
+if ! grep -q '^srk_name' "$dir/certcustody.toml"; then
+  # token info prints the line to add while the SRK is not pinned.
+  name=$(printf '%s\n' "$info" | sed -n 's/^  srk_name = "\([0-9a-f]*\)"$/\1/p')
+  [ -n "$name" ] || { echo "provision-tpm: token info showed no storage key name to pin" >&2; exit 1; }
+  sed -i "/^\[custody\]/a srk_name  = \"$name\"" "$dir/certcustody.toml"
+  echo "pinned the storage key: srk_name = \"$name\" (check it against \`tpm2_readpublic -c 0x81000001\` on a trusted path)"
+fi
 echo "configuration: $dir/certcustody.toml   (source $dir/env first)"

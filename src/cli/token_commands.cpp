@@ -64,8 +64,14 @@ Status tpm_info(const Config& cfg) {
   CC_TRY_ASSIGN(TpmDeviceInfo d, custody->device_info());
   std::printf("TPM: %s (manufacturer \"%s\", firmware %s, TPM %s)\n", cfg.custody.tcti.c_str(),
               d.manufacturer.c_str(), d.firmware.c_str(), d.spec.c_str());
-  std::printf("storage key (SRK): %s\nkey directory: %s\n", tpm_handle_hex(cfg.custody.srk_handle).c_str(),
-              cfg.custody.key_dir.c_str());
+  std::printf("storage key (SRK): %s, %s, name %s\n", tpm_handle_hex(cfg.custody.srk_handle).c_str(),
+              d.srk_type.c_str(), d.srk_name.c_str());
+  if (d.srk_pinned)
+    std::printf("  pinned by [custody] srk_name: the TPM's answer matched it\n");
+  else
+    std::printf("  NOT pinned: its public part is taken from the TPM unauthenticated; after checking the name on a "
+                "trusted path, pin it with\n  srk_name = \"%s\"\n", d.srk_name.c_str());
+  std::printf("key directory: %s\n", cfg.custody.key_dir.c_str());
   std::printf("dictionary-attack protection: %u of %u failures recorded, one forgotten every %u s%s\n",
               d.lockout_counter, d.max_auth_fail, d.lockout_interval_s, d.in_lockout ? "  LOCKED OUT" : "");
   std::printf("KEKs: %s\n", d.encrypt_decrypt ? "AES (TPM2_EncryptDecrypt2)" : "HMAC-SHA-256 (this TPM has no EncryptDecrypt)");

@@ -40,9 +40,38 @@ Status read_reconnect_interval(const toml::table& c, const std::string& file, Cu
   return {};
 }
 
+// srk_type: the storage key certcustody makes, and the only kind it accepts.
+Status read_srk_type(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  CC_TRY(read_string(c, file, "custody", "srk_type", false, out.srk_type));
+  if (out.srk_type.empty() || out.srk_type == "rsa2048" || out.srk_type == "ec-p256" || out.srk_type == "ec-p384")
+    return {};
+  return config_error("config.invalid_value", where(file, c.get("srk_type")->source()), "custody.srk_type",
+                      "\"" + out.srk_type + "\" is not a storage key type",
+                      "set srk_type = \"rsa2048\", \"ec-p256\" or \"ec-p384\" (or leave it out)");
+}
+
+// srk_name: a TPM name as `tpm2_readpublic -n` prints it: a SHA-1/2
+// algorithm id (0004, 000b, 000c, 000d) and a digest of its size, in hex.
+Status read_srk_name(const toml::table& c, const std::string& file, CustodyConfig& out) {
+  std::string text;
+  CC_TRY(read_string(c, file, "custody", "srk_name", false, text));
+  if (text.empty()) return {};
+  for (char& ch : text) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const bool hex = text.find_first_not_of("0123456789abcdef") == std::string::npos;
+  const std::string alg = text.substr(0, 4);
+  const std::size_t digest_hex = alg == "0004" ? 40 : alg == "000b" ? 64 : alg == "000c" ? 96 : alg == "000d" ? 128 : 0;
+  if (!hex || digest_hex == 0 || text.size() != 4 + digest_hex)
+    return config_error("config.invalid_value", where(file, c.get("srk_name")->source()), "custody.srk_name",
+                        "is not a TPM name in hex (\"000b\" and a SHA-256 digest, 68 hex digits)",
+                        "copy the name that `tpm2_readpublic -c <srk_handle>` or `certcustody token info` prints");
+  out.srk_name = text;
+  return {};
+}
+
 Status parse_tpm2_custody(const toml::table& c, const std::string& file, CustodyConfig& out) {
   CC_TRY(reject_unknown(c, file, "custody",
-                        {"backend", "tcti", "auth_file", "key_dir", "srk_handle", "reconnect_interval_ms"}));
+                        {"backend", "tcti", "auth_file", "key_dir", "srk_handle", "srk_type", "srk_name",
+                         "reconnect_interval_ms"}));
   CC_TRY(read_string(c, file, "custody", "tcti", true, out.tcti));
   CC_TRY(read_string(c, file, "custody", "auth_file", true, out.auth_file));
   CC_TRY(read_string(c, file, "custody", "key_dir", false, out.key_dir));
@@ -59,6 +88,8 @@ Status parse_tpm2_custody(const toml::table& c, const std::string& file, Custody
                           "set srk_handle = \"0x81000001\" (the TCG SRK handle)");
     out.srk_handle = static_cast<std::uint32_t>(v);
   }
+  CC_TRY(read_srk_type(c, file, out));
+  CC_TRY(read_srk_name(c, file, out));
   return read_reconnect_interval(c, file, out);
 }
 

@@ -23,6 +23,8 @@ struct CustodyConfig {
   std::string auth_file;                 // the keys' auth value: a file path or a systemd credential name
   std::string key_dir;                   // key blobs <label>.tss2; default <state.dir>/tpm
   std::uint32_t srk_handle = 0x81000001; // the storage primary key (TCG SRK template)
+  std::string srk_type;                  // "rsa2048", "ec-p256", "ec-p384"; empty: any (made as rsa2048)
+  std::string srk_name;                  // the SRK's TPM name in lower-case hex, pinned; empty: not pinned
   unsigned sessions = 8; // upper bound of pooled sessions
   unsigned reconnect_interval_ms = 1000;  // fail fast this long after a failed reconnect
 };

@@ -1,14 +1,16 @@
 // The ESYS connection of a Tpm2Custody: TCTI, storage key, HMAC session,
 // loaded keys, and what an auth failure or a lost TPM does to them.
 #include <dirent.h>
+#include <openssl/crypto.h>
+#include <tss2/tss2_mu.h>
 #include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <set>
-
+#include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "custody/tpm2_impl.h"
 
@@ -34,13 +36,22 @@ TPM2B_AUTH to_tpm_auth(const SecureBytes& auth) {
 
 Status Tpm2Custody::Impl::ready() {
   if (refused) {
-    if (auth_source.fingerprint() == *refused)
+    if (const std::string now = auth_source.fingerprint(); now != refused->fingerprint) {
+      auto value = read_auth();
+      const bool same = value && value->size() == refused->value.size() &&
+                        CRYPTO_memcmp(value->data(), refused->value.data(), value->size()) == 0;
+      if (same) refused->fingerprint = now;  // rewritten with the same effective value
+      else {
+        disconnect();  // another value: start again with it
+        refused.reset();
+      }
+    }
+    if (refused)
       return Error{"custody.tpm_auth_failed",
                    "the TPM refused the auth value in " + auth_source.describe("auth file") +
                        " earlier; it is not sent again (each failure counts towards the TPM's lockout)",
-                   "put the right auth value in [custody] auth_file; certcustody tries again once the file changes"};
-    disconnect();  // the file changed: start again with the new value
-    refused.reset();
+                   "put the right auth value in [custody] auth_file; certcustody tries again once the file holds "
+                   "another value"};
   }
   if (esys != nullptr) return {};
   if (connect_error && std::chrono::steady_clock::now() < retry_connect_at) return *connect_error;
@@ -55,13 +66,20 @@ Status Tpm2Custody::Impl::ready() {
   return {};
 }
 
-Status Tpm2Custody::Impl::connect() {
-  CC_TRY_ASSIGN(auth, auth_source.read());
-  auth_fingerprint = auth_source.fingerprint();
-  if (auth.size() > kMaxAuthBytes)
+Result<SecureBytes> Tpm2Custody::Impl::read_auth() const {
+  CC_TRY_ASSIGN(SecureBytes value, auth_source.read());
+  strip_trailing_zeros(value);
+  if (value.size() > kMaxAuthBytes)
     return Error{"custody.tpm_auth_invalid",
-                 auth_source.describe("auth file") + " holds " + std::to_string(auth.size()) + " bytes; a TPM key's auth value has at most 32",
+                 auth_source.describe("auth file") + " holds " + std::to_string(value.size()) +
+                     " bytes; a TPM key's auth value has at most 32",
                  "use a shorter auth value (e.g. 32 random characters); keys made with the old value keep it"};
+  return value;
+}
+
+Status Tpm2Custody::Impl::connect() {
+  auth_fingerprint = auth_source.fingerprint();
+  CC_TRY_ASSIGN(auth, read_auth());
   if (TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &tcti); rc != TSS2_RC_SUCCESS)
     return tpm_error(rc, context("opening the TCTI"));
   if (TSS2_RC rc = Esys_Initialize(&esys, tcti, nullptr); rc != TSS2_RC_SUCCESS)
@@ -92,37 +110,26 @@ Status Tpm2Custody::Impl::read_commands() {
 
 Status Tpm2Custody::Impl::open_srk() {
   TSS2_RC rc = Esys_TR_FromTPMPublic(esys, cfg.srk_handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
-  if (rc == TSS2_RC_SUCCESS) {
-    TPM2B_PUBLIC* raw = nullptr;
-    rc = Esys_ReadPublic(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
-    if (rc != TSS2_RC_SUCCESS) return tpm_error(rc, context("TPM2_ReadPublic", "storage key " + tpm_handle_hex(cfg.srk_handle)));
-    EsysPtr<TPM2B_PUBLIC> pub(raw);
-    srk_public = pub->publicArea;
-    if (!is_restricted_storage_key(pub->publicArea))
-      return Error{"custody.tpm_srk_invalid",
-                   "the object at " + tpm_handle_hex(cfg.srk_handle) + " is not a storage key (restricted, decrypt)",
-                   "point [custody] srk_handle at the SRK, or free the handle (`tpm2_evictcontrol -C o -c " +
-                       tpm_handle_hex(cfg.srk_handle) + "`) so that certcustody creates it"};
-    return {};
-  }
+  if (rc == TSS2_RC_SUCCESS) return check_srk();
   srk = ESYS_TR_NONE;
   if (tpm_base_rc(rc) != TPM2_RC_HANDLE) return tpm_error(rc, context("reading the storage key", tpm_handle_hex(cfg.srk_handle)));
-  // No SRK yet: create it from the TCG template and keep it at its handle.
+  CC_TRY(create_srk());
+  return check_srk();
+}
+
+// No SRK yet: one from the TCG template of srk_type, kept at its handle.
+Status Tpm2Custody::Impl::create_srk() {
+  CC_TRY_ASSIGN(KeyType type, parse_key_type(cfg.srk_type.empty() ? "rsa2048" : cfg.srk_type));
+  CC_TRY_ASSIGN(TPM2B_PUBLIC tmpl, srk_template(type));
   TPM2B_SENSITIVE_CREATE sensitive{};
-  TPM2B_PUBLIC tmpl = srk_template();
   TPM2B_DATA outside{};
   TPML_PCR_SELECTION pcrs{};
   ESYS_TR primary = ESYS_TR_NONE;
-  rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl,
-                          &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr);
-  TPM2B_PUBLIC* made = nullptr;
-  if (rc == TSS2_RC_SUCCESS) rc = Esys_ReadPublic(esys, primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &made, nullptr, nullptr);
-  if (rc == TSS2_RC_SUCCESS) {
-    srk_public = made->publicArea;
+  TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                  &tmpl, &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr);
+  if (rc == TSS2_RC_SUCCESS)
     rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                            cfg.srk_handle, &srk);
-  }
-  Esys_Free(made);
   if (primary != ESYS_TR_NONE) Esys_FlushContext(esys, primary);
   if (rc == TSS2_RC_SUCCESS) return {};
   srk = ESYS_TR_NONE;
@@ -130,11 +137,89 @@ Status Tpm2Custody::Impl::open_srk() {
   if (tpm_is_auth_failure(rc)) {
     e.code = "custody.tpm_owner_auth";
     e.what = "the TPM has no storage key at " + tpm_handle_hex(cfg.srk_handle) + " and creating one needs the owner's auth value";
-    e.remedy = "the TPM owner creates it once: `tpm2_createprimary -C o -P <owner auth> -g sha256 -G rsa2048:aes128cfb "
-               "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c srk.ctx && "
-               "tpm2_evictcontrol -C o -P <owner auth> -c srk.ctx " + tpm_handle_hex(cfg.srk_handle) + "`";
+    e.remedy = "the TPM owner creates it once: `" + srk_create_command(type, "<owner auth>") +
+               " && tpm2_evictcontrol -C o -P <owner auth> -c srk.ctx " + tpm_handle_hex(cfg.srk_handle) + "`";
   }
   return e;
+}
+
+namespace {
+
+// The storage key's public area and name as ESYS holds them: its salt for
+// sessions is encrypted to that public area. Read from ESYS's own record
+// (the ESYS_TR serialization tpm2-tools also writes to disk: handle, name,
+// resource type, TPM2B_PUBLIC), so that what is checked is what is used.
+bool esys_public(ESYS_CONTEXT* esys, ESYS_TR tr, TPM2_HANDLE handle, TPM2B_PUBLIC& pub, TPM2B_NAME& name) {
+  std::uint8_t* raw = nullptr;
+  std::size_t size = 0;
+  if (Esys_TR_Serialize(esys, tr, &raw, &size) != TSS2_RC_SUCCESS) return false;
+  std::unique_ptr<std::uint8_t, decltype(&std::free)> buf(raw, &std::free);
+  std::size_t off = 0;
+  UINT32 serialized_handle = 0, type = 0;
+  constexpr UINT32 kKeyResource = 1;  // IESYSC_KEY_RSRC
+  return Tss2_MU_UINT32_Unmarshal(raw, size, &off, &serialized_handle) == TSS2_RC_SUCCESS &&
+         Tss2_MU_TPM2B_NAME_Unmarshal(raw, size, &off, &name) == TSS2_RC_SUCCESS &&
+         Tss2_MU_UINT32_Unmarshal(raw, size, &off, &type) == TSS2_RC_SUCCESS &&
+         Tss2_MU_TPM2B_PUBLIC_Unmarshal(raw, size, &off, &pub) == TSS2_RC_SUCCESS && off == size &&
+         serialized_handle == handle && type == kKeyResource;
+}
+
+// "rsa2048", "ec-p256", ... as srk_type names storage keys.
+std::string srk_kind(const TPMT_PUBLIC& p) {
+  if (p.type == TPM2_ALG_RSA) return "rsa" + std::to_string(p.parameters.rsaDetail.keyBits);
+  if (p.type != TPM2_ALG_ECC) return "a key of TPM type " + std::to_string(p.type);
+  switch (p.parameters.eccDetail.curveID) {
+    case TPM2_ECC_NIST_P256: return "ec-p256";
+    case TPM2_ECC_NIST_P384: return "ec-p384";
+    case TPM2_ECC_NIST_P521: return "ec-p521";
+    default: return "an ECC key on TPM curve " + std::to_string(p.parameters.eccDetail.curveID);
+  }
+}
+
+}  // namespace
+
+Status Tpm2Custody::Impl::check_srk() {
+  const std::string at = tpm_handle_hex(cfg.srk_handle);
+  TPM2B_PUBLIC pub{};
+  TPM2B_NAME tpm_name{};
+  if (!esys_public(esys, srk, cfg.srk_handle, pub, tpm_name))
+    return Error{"custody.tpm_error", "the storage key at " + at + " could not be read back from tpm2-tss",
+                 "report this with the tpm2-tss version (`dpkg -l libtss2-esys*`)"};
+  srk_public = pub.publicArea;
+  srk_name = public_area_name(srk_public);
+  const std::string name = to_hex_lower(srk_name);
+  if (srk_name.empty() || srk_name != Bytes(tpm_name.name, tpm_name.name + tpm_name.size))
+    return Error{"custody.tpm_srk_name_mismatch",
+                 "the TPM's answer about the storage key at " + at + " is inconsistent: its name " +
+                     to_hex_lower({tpm_name.name, tpm_name.size}) + " is not that of its public area (" + name +
+                     "); it was altered between the TPM and certcustody. No session was started, nothing was sent",
+                 "check the path to the TPM (resource manager, bus interposers, a simulator in between)"};
+  if (!cfg.srk_name.empty() && name != cfg.srk_name)
+    return Error{"custody.tpm_srk_name_mismatch",
+                 "the storage key at " + at + " has the name " + name + ", not the one pinned in [custody] srk_name (" +
+                     cfg.srk_name + "): another key was put in its place, or its public area was substituted on the "
+                     "way from the TPM. No session was started, nothing was sent",
+                 "check the path to the TPM (resource manager, bus, a simulator in between); if the TPM was cleared "
+                 "or the SRK made again on purpose, check its name on a trusted path (`tpm2_readpublic -c " + at +
+                     "`) and set srk_name to it (keys made under the old SRK cannot be used)"};
+  if (!is_restricted_storage_key(srk_public))
+    return Error{"custody.tpm_srk_invalid",
+                 "the object at " + at + " is not a storage key (restricted, decrypt)",
+                 "point [custody] srk_handle at the SRK, or free the handle (`tpm2_evictcontrol -C o -c " + at +
+                     "`) so that certcustody creates it"};
+  if (!cfg.srk_type.empty() && srk_kind(srk_public) != cfg.srk_type)
+    return Error{"custody.tpm_srk_invalid",
+                 "the storage key at " + at + " is " + srk_kind(srk_public) + ", not the " + cfg.srk_type +
+                     " key [custody] srk_type asks for",
+                 "set srk_type = \"" + srk_kind(srk_public) + "\" to keep this SRK (and the keys made under it), or "
+                 "point srk_handle at a free persistent handle so that certcustody creates a " + cfg.srk_type + " SRK there"};
+  if (auto why = session_salt_unsupported(srk_public))
+    return Error{"custody.tpm_srk_unsupported",
+                 "sessions cannot be salted to the storage key at " + at + ": " + *why,
+                 "use an RSA 2048 or ECC NIST P-256 / P-384 storage key: set srk_type and point srk_handle at a free "
+                 "persistent handle (or free this one: `tpm2_evictcontrol -C o -c " + at + "`) so that certcustody "
+                 "creates it"};
+  return {};
 }
 
 bool Tpm2Custody::Impl::behind_resource_manager() const {
@@ -255,7 +340,7 @@ void Tpm2Custody::Impl::disconnect() noexcept {
 
 Error Tpm2Custody::Impl::failed(TSS2_RC rc, const TpmContext& ctx) {
   Error e = tpm_error(rc, ctx);
-  if (tpm_is_auth_failure(rc)) refused = auth_fingerprint;
+  if (tpm_is_auth_failure(rc)) refused = Refusal{auth_fingerprint, auth};
   if (e.code == "custody.tpm_lockout") {
     if (auto info = device_info()) {
       const std::uint32_t interval = info->lockout_interval_s;
@@ -368,6 +453,9 @@ Result<LoadedKey*> Tpm2Custody::Impl::load(const TpmKeyLocation& loc) {
 Result<TpmDeviceInfo> Tpm2Custody::Impl::device_info() {
   TpmDeviceInfo info;
   info.encrypt_decrypt = encrypt_decrypt2 || encrypt_decrypt;
+  info.srk_type = srk_kind(srk_public);
+  info.srk_name = to_hex_lower(srk_name);
+  info.srk_pinned = !cfg.srk_name.empty();
   CC_TRY_ASSIGN(TPMS_CAPABILITY_DATA * raw, capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES));
   EsysPtr<TPMS_CAPABILITY_DATA> cap(raw);
   std::uint32_t fw1 = 0, fw2 = 0, level = 0, revision = 0;

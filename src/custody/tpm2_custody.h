@@ -50,6 +50,9 @@ struct TpmDeviceInfo {
   std::uint32_t lockout_recovery_s = 0;
   bool in_lockout = false;
   bool encrypt_decrypt = false;  // TPM2_EncryptDecrypt(2): KEKs are AES keys, else HMAC keys
+  std::string srk_type;          // the storage key: "rsa2048", "ec-p256", ...
+  std::string srk_name;          // its TPM name (hex), as `tpm2_readpublic -c <srk_handle>` prints it
+  bool srk_pinned = false;       // checked against [custody] srk_name
   std::vector<std::uint32_t> persistent;
   std::vector<std::uint32_t> transient;
 };

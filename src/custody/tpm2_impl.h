@@ -42,7 +42,8 @@ struct Tpm2Custody::Impl {
   ESYS_CONTEXT* esys = nullptr;
   ESYS_TR srk = ESYS_TR_NONE;
   ESYS_TR session = ESYS_TR_NONE;
-  TPMT_PUBLIC srk_public{};
+  TPMT_PUBLIC srk_public{};  // as ESYS holds it (salts its sessions), checked against the name
+  Bytes srk_name;
   std::unique_ptr<TpmSignSession> sign_session;  // TPM2_Sign's own salted session (tpm2_sign_session.h)
   bool encrypt_decrypt2 = false;
   bool encrypt_decrypt = false;
@@ -50,11 +51,16 @@ struct Tpm2Custody::Impl {
   std::map<std::string, LoadedKey> keys;
   std::map<std::uint32_t, ESYS_TR> counters;
   std::uint64_t tick = 0;
-  SecureBytes auth;
+  SecureBytes auth;  // without trailing zero bytes, as the TPM uses it
   std::string auth_fingerprint;
-  // The fingerprint of an auth value the TPM refused: not sent again until
-  // the file changes, so one mistake costs one lockout count.
-  std::optional<std::string> refused;
+  // An auth value the TPM refused and the file it came from: not sent again
+  // until the file holds another value (not merely other trailing zero
+  // bytes), so one mistake costs one lockout count.
+  struct Refusal {
+    std::string fingerprint;
+    SecureBytes value;
+  };
+  std::optional<Refusal> refused;
   std::chrono::steady_clock::time_point retry_connect_at{};
   std::optional<Error> connect_error;
 
@@ -81,6 +87,8 @@ struct Tpm2Custody::Impl {
   }
 
   Status ready();  // auth not refused, connected
+  // The auth file's value as the TPM uses it (trailing zero bytes removed).
+  Result<SecureBytes> read_auth() const;
   // Proves the auth value with TPM2_PolicySecret on a key of key_dir (no
   // side effect), so that a wrong value is seen when the daemon starts.
   Status verify_auth();
@@ -107,6 +115,11 @@ struct Tpm2Custody::Impl {
   std::size_t flush_leftovers(TPM2_HANDLE first);
   bool behind_resource_manager() const;
   Status open_srk();
+  Status create_srk();
+  // The storage key as ESYS holds it: a restricted decryption key of the
+  // configured type that sessions can be salted to, whose name is the hash
+  // of its public area and, when [custody] srk_name pins it, that name.
+  Status check_srk();
   Status start_session();
   Status read_commands();
   void evict_lru();

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "custody/tpm2_session_crypto.h"
 #include "custody/tss2_key_asn1.h"
 
 namespace certcustody {
@@ -35,15 +36,6 @@ TPM2B_PUBLIC empty_public(TPMI_ALG_PUBLIC type, TPMA_OBJECT attributes) {
   p.publicArea.nameAlg = TPM2_ALG_SHA256;
   p.publicArea.objectAttributes = attributes;
   return p;
-}
-
-const char* curve_group(TPMI_ECC_CURVE c) {
-  switch (c) {
-    case TPM2_ECC_NIST_P256: return "P-256";
-    case TPM2_ECC_NIST_P384: return "P-384";
-    case TPM2_ECC_NIST_P521: return "P-521";
-    default: return nullptr;
-  }
 }
 
 using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, OsslDeleter<OSSL_PARAM_BLD_free>>;
@@ -185,17 +177,41 @@ TPM2B_PUBLIC hmac_kek_template() {
   return p;
 }
 
-TPM2B_PUBLIC srk_template() {
-  TPM2B_PUBLIC p = empty_public(TPM2_ALG_RSA, base_attributes() | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                                                  TPMA_OBJECT_DECRYPT);
-  auto& d = p.publicArea.parameters.rsaDetail;
+Result<TPM2B_PUBLIC> srk_template(KeyType type) {
+  const TPMA_OBJECT attrs = base_attributes() | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+  if (type == KeyType::rsa2048) {
+    TPM2B_PUBLIC p = empty_public(TPM2_ALG_RSA, attrs);
+    auto& d = p.publicArea.parameters.rsaDetail;
+    d.symmetric.algorithm = TPM2_ALG_AES;
+    d.symmetric.keyBits.aes = 128;
+    d.symmetric.mode.aes = TPM2_ALG_CFB;
+    d.scheme.scheme = TPM2_ALG_NULL;
+    d.keyBits = 2048;
+    d.exponent = 0;
+    return p;
+  }
+  if (type != KeyType::ec_p256 && type != KeyType::ec_p384)
+    return Error{"config.invalid_value", "a storage key is rsa2048, ec-p256 or ec-p384, not " + key_type_name(type),
+                 "set [custody] srk_type to one of those"};
+  const bool p384 = type == KeyType::ec_p384;
+  TPM2B_PUBLIC p = empty_public(TPM2_ALG_ECC, attrs);
+  p.publicArea.nameAlg = p384 ? TPM2_ALG_SHA384 : TPM2_ALG_SHA256;
+  auto& d = p.publicArea.parameters.eccDetail;
   d.symmetric.algorithm = TPM2_ALG_AES;
-  d.symmetric.keyBits.aes = 128;
+  d.symmetric.keyBits.aes = p384 ? 256 : 128;
   d.symmetric.mode.aes = TPM2_ALG_CFB;
   d.scheme.scheme = TPM2_ALG_NULL;
-  d.keyBits = 2048;
-  d.exponent = 0;
+  d.curveID = p384 ? TPM2_ECC_NIST_P384 : TPM2_ECC_NIST_P256;
+  d.kdf.scheme = TPM2_ALG_NULL;
   return p;
+}
+
+std::string srk_create_command(KeyType type, const std::string& owner_auth) {
+  const char* alg = type == KeyType::ec_p384   ? "-g sha384 -G ecc384:null:aes256cfb"
+                    : type == KeyType::ec_p256 ? "-g sha256 -G ecc256:null:aes128cfb"
+                                               : "-g sha256 -G rsa2048:null:aes128cfb";
+  return std::string("tpm2_createprimary -C o") + (owner_auth.empty() ? "" : " -P " + owner_auth) + " " + alg +
+         " -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c srk.ctx";
 }
 
 Result<EvpPkeyPtr> public_area_to_pkey(const TPMT_PUBLIC& pub, const std::string& label, const SoftwareContext& sw) {
@@ -213,7 +229,7 @@ Result<EvpPkeyPtr> public_area_to_pkey(const TPMT_PUBLIC& pub, const std::string
     return pkey_from("RSA", bld.get(), label, sw);
   }
   if (pub.type == TPM2_ALG_ECC) {
-    const char* group = curve_group(pub.parameters.eccDetail.curveID);
+    const char* group = tpm_curve_group(pub.parameters.eccDetail.curveID);
     if (group == nullptr)
       return Error{"custody.public_key_invalid", "key '" + label + "' is on a curve certcustody does not use",
                    "use a P-256 or P-384 key"};
@@ -236,6 +252,15 @@ Result<EvpPkeyPtr> public_area_to_pkey(const TPMT_PUBLIC& pub, const std::string
                "use an RSA or EC key pair"};
 }
 
+const char* tpm_curve_group(TPMI_ECC_CURVE curve) {
+  switch (curve) {
+    case TPM2_ECC_NIST_P256: return "P-256";
+    case TPM2_ECC_NIST_P384: return "P-384";
+    case TPM2_ECC_NIST_P521: return "P-521";
+    default: return nullptr;
+  }
+}
+
 std::string tpm_handle_hex(std::uint32_t handle) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", handle);
@@ -246,7 +271,8 @@ Bytes public_area_name(const TPMT_PUBLIC& pub) {
   std::uint8_t buf[sizeof(TPMT_PUBLIC)];
   std::size_t len = 0;
   if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub, buf, sizeof buf, &len) != TSS2_RC_SUCCESS) return {};
-  auto h = digest("SHA256", {buf, len});
+  const char* md = tpm_hash_name(pub.nameAlg);
+  auto h = md != nullptr ? digest(md, {buf, len}) : Result<Bytes>(Error{});
   if (!h) return {};
   Bytes name{static_cast<std::uint8_t>(pub.nameAlg >> 8), static_cast<std::uint8_t>(pub.nameAlg & 0xFF)};
   name.insert(name.end(), h->begin(), h->end());
@@ -273,7 +299,7 @@ ObjectInfo public_area_info(const TPMT_PUBLIC& pub, const std::string& label) {
     case TPM2_ALG_ECC:
       info.kind = ObjectKind::private_key;
       info.algorithm = "EC";
-      info.curve = curve_group(pub.parameters.eccDetail.curveID) ? curve_group(pub.parameters.eccDetail.curveID) : "unknown";
+      info.curve = tpm_curve_group(pub.parameters.eccDetail.curveID) ? tpm_curve_group(pub.parameters.eccDetail.curveID) : "unknown";
       info.bits = pub.parameters.eccDetail.curveID == TPM2_ECC_NIST_P384 ? 384 : 256;
       break;
     case TPM2_ALG_SYMCIPHER:

@@ -17,6 +17,7 @@
 #include "common/ossl.h"
 #include "common/secure_buffer.h"
 #include "custody/key_custody.h"
+#include "custody/tpm2_session_crypto.h"
 
 namespace certcustody {
 
@@ -29,9 +30,11 @@ class TpmSignSession {
 
   bool started() const { return handle_ != 0; }
   TPM2_HANDLE handle() const { return handle_; }
-  // Starts the session salted to the storage key (its handle and public area).
+  // Starts the session salted to the storage key (its handle and public
+  // area): RSA-OAEP or ECDH, as the key is (tpm2_session_crypto.h).
   TSS2_RC start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE srk, const TPMT_PUBLIC& srk_public);
-  // TPM2_Sign with the key at `key` (name `key_name`, auth value `auth`).
+  // TPM2_Sign with the key at `key` (name `key_name`, auth value `auth`
+  // without trailing zero bytes).
   // After any failure the session is forgotten (start it again).
   TSS2_RC sign(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key, std::span<const std::uint8_t> key_name,
                const SecureBytes& auth, const TPM2B_DIGEST& digest, const TPMT_SIG_SCHEME& scheme,
@@ -45,12 +48,9 @@ class TpmSignSession {
   TSS2_RC sign_once(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key, std::span<const std::uint8_t> key_name,
                     const SecureBytes& auth, const TPM2B_DIGEST& digest, const TPMT_SIG_SCHEME& scheme,
                     TPMT_SIGNATURE& out);
-  bool hash(std::initializer_list<std::span<const std::uint8_t>> parts, Bytes& out) const;
-  bool hmac(const SecureBytes& key, std::initializer_list<std::span<const std::uint8_t>> parts, Bytes& out) const;
 
   SoftwareContext sw_;
-  EVP_MD* sha256_ = nullptr;
-  EVP_MAC* hmac_ = nullptr;
+  SessionDigests digests_;
   TPM2_HANDLE handle_ = 0;
   SecureBytes session_key_;
   Bytes nonce_tpm_;

@@ -47,6 +47,37 @@ TEST(TpmConfig, KeyDirAndSrkHandleAndRelativeAuthFile) {
   EXPECT_EQ(c->custody.reconnect_interval_ms, 250u);
 }
 
+TEST(TpmConfig, SrkTypeAndPinnedName) {
+  auto plain = parse_config(kTpmConfig, "cc.toml");
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->custody.srk_type, "");
+  EXPECT_EQ(plain->custody.srk_name, "");
+  const std::string name = "000B48AB1239BEA01EAF82DE4D5D7D754B5A0E2740419F875B85B25FEF82381B60E0";
+  std::string text = kTpmConfig;
+  text.replace(text.find("\"tpm.auth\""), 10, "\"tpm.auth\"\nsrk_type = \"ec-p384\"\nsrk_name = \"" + name + "\"");
+  auto c = parse_config(text, "cc.toml");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->custody.srk_type, "ec-p384");
+  EXPECT_EQ(c->custody.srk_name, "000b48ab1239bea01eaf82de4d5d7d754b5a0e2740419f875b85b25fef82381b60e0");
+  const std::string sha384_name = "000c" + std::string(96, 'a');
+  for (const std::string& good : {sha384_name, "0004" + std::string(40, '1')}) {
+    std::string t = kTpmConfig;
+    t.replace(t.find("\"tpm.auth\""), 10, "\"tpm.auth\"\nsrk_name = \"" + good + "\"");
+    EXPECT_TRUE(parse_config(t, "cc.toml")) << good;
+  }
+  for (const std::string& bad : {std::string("srk_type = \"rsa3072\""), std::string("srk_type = \"ecc256\""),
+                                 "srk_name = \"" + name.substr(0, 66) + "\"",          // short
+                                 "srk_name = \"000c" + name.substr(4) + "\"",           // SHA-384 id, SHA-256 length
+                                 "srk_name = \"0012" + name.substr(4) + "\"",           // SM3 / unknown id
+                                 "srk_name = \"0x" + name + "\"", std::string("srk_name = 11")}) {
+    std::string t = kTpmConfig;
+    t.replace(t.find("\"tpm.auth\""), 10, "\"tpm.auth\"\n" + bad);
+    auto r = parse_config(t, "cc.toml");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_TRUE(r.error().code == "config.invalid_value" || r.error().code == "config.wrong_type") << r.error().to_string();
+  }
+}
+
 TEST(TpmConfig, RejectsPkcs11KeysAndBadHandles) {
   for (auto [from, to, code] : {std::tuple{"auth_file", "pin_file", "config.unknown_key"},
                                 std::tuple{"\"tpm.auth\"", "\"tpm.auth\"\nsrk_handle = \"0x40000001\"", "config.invalid_value"},

@@ -13,20 +13,39 @@
 
 #include <gtest/gtest.h>
 
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
 #include <atomic>
-#include <random>
+#include <cstring>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "custody/tpm2_custody.h"
+#include "custody/tpm2_key_file.h"
+#include "custody/tpm2_session_crypto.h"
 #include "support/swtpm.h"
 
 namespace certcustody::testing {
 namespace {
 
 const std::vector<std::string> kRequired = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "sign"};
+
+// tpm2_createprimary's -g/-G for an ECC storage key as the TCG templates
+// have them: P-256 with SHA-256 and AES-128, P-384 with SHA-384 and AES-256.
+std::vector<std::string> tools_srk(const std::string& curve) {
+  if (curve == "ecc384") return {"-g", "sha384", "-G", "ecc384:null:aes256cfb"};
+  if (curve == "ecc521") return {"-g", "sha512", "-G", "ecc521:null:aes256cfb"};
+  if (curve == "sm2") return {"-g", "sha256", "-G", "ecc_sm2:null:aes128cfb"};
+  return {"-g", "sha256", "-G", curve + ":null:aes128cfb"};
+}
 
 // "attributes:\n  value: a|b|c" of tpm2_readpublic, as a set.
 std::set<std::string> attributes_of(const std::string& readpublic) {
@@ -297,6 +316,7 @@ struct TpmTlsCase {
   const char* version;
   bool ours_first;  // -provider certcustody -provider default, or the other order
   const char* name;
+  const char* srk = "";  // an ECC storage key made with tpm2-tools first ("ecc256", "ecc384"); else certcustody's RSA one
 };
 void PrintTo(const TpmTlsCase& c, std::ostream* os) { *os << c.name; }
 
@@ -304,6 +324,9 @@ class TpmTls : public TpmBase, public ::testing::WithParamInterface<TpmTlsCase> 
 
 TEST_P(TpmTls, MutualTlsHandshakeSignedInTheTpm) {
   const TpmTlsCase& c = GetParam();
+  if (*c.srk) {
+    ASSERT_TRUE(tpm_->create_srk_with_tools(tools_srk(c.srk)));
+  }
   make_ca();
   const std::string cert = make_ra("ra", c.key_type);
   ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
@@ -356,8 +379,119 @@ INSTANTIATE_TEST_SUITE_P(Tpm, TpmTls,
                                            TpmTlsCase{"ec-p256", "tls1_3", true, "ec_tls13"},
                                            TpmTlsCase{"ec-p256", "tls1_2", true, "ec_tls12"},
                                            TpmTlsCase{"rsa2048", "tls1_3", false, "rsa_tls13_default_first"},
-                                           TpmTlsCase{"ec-p256", "tls1_2", false, "ec_tls12_default_first"}),
+                                           TpmTlsCase{"ec-p256", "tls1_2", false, "ec_tls12_default_first"},
+                                           TpmTlsCase{"ec-p256", "tls1_3", true, "ec_tls13_ecc256_srk", "ecc256"},
+                                           TpmTlsCase{"rsa2048", "tls1_2", true, "rsa_tls12_ecc384_srk", "ecc384"}),
                          [](const auto& param_info) { return std::string(param_info.param.name); });
+
+// An ECC storage key, made by the officer with tpm2-tools or by certcustody
+// from [custody] srk_type: every session (ours for TPM2_Sign, tpm2-tss's for
+// the rest) is salted to it by ECDH, so keys, CSRs, the KEK and the audit
+// counter work as under the RSA SRK, and tpm2-openssl uses the blobs.
+struct EccSrkCase {
+  const char* name;
+  const char* curve;     // tools_srk()
+  bool by_tools;         // else certcustody makes it from srk_type
+  const char* srk_type;  // also what `token info` calls it
+};
+void PrintTo(const EccSrkCase& c, std::ostream* os) { *os << c.name; }
+
+class TpmEccSrk : public TpmBase, public ::testing::WithParamInterface<EccSrkCase> {};
+
+TEST_P(TpmEccSrk, KeysCsrsKekAndCounterWork) {
+  const EccSrkCase& c = GetParam();
+  if (c.by_tools) {
+    ASSERT_TRUE(tpm_->create_srk_with_tools(tools_srk(c.curve)));
+  } else {
+    config_ = tpm_->write_config_file(path("state"), "", "certcustody.toml", "",
+                                      "srk_type = \"" + std::string(c.srk_type) + "\"\n");
+  }
+  auto info = cc({"token", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  const std::string name = tpm_->name_with_tools();
+  ASSERT_FALSE(name.empty());
+  EXPECT_NE(info.output.find("storage key (SRK): 0x81000001, " + std::string(c.srk_type) + ", name " + name),
+            std::string::npos)
+      << info.output;
+  if (!c.by_tools) {  // the key the documented tpm2_createprimary command makes
+    std::vector<std::string> argv = {"tpm2_createprimary", "-C", "o"};
+    for (const auto& a : tools_srk(c.curve)) argv.push_back(a);
+    argv.insert(argv.end(), {"-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt",
+                             "-c", path("same.ctx")});
+    ASSERT_EQ(tool(argv).exit_code, 0);
+    auto same = tool({"tpm2_readpublic", "-c", path("same.ctx")});
+    tool({"tpm2_flushcontext", "-t"});
+    EXPECT_EQ(same.output.rfind("name: " + name + "\n", 0), 0u) << same.output;
+  }
+  write_file(path("msg"), "signed under an ECC storage key\n");
+  for (auto [label, type] : {std::pair{"ra-ec", "ec-p256"}, std::pair{"ra-rsa", "rsa2048"}}) {
+    SCOPED_TRACE(label);
+    auto k = cc({"ra", "keygen", "--label", label, "--key-type", type});
+    ASSERT_EQ(k.exit_code, 0) << k.output;
+    auto csr = cc({"ra", "csr", "--label", label, "--subject", "CN=ecc srk", "--out", path("e.csr")});
+    ASSERT_EQ(csr.exit_code, 0) << csr.output;
+    auto v = openssl({"req", "-in", path("e.csr"), "-verify", "-noout"});
+    EXPECT_NE(v.output.find("verify OK"), std::string::npos) << v.output;
+    csr_public_key(path("e.csr"), path("e.pub"));
+    auto s = openssl({"pkeyutl", "-provider", "tpm2", "-provider", "default", "-propquery", "?provider=tpm2", "-sign",
+                      "-inkey", tpm_->blob(label), "-passin", "file:" + tpm_->auth_file(), "-rawin", "-digest",
+                      "sha256", "-in", path("msg"), "-out", path("sig")});
+    ASSERT_EQ(s.exit_code, 0) << s.output;
+    auto sv = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("e.pub"), "-rawin", "-digest", "sha256", "-in",
+                       path("msg"), "-sigfile", path("sig")});
+    EXPECT_NE(sv.output.find("Signature Verified Successfully"), std::string::npos) << sv.output;
+  }
+  ASSERT_EQ(cc({"kek", "create", "--label", "kek"}).exit_code, 0);
+  CustodyConfig cfg = tpm_->custody_config();
+  cfg.srk_type = c.by_tools ? "" : c.srk_type;
+  auto opened = Tpm2Custody::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  const Bytes plain = {'p', 'f', 'x'};
+  auto sealed = custody.aes_gcm_encrypt("kek", plain, {});
+  ASSERT_TRUE(sealed) << sealed.error().to_string();
+  auto opened_again = custody.aes_gcm_decrypt("kek", *sealed, {});
+  ASSERT_TRUE(opened_again) << opened_again.error().to_string();
+  EXPECT_EQ(Bytes(opened_again->begin(), opened_again->end()), plain);
+  auto first = custody.advance_counter("audit-counter");
+  ASSERT_TRUE(first) << first.error().to_string();
+  auto second = custody.advance_counter("audit-counter");
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_GT(*second, *first);
+  custody.abandon();
+  expect_nothing_loaded("work under an ECC storage key");
+}
+
+INSTANTIATE_TEST_SUITE_P(Tpm, TpmEccSrk,
+                         ::testing::Values(EccSrkCase{"tools_p256", "ecc256", true, "ec-p256"},
+                                           EccSrkCase{"tools_p384", "ecc384", true, "ec-p384"},
+                                           EccSrkCase{"tools_p521", "ecc521", true, "ec-p521"},
+                                           EccSrkCase{"ours_p256", "ecc256", false, "ec-p256"},
+                                           EccSrkCase{"ours_p384", "ecc384", false, "ec-p384"}),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+// A storage key sessions cannot be salted to (SM2, which OpenSSL's ECDH
+// here does not offer for it) is refused when certcustody connects, by name,
+// before any key is made; a storage key of another type than srk_type too.
+TEST_F(TpmKeys, StorageKeysItCannotUseAreRefusedAtConnect) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools(tools_srk("sm2")));
+  auto sm2 = cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"});
+  EXPECT_EQ(sm2.exit_code, 1);
+  EXPECT_NE(sm2.output.find("error custody.tpm_srk_unsupported"), std::string::npos) << sm2.output;
+  EXPECT_NE(sm2.output.find("curve"), std::string::npos) << sm2.output;
+  EXPECT_FALSE(std::filesystem::exists(tpm_->blob("ra")));
+  ASSERT_EQ(tool({"tpm2_evictcontrol", "-C", "o", "-c", kSrkHandle}).exit_code, 0);
+
+  ASSERT_TRUE(tpm_->create_srk_with_tools());  // RSA 2048
+  const std::string wants_ecc =
+      tpm_->write_config_file(path("state"), "", "ecc.toml", "", "srk_type = \"ec-p256\"\n");
+  auto mismatch = cc_with(wants_ecc, {"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"});
+  EXPECT_EQ(mismatch.exit_code, 1);
+  EXPECT_NE(mismatch.output.find("error custody.tpm_srk_invalid"), std::string::npos) << mismatch.output;
+  EXPECT_NE(mismatch.output.find("rsa2048"), std::string::npos) << mismatch.output;
+  EXPECT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"}).exit_code, 0) << "without srk_type it is used";
+  expect_nothing_loaded("refused storage keys");
+}
 
 class TpmInterop : public TpmBase {};
 
@@ -655,10 +789,91 @@ TEST_F(TpmAuth, ARefusedValueIsNotSentAgainUntilTheFileChanges) {
     EXPECT_EQ(s.error().code, "custody.tpm_auth_failed") << s.error().to_string();
   }
   EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+  // Trailing zero bytes do not make another value: the TPM drops them, so
+  // this is the refused value again and is not sent.
+  write_file(tpm_->auth_file(), std::string("not-the-value") + '\0' + '\0' + "\n");
+  auto same = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
+  ASSERT_FALSE(same);
+  EXPECT_EQ(same.error().code, "custody.tpm_auth_failed") << same.error().to_string();
+  EXPECT_EQ(tpm_->lockout_counter() - before, 1);
   write_file(tpm_->auth_file(), good);  // the operator fixes the file
   auto s = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   EXPECT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(tpm_->lockout_counter() - before, 1);
+}
+
+// An auth value ending in zero bytes: "trailing octets of zero are to be
+// removed" (TPM 2.0 Part 1 §19.6.4.3), so 32 bytes and two zero bytes are the
+// 32-byte value, which certcustody refused as too long. It is now used as
+// the TPM uses it on every path: key creation, TPM2_PolicySecret at login,
+// the signing session, the NV counter and the KEK through tpm2-tss (3.2
+// would hash the 34 bytes instead, tpm2-software/tpm2-tss#2664). tpm2-openssl
+// reads the same file; tpm2-tools is given the 32 bytes (with the zeros,
+// tpm2-tss 3.2 under it hashes them).
+TEST_F(TpmAuth, TrailingZeroBytesOfTheAuthValueAreDroppedAsTheTpmDoes) {
+  const std::string value = tpm_->auth_value();  // 32 characters
+  write_file(tpm_->auth_file(), value + std::string(2, '\0') + "\n");
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+
+  // certcustody's own keys: login (PolicySecret), CSR (our session), KEK and counter (tpm2-tss sessions).
+  auto k = cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa2048"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto csr = cc({"ra", "csr", "--label", "ra", "--subject", "CN=zeros", "--out", path("z.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  EXPECT_NE(openssl({"req", "-in", path("z.csr"), "-verify", "-noout"}).output.find("verify OK"), std::string::npos);
+  csr_public_key(path("z.csr"), path("z.pub"));
+  ASSERT_EQ(cc({"kek", "create", "--label", "kek"}).exit_code, 0);
+  auto opened = Tpm2Custody::open(tpm_->custody_config());
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& custody = *opened.value();
+  auto sealed = custody.aes_gcm_encrypt("kek", Bytes{1, 2, 3}, {});
+  ASSERT_TRUE(sealed) << sealed.error().to_string();
+  ASSERT_TRUE(custody.aes_gcm_decrypt("kek", *sealed, {}));
+  auto counted = custody.advance_counter("audit-counter");
+  ASSERT_TRUE(counted) << counted.error().to_string();
+  custody.abandon();
+
+  // tpm2-openssl reads the file's first line up to its first zero byte.
+  write_file(path("msg"), "auth value with trailing zero bytes\n");
+  auto s = openssl({"pkeyutl", "-provider", "tpm2", "-provider", "default", "-propquery", "?provider=tpm2", "-sign",
+                    "-inkey", tpm_->blob("ra"), "-passin", "file:" + tpm_->auth_file(), "-rawin", "-digest", "sha256",
+                    "-in", path("msg"), "-out", path("sig")});
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto v = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("z.pub"), "-rawin", "-digest", "sha256", "-in",
+                    path("msg"), "-sigfile", path("sig")});
+  EXPECT_NE(v.output.find("Signature Verified Successfully"), std::string::npos) << v.output;
+  ASSERT_EQ(tool({"tpm2_load", "-r", tpm_->blob("ra"), "-c", path("ra.ctx")}).exit_code, 0);
+  auto ts = tool({"tpm2_sign", "-c", path("ra.ctx"), "-p", "str:" + value, "-g", "sha256", "-s", "rsassa", "-f", "plain",
+                  "-o", path("tsig"), path("msg")});
+  tool({"tpm2_flushcontext", "-t"});
+  tool({"tpm2_flushcontext", "-l"});  // tpm2_load -r leaves a session of its own
+  ASSERT_EQ(ts.exit_code, 0) << ts.output;
+  auto tv = openssl({"pkeyutl", "-verify", "-pubin", "-inkey", path("z.pub"), "-rawin", "-digest", "sha256", "-in",
+                     path("msg"), "-sigfile", path("tsig")});
+  EXPECT_NE(tv.output.find("Signature Verified Successfully"), std::string::npos) << tv.output;
+  auto index = tpm_counter_index("audit-counter");
+  ASSERT_TRUE(index);
+  const std::string nv = tpm_handle_hex(*index);
+  auto nvread = tool({"tpm2_nvread", "-C", nv, "-P", "str:" + value, "-s", "8", "-o", path("counter"), nv});
+  EXPECT_EQ(nvread.exit_code, 0) << nvread.output;
+  EXPECT_EQ(read_file(path("counter")).size(), 8u);
+
+  // A key tpm2-tools made, used by certcustody with the file.
+  auto c = tool({"tpm2_create", "-C", kSrkHandle, "-G", "ecc256", "-g", "sha256", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-p", "str:" + value, "-u", path("t.pub"),
+                 "-r", path("t.priv")});
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  // (tpm2-tools 5.4's encodeobject -p writes emptyAuth TRUE: without it the blob says the key has an auth value.)
+  ASSERT_EQ(tool({"tpm2_encodeobject", "-C", kSrkHandle, "-u", path("t.pub"), "-r", path("t.priv"), "-o",
+                  tpm_->blob("tools")})
+                .exit_code,
+            0);
+  tool({"tpm2_flushcontext", "-l"});  // as does tpm2_encodeobject
+  auto tools_csr = cc({"ra", "csr", "--label", "tools", "--subject", "CN=tools", "--out", path("t.csr")});
+  ASSERT_EQ(tools_csr.exit_code, 0) << tools_csr.output;
+  EXPECT_NE(openssl({"req", "-in", path("t.csr"), "-verify", "-noout"}).output.find("verify OK"), std::string::npos);
+  EXPECT_EQ(tpm_->lockout_counter(), 0) << "no authorisation failed on the way";
+  expect_nothing_loaded("keys with an auth value ending in zero bytes");
 }
 
 // Commands check the auth value when they start (TPM2_PolicySecret, no side
@@ -711,12 +926,16 @@ TEST_F(TpmRecovery, LeftoversOfKilledProcessesAreFlushedOnABareTpm) {
 }
 
 
-// A man in the middle on the TPM's command port: relays swtpm's two ports and,
-// while `tamper` is set, flips the last byte of every successful TPM2_Sign
-// response (inside the signature or the response HMAC).
-class TamperingProxy {
+// A man in the middle on the TPM's command port: relays swtpm's two ports,
+// one whole command and one whole response at a time, records what it relays
+// (as the client sent and received it) and lets a test alter either.
+class TpmProxy {
  public:
-  explicit TamperingProxy(int upstream_port) : upstream_(upstream_port) {
+  using Message = std::vector<std::uint8_t>;
+  using CommandHook = std::function<void(Message& command)>;
+  using ResponseHook = std::function<void(const Message& command, Message& response)>;
+
+  explicit TpmProxy(int upstream_port) : upstream_(upstream_port) {
     for (int attempt = 0; attempt < 50 && port_ == 0; ++attempt) {
       const int p = 20000 + static_cast<int>(std::random_device{}() % 12000);
       int a = listen_on(p), b = a >= 0 ? listen_on(p + 1) : -1;
@@ -731,18 +950,35 @@ class TamperingProxy {
     if (port_ == 0) throw std::runtime_error("no free port pair for the proxy");
     thread_ = std::thread([this] { serve(); });
   }
-  ~TamperingProxy() {
+  ~TpmProxy() {
     stop_ = true;
     thread_.join();
     for (int fd : listeners_) ::close(fd);
   }
   std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
-  std::atomic<bool> tamper{false};
-  std::atomic<int> tampered{0};
+  void on_command(CommandHook f) {
+    std::lock_guard lock(mu_);
+    on_command_ = std::move(f);
+  }
+  void on_response(ResponseHook f) {
+    std::lock_guard lock(mu_);
+    on_response_ = std::move(f);
+  }
+  std::vector<std::pair<Message, Message>> exchanges() const {
+    std::lock_guard lock(mu_);
+    return exchanges_;
+  }
+
+  static std::uint32_t be32_at(const Message& m, std::size_t at) {
+    return static_cast<std::uint32_t>(m[at]) << 24 | m[at + 1] << 16 | m[at + 2] << 8 | m[at + 3];
+  }
+  static std::uint32_t command_code(const Message& m) { return m.size() >= 10 ? be32_at(m, 6) : 0; }
 
  private:
+  // Sockets are close-on-exec: a tpm2-tools child must not keep a relayed
+  // connection to swtpm (which serves one client at a time) open.
   static int listen_on(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
@@ -756,7 +992,7 @@ class TamperingProxy {
     return fd;
   }
   static int connect_to(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -767,38 +1003,49 @@ class TamperingProxy {
     }
     return fd;
   }
+  static bool whole(const Message& m) { return m.size() >= 10 && m.size() >= be32_at(m, 2); }
+  static bool write_all(int fd, const Message& m) {
+    return ::write(fd, m.data(), m.size()) == static_cast<ssize_t>(m.size());
+  }
   // One client connection relayed to its upstream until either side closes.
   void relay(int client, int server, bool command_port) {
-    std::vector<std::uint8_t> request, response;
+    Message command, response, sent;
     pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
     std::uint8_t buf[8192];
     while (!stop_ && ::poll(fds, 2, 50) >= 0) {
       if (fds[0].revents & (POLLIN | POLLHUP)) {
         const ssize_t n = ::read(client, buf, sizeof buf);
         if (n <= 0) break;
-        if (command_port) request.insert(request.end(), buf, buf + n);
-        if (::write(server, buf, static_cast<std::size_t>(n)) != n) break;
+        if (!command_port) {
+          if (!write_all(server, Message(buf, buf + n))) break;
+          continue;
+        }
+        command.insert(command.end(), buf, buf + n);
+        if (!whole(command)) continue;
+        sent = command;
+        {
+          std::lock_guard lock(mu_);
+          if (on_command_) on_command_(sent);
+        }
+        if (!write_all(server, sent)) break;
       }
       if (fds[1].revents & (POLLIN | POLLHUP)) {
         const ssize_t n = ::read(server, buf, sizeof buf);
         if (n <= 0) break;
         if (!command_port) {
-          if (::write(client, buf, static_cast<std::size_t>(n)) != n) break;
+          if (!write_all(client, Message(buf, buf + n))) break;
           continue;
         }
         response.insert(response.end(), buf, buf + n);
-        if (response.size() < 10) continue;
-        const std::size_t size = static_cast<std::size_t>(response[2]) << 24 | response[3] << 16 | response[4] << 8 | response[5];
-        if (response.size() < size) continue;
-        const bool sign = request.size() >= 10 && request[6] == 0 && request[7] == 0 && request[8] == 0x01 && request[9] == 0x5D;
-        const bool ok = response[6] == 0 && response[7] == 0 && response[8] == 0 && response[9] == 0;
-        if (sign && ok && tamper) {
-          response[size - 1] ^= 0x01;
-          ++tampered;
+        if (!whole(response)) continue;
+        {
+          std::lock_guard lock(mu_);
+          if (on_response_) on_response_(command, response);
+          exchanges_.emplace_back(command, response);
         }
-        if (::write(client, response.data(), response.size()) != static_cast<ssize_t>(response.size())) break;
+        if (!write_all(client, response)) break;
         response.clear();
-        request.clear();
+        command.clear();
       }
     }
     ::close(client);
@@ -811,7 +1058,7 @@ class TamperingProxy {
       if (::poll(fds, 2, 50) <= 0) continue;
       for (int i = 0; i < 2; ++i) {
         if (!(fds[i].revents & POLLIN)) continue;
-        int c = ::accept(listeners_[i], nullptr, nullptr);
+        int c = ::accept4(listeners_[i], nullptr, nullptr, SOCK_CLOEXEC);
         int u = c >= 0 ? connect_to(upstream_ + i) : -1;
         if (u < 0) {
           if (c >= 0) ::close(c);
@@ -828,13 +1075,17 @@ class TamperingProxy {
   int listeners_[2] = {-1, -1};
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  mutable std::mutex mu_;
+  CommandHook on_command_;
+  ResponseHook on_response_;
+  std::vector<std::pair<Message, Message>> exchanges_;
 };
 
 // The signing session checks the TPM's response HMAC: an answer altered on
 // the way is refused with a named error and never returned as a signature;
 // the next operation starts a new session and signs again.
 TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
-  TamperingProxy proxy(tpm_->port());
+  TpmProxy proxy(tpm_->port());
   CustodyConfig cfg = tpm_->custody_config();
   cfg.tcti = proxy.tcti();
   auto opened = Tpm2Custody::open(cfg);
@@ -843,12 +1094,19 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   ASSERT_TRUE(custody.generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
   const Bytes digest(32, 5);
   ASSERT_TRUE(custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest)) << "through the proxy, untouched";
-  proxy.tamper = true;
+  // The last byte of a successful TPM2_Sign answer: in the signature or the response HMAC.
+  std::atomic<int> tampered{0};
+  proxy.on_response([&](const TpmProxy::Message& command, TpmProxy::Message& response) {
+    if (TpmProxy::command_code(command) == TPM2_CC_Sign && TpmProxy::be32_at(response, 6) == TPM2_RC_SUCCESS) {
+      response.back() ^= 0x01;
+      ++tampered;
+    }
+  });
   auto forged = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   ASSERT_FALSE(forged);
   EXPECT_EQ(forged.error().code, "custody.tpm_response_forged") << forged.error().to_string();
-  EXPECT_GE(proxy.tampered.load(), 1);
-  proxy.tamper = false;
+  EXPECT_GE(tampered.load(), 1);
+  proxy.on_response(nullptr);
   auto good = custody.sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, digest);
   ASSERT_TRUE(good) << good.error().to_string();
   auto pub = custody.public_key("ra");
@@ -858,6 +1116,227 @@ TEST_F(TpmSessions, AnAlteredSignatureResponseIsRefused) {
   EXPECT_EQ(EVP_PKEY_verify(ctx.get(), good->data(), good->size(), digest.data(), digest.size()), 1);
 }
 
+
+// Our signing session's arithmetic (KDFa session key, cpHash, rpHash, the
+// command and response HMACs) has no published vectors for the HMAC parts
+// (tests/custody/tpm2_session_crypto_test.cpp has the KDFa/KDFe ones); it is
+// checked here against tpm2-tss and swtpm on the wire. tpm2-tss runs an
+// unsalted session bound to key A, whose session key is therefore
+// KDFa(SHA-256, authA, "ATH", nonceTPM, nonceCaller) of values the proxy
+// sees, and signs with key B (HMAC key: session key || authB). Our functions
+// must give the HMAC tpm2-tss sent and the one swtpm answered.
+TEST_F(TpmSessions, OurSessionArithmeticAgreesWithTpm2TssAndTheTpm) {
+  {
+    auto opened = Tpm2Custody::open(tpm_->custody_config());
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    for (const char* label : {"a", "b"})
+      ASSERT_TRUE(opened.value()->generate_key_pair(label, KeyType::ec_p256, KeyPurpose::sign));
+  }
+  auto a = read_tss2_file(tpm_->blob("a"));
+  auto b = read_tss2_file(tpm_->blob("b"));
+  ASSERT_TRUE(a && b);
+  TPM2B_AUTH auth{};
+  auth.size = static_cast<UINT16>(tpm_->auth_value().size());
+  std::memcpy(auth.buffer, tpm_->auth_value().data(), auth.size);
+
+  TpmProxy proxy(tpm_->port());
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+  ASSERT_EQ(Tss2_TctiLdr_Initialize(proxy.tcti().c_str(), &tcti), TSS2_RC_SUCCESS);
+  ASSERT_EQ(Esys_Initialize(&esys, tcti, nullptr), TSS2_RC_SUCCESS);
+  ESYS_TR srk = ESYS_TR_NONE, key_a = ESYS_TR_NONE, key_b = ESYS_TR_NONE, session = ESYS_TR_NONE;
+  TPMT_SYM_DEF none{};
+  none.algorithm = TPM2_ALG_NULL;
+  TPM2B_DIGEST digest{};
+  digest.size = 32;
+  TPMT_SIG_SCHEME scheme{};
+  scheme.scheme = TPM2_ALG_ECDSA;
+  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+  TPMT_TK_HASHCHECK validation{};
+  validation.tag = TPM2_ST_HASHCHECK;
+  validation.hierarchy = TPM2_RH_NULL;
+  TPMT_SIGNATURE* signature = nullptr;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys, 0x81000001, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &a->priv, &a->pub, &key_a);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &b->priv, &b->pub, &key_b);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_SetAuth(esys, key_a, &auth);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_SetAuth(esys, key_b, &auth);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, key_a, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                               TPM2_SE_HMAC, &none, TPM2_ALG_SHA256, &session);
+  if (rc == TSS2_RC_SUCCESS) rc = Esys_TRSess_SetAttributes(esys, session, TPMA_SESSION_CONTINUESESSION, 0xff);
+  if (rc == TSS2_RC_SUCCESS)
+    rc = Esys_Sign(esys, key_b, session, ESYS_TR_NONE, ESYS_TR_NONE, &digest, &scheme, &validation, &signature);
+  Esys_Free(signature);
+  for (ESYS_TR tr : {session, key_a, key_b})
+    if (tr != ESYS_TR_NONE) Esys_FlushContext(esys, tr);
+  Esys_Finalize(&esys);
+  Tss2_TctiLdr_Finalize(&tcti);
+  ASSERT_EQ(rc, TSS2_RC_SUCCESS) << Tss2_RC_Decode(rc);
+
+  TpmProxy::Message start_cmd, start_rsp, sign_cmd, sign_rsp;
+  for (const auto& [command, response] : proxy.exchanges()) {
+    if (TpmProxy::command_code(command) == TPM2_CC_StartAuthSession) std::tie(start_cmd, start_rsp) = std::tie(command, response);
+    if (TpmProxy::command_code(command) == TPM2_CC_Sign) std::tie(sign_cmd, sign_rsp) = std::tie(command, response);
+  }
+  ASSERT_FALSE(start_cmd.empty() || sign_cmd.empty());
+  // StartAuthSession: header, tpmKey, bind, nonceCaller ... -> header, session handle, nonceTPM.
+  TPM2B_NONCE nonce_caller{}, nonce_tpm{};
+  std::size_t off = 18;
+  ASSERT_EQ(Tss2_MU_TPM2B_NONCE_Unmarshal(start_cmd.data(), start_cmd.size(), &off, &nonce_caller), TSS2_RC_SUCCESS);
+  off = 14;
+  ASSERT_EQ(Tss2_MU_TPM2B_NONCE_Unmarshal(start_rsp.data(), start_rsp.size(), &off, &nonce_tpm), TSS2_RC_SUCCESS);
+  // Sign: header, keyHandle, authorizationSize, the session's auth, parameters.
+  const std::size_t auth_end = 18 + TpmProxy::be32_at(sign_cmd, 14);
+  TPMS_AUTH_COMMAND sent{};
+  off = 18;
+  ASSERT_EQ(Tss2_MU_TPMS_AUTH_COMMAND_Unmarshal(sign_cmd.data(), auth_end, &off, &sent), TSS2_RC_SUCCESS);
+  const ByteSpan parameters(sign_cmd.data() + auth_end, sign_cmd.size() - auth_end);
+  // The answer: header, parameterSize, parameters, the session's auth.
+  const std::size_t rp_end = 14 + TpmProxy::be32_at(sign_rsp, 10);
+  TPMS_AUTH_RESPONSE answered{};
+  off = rp_end;
+  ASSERT_EQ(Tss2_MU_TPMS_AUTH_RESPONSE_Unmarshal(sign_rsp.data(), sign_rsp.size(), &off, &answered), TSS2_RC_SUCCESS);
+  const ByteSpan response_parameters(sign_rsp.data() + 14, rp_end - 14);
+
+  SessionDigests digests({});
+  SecureBytes session_key(32);
+  ASSERT_TRUE(tpm_kdfa({}, TPM2_ALG_SHA256, {auth.buffer, auth.size}, "ATH", {nonce_tpm.buffer, nonce_tpm.size},
+                       {nonce_caller.buffer, nonce_caller.size}, session_key));
+  Bytes hmac_key(session_key.begin(), session_key.end());
+  hmac_key.insert(hmac_key.end(), auth.buffer, auth.buffer + auth.size);
+  Bytes cp_hash, command_hmac, rp_hash, response_hmac;
+  ASSERT_TRUE(digests.cp_hash(TPM2_CC_Sign, {public_area_name(b->pub.publicArea)}, parameters, cp_hash));
+  ASSERT_TRUE(digests.session_hmac(hmac_key, cp_hash, {sent.nonce.buffer, sent.nonce.size},
+                                   {nonce_tpm.buffer, nonce_tpm.size}, sent.sessionAttributes, command_hmac));
+  EXPECT_EQ(command_hmac, Bytes(sent.hmac.buffer, sent.hmac.buffer + sent.hmac.size)) << "tpm2-tss's command HMAC";
+  ASSERT_TRUE(digests.rp_hash(TPM2_RC_SUCCESS, TPM2_CC_Sign, response_parameters, rp_hash));
+  ASSERT_TRUE(digests.session_hmac(hmac_key, rp_hash, {answered.nonce.buffer, answered.nonce.size},
+                                   {sent.nonce.buffer, sent.nonce.size}, answered.sessionAttributes, response_hmac));
+  EXPECT_EQ(response_hmac, Bytes(answered.hmac.buffer, answered.hmac.buffer + answered.hmac.size)) << "swtpm's response HMAC";
+  expect_nothing_loaded("the tpm2-tss session");
+}
+
+class TpmSrk : public TpmBase {
+ protected:
+  // srk_name = "<name>" in a configuration of its own; its path.
+  std::string pinned_config(const std::string& name, const std::string& file) {
+    return tpm_->write_config_file(path("state"), "", file, "", "srk_name = \"" + name + "\"\n");
+  }
+};
+
+// [custody] srk_name pins the storage key: the name computed from the public
+// area the TPM returns must be it, or nothing is sent to that key.
+TEST_F(TpmSrk, APinnedNameIsCheckedAtConnect) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  const std::string name = tpm_->name_with_tools();
+  ASSERT_EQ(name.size(), 68u) << name;
+  auto unpinned = cc({"token", "info"});
+  ASSERT_EQ(unpinned.exit_code, 0) << unpinned.output;
+  EXPECT_NE(unpinned.output.find("NOT pinned"), std::string::npos) << unpinned.output;
+  EXPECT_NE(unpinned.output.find("srk_name = \"" + name + "\""), std::string::npos) << unpinned.output;
+
+  const std::string right = pinned_config(name, "right.toml");
+  auto k = cc_with(right, {"ra", "keygen", "--label", "ra", "--key-type", "ec-p256"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto csr = cc_with(right, {"ra", "csr", "--label", "ra", "--subject", "CN=pinned", "--out", path("p.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  auto info = cc_with(right, {"token", "info"});
+  EXPECT_NE(info.output.find("pinned by [custody] srk_name"), std::string::npos) << info.output;
+
+  std::string other = name;
+  other.back() = other.back() == '0' ? '1' : '0';
+  const std::string wrong = pinned_config(other, "wrong.toml");
+  auto refused = cc_with(wrong, {"ra", "keygen", "--label", "ra2", "--key-type", "ec-p256"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.output.find("error custody.tpm_srk_name_mismatch"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find(name), std::string::npos) << "the name found: " << refused.output;
+  EXPECT_NE(refused.output.find(other), std::string::npos) << "the name pinned: " << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(tpm_->blob("ra2")));
+  EXPECT_NE(cc_with(wrong, {"ra", "csr", "--label", "ra", "--subject", "CN=x"}).exit_code, 0);
+  expect_nothing_loaded("a refused storage key");
+}
+
+// The man in the middle on swtpm's port answers TPM2_ReadPublic for the SRK
+// with another storage key (asks the TPM about 0x81000002 instead): with the
+// name pinned, certcustody stops before it starts a session salted to the
+// substitute. An answer whose name is not the hash of its public area is
+// refused even without a pin.
+TEST_F(TpmSrk, ASubstitutedStorageKeyIsCaught) {
+  ASSERT_TRUE(tpm_->create_srk_with_tools());
+  ASSERT_TRUE(tpm_->create_srk_with_tools(tools_srk("ecc256"), "0x81000002"));  // the substitute
+  const std::string name = tpm_->name_with_tools();
+  TpmProxy proxy(tpm_->port());
+  CustodyConfig cfg = tpm_->custody_config();
+  cfg.tcti = proxy.tcti();
+  cfg.srk_name = name;
+  proxy.on_command([](TpmProxy::Message& command) {
+    if (TpmProxy::command_code(command) == TPM2_CC_ReadPublic && TpmProxy::be32_at(command, 10) == 0x81000001)
+      command[13] = 0x02;
+  });
+  {
+    auto opened = Tpm2Custody::open(cfg);
+    ASSERT_TRUE(opened) << opened.error().to_string();
+    Status s = opened.value()->connect();
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, "custody.tpm_srk_name_mismatch") << s.error().to_string();
+    EXPECT_NE(s.error().what.find(tpm_->name_with_tools("0x81000002")), std::string::npos) << s.error().to_string();
+  }
+  for (const auto& [command, response] : proxy.exchanges())
+    EXPECT_NE(TpmProxy::command_code(command), TPM2_CC_StartAuthSession) << "a session was started";
+
+  // The name in the answer altered (its last byte), the public area left.
+  proxy.on_command(nullptr);
+  proxy.on_response([](const TpmProxy::Message& command, TpmProxy::Message& response) {
+    if (TpmProxy::command_code(command) != TPM2_CC_ReadPublic || TpmProxy::be32_at(response, 6) != TPM2_RC_SUCCESS) return;
+    const std::size_t name_at = 12 + (response[10] << 8 | response[11]);  // after TPM2B_PUBLIC
+    const std::size_t name_size = response[name_at] << 8 | response[name_at + 1];
+    response[name_at + 1 + name_size] ^= 0x01;
+  });
+  cfg.srk_name.clear();
+  {
+    auto opened = Tpm2Custody::open(cfg);
+    ASSERT_TRUE(opened);
+    Status s = opened.value()->connect();
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, "custody.tpm_srk_name_mismatch") << s.error().to_string();
+    EXPECT_NE(s.error().what.find("inconsistent"), std::string::npos) << s.error().to_string();
+  }
+  proxy.on_response(nullptr);
+  cfg.srk_name = name;
+  auto opened = Tpm2Custody::open(cfg);
+  ASSERT_TRUE(opened);
+  Status s = opened.value()->connect();
+  EXPECT_TRUE(s) << s.error().to_string();
+  EXPECT_TRUE(opened.value()->generate_key_pair("ra", KeyType::ec_p256, KeyPurpose::sign));
+  EXPECT_TRUE(opened.value()->sign_digest("ra", SignScheme::ecdsa, HashAlg::sha256, Bytes(32, 1)));
+}
+
+// hsm-config/provision-tpm.sh pins the storage key it makes: the name
+// tpm2-tools reads is written as srk_name (with the srk_type asked for), a
+// second run keeps the configuration as it is, and certcustody checks it.
+TEST_F(TpmSrk, ProvisioningPinsTheStorageKey) {
+  const std::string dir = path("provisioned");
+  const std::vector<std::string> provision = {"bash", std::string(CERTCUSTODY_SOURCE_DIR) + "/hsm-config/provision-tpm.sh",
+                                              "--dir", dir, "--tcti", tpm_->tcti(), "--srk-type", "ec-p256",
+                                              "--certcustody", CERTCUSTODY_BINARY};
+  auto first = run(provision, env());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string name = tpm_->name_with_tools();
+  ASSERT_EQ(name.rfind("000b", 0), 0u) << name;
+  const std::string cfg = read_file(dir + "/certcustody.toml");
+  EXPECT_NE(cfg.find("srk_name  = \"" + name + "\""), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("srk_type  = \"ec-p256\""), std::string::npos) << cfg;
+  auto again = run(provision, env());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(read_file(dir + "/certcustody.toml"), cfg);
+  auto info = cc_with(dir + "/certcustody.toml", {"token", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("storage key (SRK): 0x81000001, ec-p256, name " + name), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("pinned by [custody] srk_name"), std::string::npos) << info.output;
+}
 
 // `ra keygen --label tpm2:handle=…` keeps the key at that persistent handle
 // (owner authorisation, empty here) instead of writing a blob.

@@ -95,11 +95,13 @@ std::string Swtpm::make_auth_file(const std::string& name, std::string* value) c
 }
 
 std::string Swtpm::write_config_file(const std::string& state_dir, const std::string& auth_file,
-                                     const std::string& name, const std::string& extra) const {
+                                     const std::string& name, const std::string& extra,
+                                     const std::string& custody_extra) const {
   const std::string path = dir_ / name;
   write_file(path, "[custody]\nbackend = \"tpm2\"\ntcti = \"" + tcti() + "\"\nauth_file = \"" +
                        (auth_file.empty() ? this->auth_file() : auth_file) + "\"\nkey_dir = \"" + key_dir() +
-                       "\"\n\n[state]\ndir = \"" + state_dir + "\"\n" + (extra.empty() ? "" : "\n" + extra));
+                       "\"\n" + custody_extra + "\n[state]\ndir = \"" + state_dir + "\"\n" +
+                       (extra.empty() ? "" : "\n" + extra));
   return path;
 }
 
@@ -134,16 +136,24 @@ std::string Swtpm::persistent_handles() const {
   return r.exit_code == 0 ? r.output : "tpm2_getcap failed: " + r.output;
 }
 
-bool Swtpm::create_srk_with_tools() const {
-  // TCG "Storage Root Key" RSA-2048 template: restricted decryption key,
-  // AES-128-CFB symmetric, no dictionary-attack protection, empty auth.
-  RunResult p = tool({"tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "rsa2048:null:aes128cfb", "-a",
-                      "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt", "-c",
-                      path("srk.ctx")});
-  if (p.exit_code != 0) return false;
-  RunResult e = tool({"tpm2_evictcontrol", "-C", "o", "-c", path("srk.ctx"), kSrkHandle});
+bool Swtpm::create_srk_with_tools(const std::vector<std::string>& key, const std::string& handle) const {
+  std::vector<std::string> argv = {"tpm2_createprimary", "-C", "o"};
+  argv.insert(argv.end(), key.begin(), key.end());
+  argv.insert(argv.end(), {"-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt", "-c",
+                           path("srk.ctx")});
+  if (tool(argv).exit_code != 0) return false;
+  RunResult e = tool({"tpm2_evictcontrol", "-C", "o", "-c", path("srk.ctx"), handle});
   tool({"tpm2_flushcontext", "-t"});
   return e.exit_code == 0;
+}
+
+std::string Swtpm::name_with_tools(const std::string& handle) const {
+  RunResult r = tool({"tpm2_readpublic", "-c", handle});
+  const std::string text = "\n" + r.output, key = "\nname: ";
+  const auto at = text.find(key);
+  if (r.exit_code != 0 || at == std::string::npos) return "";
+  const auto begin = at + key.size();
+  return text.substr(begin, text.find('\n', begin) - begin);
 }
 
 }  // namespace certcustody::testing

@@ -42,9 +42,11 @@ class Swtpm {
   std::string blob(const std::string& label) const { return key_dir() + "/" + label + ".tss2"; }
 
   // Writes a certcustody.toml ([custody] backend = "tpm2", [state] dir =
-  // state_dir) and returns its path. `extra` is appended as is.
+  // state_dir) and returns its path. `extra` is appended as is;
+  // `custody_extra` (lines such as srk_type = "ec-p256") goes into [custody].
   std::string write_config_file(const std::string& state_dir, const std::string& auth_file = "",
-                                const std::string& name = "certcustody.toml", const std::string& extra = "") const;
+                                const std::string& name = "certcustody.toml", const std::string& extra = "",
+                                const std::string& custody_extra = "") const;
   // The [custody] section of write_config_file() (backend = "tpm2").
   CustodyConfig custody_config() const;
 
@@ -55,9 +57,14 @@ class Swtpm {
   // `tpm2_getcap handles-transient` output (empty when nothing is loaded).
   std::string transient_handles() const;
   std::string persistent_handles() const;
-  // Creates the SRK at kSrkHandle with the TCG RSA-2048 storage template
-  // through tpm2-tools (for tests that must not depend on certcustody).
-  bool create_srk_with_tools() const;
+  // Creates a storage key (restricted decrypt, AES-CFB, noDA, empty auth)
+  // at `handle` through tpm2-tools, for tests that must not depend on
+  // certcustody: by default the TCG RSA-2048 SRK at kSrkHandle; `key` is
+  // tpm2_createprimary's -g/-G, e.g. {"-g", "sha384", "-G", "ecc384:null:aes256cfb"}.
+  bool create_srk_with_tools(const std::vector<std::string>& key = {"-g", "sha256", "-G", "rsa2048:null:aes128cfb"},
+                             const std::string& handle = kSrkHandle) const;
+  // The TPM name of the object at `handle` as `tpm2_readpublic` prints it (hex); empty if none.
+  std::string name_with_tools(const std::string& handle = kSrkHandle) const;
 
   // Stops the TPM (state kept in dir()/tpm) and starts it again (same port).
   void stop();

@@ -35,6 +35,22 @@ TPM2B_AUTH to_tpm_auth(const SecureBytes& auth) {
 }  // namespace
 
 Status Tpm2Custody::Impl::ready() {
+  Status s = ready_once();
+  std::lock_guard l(health_mu);
+  if (s) {
+    last_health = {};
+  } else {
+    if (last_health.available)
+      last_health.since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    last_health.available = false;
+    last_health.error = s.error();
+  }
+  return s;
+}
+
+Status Tpm2Custody::Impl::ready_once() {
   if (refused) {
     if (const std::string now = auth_source.fingerprint(); now != refused->fingerprint) {
       auto value = read_auth();

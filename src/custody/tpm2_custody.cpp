@@ -235,6 +235,16 @@ Status Tpm2Custody::connect() {
 
 std::string Tpm2Custody::location() const { return "tpm2 " + impl_->cfg.tcti; }
 
+CustodyHealth Tpm2Custody::health() const {
+  std::lock_guard lock(impl_->health_mu);
+  return impl_->last_health;
+}
+
+Status Tpm2Custody::check() {
+  std::lock_guard lock(impl_->mu);
+  return impl_->ready();
+}
+
 void Tpm2Custody::abandon() {
   std::lock_guard lock(impl_->mu);
   impl_->disconnect();

@@ -68,6 +68,8 @@ class Tpm2Custody final : public KeyCustody {
   Status connect() override;
   std::string location() const override;
   void abandon() override;
+  CustodyHealth health() const override;
+  Status check() override;  // reconnects a lost TPM (with the backoff); a connected one is not asked
 
   Result<ObjectInfo> generate_key_pair(const std::string& label, KeyType type, KeyPurpose purpose) override;
   Result<ObjectInfo> generate_secret_key(const std::string& label, unsigned bits) override;

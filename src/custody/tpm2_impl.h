@@ -63,6 +63,10 @@ struct Tpm2Custody::Impl {
   std::optional<Refusal> refused;
   std::chrono::steady_clock::time_point retry_connect_at{};
   std::optional<Error> connect_error;
+  // What the last ready() found, for the daemon's health() (its own mutex:
+  // never waits for a TPM command in progress).
+  mutable std::mutex health_mu;
+  CustodyHealth last_health;
 
   Impl(CustodyConfig c, SoftwareContext s, PinSource p)
       : cfg(std::move(c)), sw(s), auth_source(std::move(p)), sign_session(std::make_unique<TpmSignSession>(sw)) {}
@@ -86,7 +90,8 @@ struct Tpm2Custody::Impl {
     }
   }
 
-  Status ready();  // auth not refused, connected
+  Status ready();  // auth not refused, connected; the outcome kept for health()
+  Status ready_once();
   // The auth file's value as the TPM uses it (trailing zero bytes removed).
   Result<SecureBytes> read_auth() const;
   // Proves the auth value with TPM2_PolicySecret on a key of key_dir (no

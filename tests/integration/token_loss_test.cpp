@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -19,8 +20,9 @@
 namespace certcustody::testing {
 namespace {
 
-class TokenAwayUnderLoad : public Pipeline, public ::testing::WithParamInterface<int> {
+class KeysAwayUnderLoad : public Pipeline {
  protected:
+  void run_away(const std::function<void()>& take_away, const std::function<void()>& bring_back, int away_s);
   std::vector<nlohmann::json> audit_records() const {
     std::vector<nlohmann::json> out;
     std::istringstream in(read_file(state() + "/audit.log"));
@@ -37,8 +39,18 @@ class TokenAwayUnderLoad : public Pipeline, public ::testing::WithParamInterface
   }
 };
 
-TEST_P(TokenAwayUnderLoad, EveryRequestIsDeliveredAndNoneFails) {
-  const int away_s = GetParam();
+class TokenAwayUnderLoad : public KeysAwayUnderLoad, public ::testing::WithParamInterface<int> {};
+
+// The TPM (swtpm without a resource manager) stops answering and comes back.
+class TpmAwayUnderLoad : public KeysAwayUnderLoad {
+ protected:
+  TpmAwayUnderLoad() { tpm_backend_ = true; }
+};
+
+// The daemon under a stream of requests; the keys taken away for `away_s`
+// seconds and brought back.
+void KeysAwayUnderLoad::run_away(const std::function<void()>& take_away, const std::function<void()>& bring_back,
+                                 int away_s) {
   const auto every = std::chrono::milliseconds(away_s > 10 ? 500 : 200);
   ASSERT_EQ(cc({"audit", "keygen", "--pubkey-out", path("audit.pub.pem")}).exit_code, 0);
   append_config("[audit]\ncheckpoint_interval_ms = 300\n");
@@ -57,14 +69,13 @@ TEST_P(TokenAwayUnderLoad, EveryRequestIsDeliveredAndNoneFails) {
   });
   std::this_thread::sleep_for(std::chrono::seconds(2));
 
-  const std::string tokens = token_->token_dir(), away = path("tokens.away");
-  std::filesystem::rename(tokens, away);
+  take_away();
   ASSERT_TRUE(daemon.wait_for_output("are out of reach", 15000)) << daemon.log();
   auto shown = cc({"status"});
   EXPECT_NE(shown.output.find("OUT OF REACH"), std::string::npos) << shown.output;
   EXPECT_NE(shown.output.find("error custody."), std::string::npos) << shown.output;
   std::this_thread::sleep_for(std::chrono::seconds(away_s));
-  std::filesystem::rename(away, tokens);
+  bring_back();
   ASSERT_TRUE(daemon.wait_for_output("are back after", 30000)) << daemon.log();
   std::this_thread::sleep_for(std::chrono::seconds(2));
   stop = true;
@@ -104,8 +115,24 @@ TEST_P(TokenAwayUnderLoad, EveryRequestIsDeliveredAndNoneFails) {
   EXPECT_EQ(v.exit_code, 0) << v.output;
 }
 
+TEST_P(TokenAwayUnderLoad, EveryRequestIsDeliveredAndNoneFails) {
+  const std::string tokens = token_->token_dir(), away = path("tokens.away");
+  run_away([&] { std::filesystem::rename(tokens, away); }, [&] { std::filesystem::rename(away, tokens); },
+           GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Seconds, TokenAwayUnderLoad, ::testing::Values(5, 60),
                          [](const auto& p) { return "away_" + std::to_string(p.param) + "s"; });
+
+}  // namespace
+}  // namespace certcustody::testing
+
+namespace certcustody::testing {
+namespace {
+
+TEST_F(TpmAwayUnderLoad, EveryRequestIsDeliveredAndNoneFails) {
+  run_away([&] { tpm_->stop(); }, [&] { tpm_->start(); }, 5);
+}
 
 }  // namespace
 }  // namespace certcustody::testing

@@ -122,10 +122,15 @@ Status collect(StoreCtx* ctx) {
     if (!pub && pub.error().code != "custody.key_not_found") return pub.error();
     if (pub) {
       const bool is_ec = EVP_PKEY_is_a(pub->get(), "EC") == 1;
-      if (wants(ctx, CKO_PRIVATE_KEY) && custody->find_key(ctx->label)) {
-        auto k = std::make_shared<TokenKey>(TokenKey{ctx->prov, ctx->label, nullptr, is_ec});
-        k->pub.reset(EVP_PKEY_dup(pub->get()));
-        ctx->keys.push_back(std::move(k));
+      if (wants(ctx, CKO_PRIVATE_KEY)) {
+        // Public objects are read without a PIN: a wrong PIN shows up here.
+        auto found = custody->find_key(ctx->label);
+        if (!found && found.error().code != "custody.key_not_found") return found.error();
+        if (found) {
+          auto k = std::make_shared<TokenKey>(TokenKey{ctx->prov, ctx->label, nullptr, is_ec});
+          k->pub.reset(EVP_PKEY_dup(pub->get()));
+          ctx->keys.push_back(std::move(k));
+        }
       }
       if (wants(ctx, CKO_PUBLIC_KEY))
         ctx->keys.push_back(std::make_shared<TokenKey>(TokenKey{ctx->prov, "", std::move(pub.value()), is_ec}));

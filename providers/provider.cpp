@@ -14,6 +14,7 @@ extern const OSSL_DISPATCH kRsaSignature[];
 extern const OSSL_DISPATCH kEcdsaSignature[];
 extern const OSSL_DISPATCH kRsaAsymCipher[];
 extern const OSSL_DISPATCH kPkcs11Store[];
+extern const OSSL_DISPATCH kEcdhKeyExch[];
 
 namespace {
 
@@ -30,6 +31,8 @@ const OSSL_ALGORITHM kSignatureAlgs[] = {{kRsaNames, kProperties, kRsaSignature,
                                          {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kAsymCipherAlgs[] = {{kRsaNames, kProperties, kRsaAsymCipher, "RSA-OAEP in the token"},
                                           {nullptr, nullptr, nullptr, nullptr}};
+const OSSL_ALGORITHM kKeyExchAlgs[] = {{"ECDH", kProperties, kEcdhKeyExch, "ECDH for ephemeral TLS keys, in software"},
+                                       {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kStoreAlgs[] = {{"pkcs11", kProperties, kPkcs11Store, "RFC 7512 pkcs11: URIs"},
                                      {"tpm2", kProperties, kPkcs11Store, "certcustody tpm2: key URIs (docs/tpm.md)"},
                                      {nullptr, nullptr, nullptr, nullptr}};
@@ -41,6 +44,7 @@ const OSSL_ALGORITHM* query_operation(void* /*provctx*/, int operation_id, int* 
     case OSSL_OP_SIGNATURE: return kSignatureAlgs;
     case OSSL_OP_ASYM_CIPHER: return kAsymCipherAlgs;
     case OSSL_OP_STORE: return kStoreAlgs;
+    case OSSL_OP_KEYEXCH: return kKeyExchAlgs;
     default: return nullptr;
   }
 }

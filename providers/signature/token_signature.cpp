@@ -83,6 +83,10 @@ int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
 int init(SignatureCtx* ctx, void* keydata, const OSSL_PARAM params[], bool sign) {
   if (keydata != nullptr) ctx->key = *static_cast<KeyRef*>(keydata);
   if (!ctx->key || !ctx->key->pub || ctx->key->is_ec != ctx->ecdsa) return 0;
+  if (sign && ctx->key->ephemeral) {
+    CC_PROV_RAISE(ctx->prov, generated_key_refused("a key generated through the provider cannot sign"));
+    return 0;
+  }
   if (sign && !ctx->key->token_private()) {
     CC_PROV_RAISE(ctx->prov, (Error{"provider.no_private_key", "this key has no private half in the token",
                                     "load the key by its pkcs11: URI with type=private"}));

@@ -39,6 +39,7 @@ ProviderContext::ProviderContext(const OSSL_CORE_HANDLE* handle, const OSSL_DISP
       case OSSL_FUNC_CORE_NEW_ERROR: core_new_error_ = OSSL_FUNC_core_new_error(in); break;
       case OSSL_FUNC_CORE_SET_ERROR_DEBUG: core_set_error_debug_ = OSSL_FUNC_core_set_error_debug(in); break;
       case OSSL_FUNC_CORE_VSET_ERROR: core_vset_error_ = OSSL_FUNC_core_vset_error(in); break;
+      case OSSL_FUNC_BIO_WRITE_EX: core_bio_write_ = OSSL_FUNC_BIO_write_ex(in); break;
       default: break;
     }
   }
@@ -69,6 +70,12 @@ std::optional<HashAlg> ProviderContext::hash_of(const char* md) const {
   std::unique_ptr<EVP_MD, OsslDeleter<EVP_MD_free>> fetched(EVP_MD_fetch(software_, md, "provider=default"));
   if (!fetched) return std::nullopt;
   return hash_by_nid(EVP_MD_get_type(fetched.get()));
+}
+
+bool ProviderContext::write(OSSL_CORE_BIO* out, const std::string& text) const {
+  std::size_t written = 0;
+  return core_bio_write_ != nullptr && core_bio_write_(out, text.data(), text.size(), &written) == 1 &&
+         written == text.size();
 }
 
 Result<std::string> ProviderContext::config_path() const {

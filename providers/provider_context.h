@@ -51,6 +51,9 @@ class ProviderContext {
   // "SHA2-256", "sha3-384"); nullopt for digests token keys are not used with.
   std::optional<HashAlg> hash_of(const char* md) const;
 
+  // Writes to a BIO the core handed to an encoder.
+  bool write(OSSL_CORE_BIO* out, const std::string& text) const;
+
   // Called at provider teardown (process exit).
   void teardown();
 
@@ -62,6 +65,7 @@ class ProviderContext {
   OSSL_FUNC_core_new_error_fn* core_new_error_ = nullptr;
   OSSL_FUNC_core_set_error_debug_fn* core_set_error_debug_ = nullptr;
   OSSL_FUNC_core_vset_error_fn* core_vset_error_ = nullptr;
+  OSSL_FUNC_BIO_write_ex_fn* core_bio_write_ = nullptr;
   OSSL_LIB_CTX* software_ = nullptr;
   OSSL_PROVIDER* default_provider_ = nullptr;
 

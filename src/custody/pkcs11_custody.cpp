@@ -201,8 +201,7 @@ Result<EvpPkeyPtr> Pkcs11Custody::public_half(TokenSession& s, const ObjectInfo&
                "key '" + name + "' on token " + pool_->uri().text() +
                    " has neither a public-key object nor a certificate with its CKA_ID",
                "import its certificate (`certcustody ra import`) or the public key (pkcs11-tool --write-object "
-               "--type pubkey) with the same id",
-               CKR_KEY_HANDLE_INVALID};
+               "--type pubkey) with the same id"};  // no CK_RV: nothing for the pool to recover
 }
 
 Result<EvpPkeyPtr> Pkcs11Custody::public_key(const std::string& label) {

@@ -298,28 +298,26 @@ TEST_F(TpmKeys, ProviderSignsDigestsAndRefusesWhatTheTpmCannotByName) {
   ASSERT_EQ(ours({"pkey", "-in", "tpm2:object=ra", "-pubout", "-out", path("ra.pub")}).exit_code, 0);
   write_file(path("msg"), "signed in the TPM through the provider\n");
   ASSERT_EQ(openssl({"dgst", "-sha256", "-binary", "-out", path("dg"), path("msg")}).exit_code, 0);
-  for (const std::vector<std::string>& opts :
-       {std::vector<std::string>{"-pkeyopt", "digest:sha256"},
-        std::vector<std::string>{"-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "rsa_pss_saltlen:digest", "-pkeyopt",
-                                 "digest:sha256"}}) {
-    std::vector<std::string> sign = {"pkeyutl", "-sign", "-inkey", "tpm2:object=ra", "-in", path("dg"), "-out",
-                                     path("sig")};
-    sign.insert(sign.end(), opts.begin(), opts.end());
-    auto s = ours(sign);
+  auto sign = [&](const std::vector<std::string>& opts) {
+    std::vector<std::string> a = {"pkeyutl", "-sign", "-inkey", "tpm2:object=ra", "-in", path("dg"), "-out",
+                                  path("sig")};
+    a.insert(a.end(), opts.begin(), opts.end());
+    return ours(a);
+  };
+  const std::vector<std::string> pss = {"-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "digest:sha256"};
+  for (std::vector<std::string> opts : {std::vector<std::string>{"-pkeyopt", "digest:sha256"}, pss}) {
+    if (opts.size() > 2) opts.insert(opts.end(), {"-pkeyopt", "rsa_pss_saltlen:digest"});
+    auto s = sign(opts);
     ASSERT_EQ(s.exit_code, 0) << s.output;
     std::vector<std::string> verify = {"pkeyutl", "-verify", "-pubin", "-inkey", path("ra.pub"), "-in", path("dg"),
                                        "-sigfile", path("sig")};
     verify.insert(verify.end(), opts.begin(), opts.end());
     EXPECT_EQ(openssl(verify).exit_code, 0);
   }
-  for (const std::vector<std::string>& opts :
-       {std::vector<std::string>{},
-        std::vector<std::string>{"-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "rsa_pss_saltlen:max", "-pkeyopt",
-                                 "digest:sha256"}}) {
-    std::vector<std::string> sign = {"pkeyutl", "-sign", "-inkey", "tpm2:object=ra", "-in", path("dg"), "-out",
-                                     path("sig")};
-    sign.insert(sign.end(), opts.begin(), opts.end());
-    auto r = ours(sign);
+  std::vector<std::string> max_salt = pss;
+  max_salt.insert(max_salt.end(), {"-pkeyopt", "rsa_pss_saltlen:max"});
+  for (const std::vector<std::string>& opts : {std::vector<std::string>{}, max_salt}) {
+    auto r = sign(opts);
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("error custody.mechanism_unsupported"), std::string::npos) << r.output;
   }

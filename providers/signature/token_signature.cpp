@@ -9,6 +9,7 @@
 #include <openssl/core_names.h>
 #include <openssl/rsa.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "keymgmt/token_key.h"
@@ -125,13 +126,15 @@ Result<std::size_t> pss_salt(const SignatureCtx* ctx, int saltlen, HashAlg hash)
   const int h_len = static_cast<int>(hash_size(hash));
   if (saltlen == RSA_PSS_SALTLEN_DIGEST) return static_cast<std::size_t>(h_len);
   if (saltlen >= 0) return static_cast<std::size_t>(saltlen);
-  if (saltlen != RSA_PSS_SALTLEN_AUTO && saltlen != RSA_PSS_SALTLEN_MAX)
+  // OpenSSL 3.1+ signs with "auto, at most the digest length" by default.
+  constexpr int kAutoDigestMax = -4;  // RSA_PSS_SALTLEN_AUTO_DIGEST_MAX
+  if (saltlen != RSA_PSS_SALTLEN_AUTO && saltlen != RSA_PSS_SALTLEN_MAX && saltlen != kAutoDigestMax)
     return usage_error("RSA-PSS salt length " + std::to_string(saltlen) + " is not understood",
                        "use rsa_pss_saltlen:digest, max, auto or a number of bytes");
   int max = EVP_PKEY_get_size(ctx->key->pub.get()) - h_len - 2;
   if ((EVP_PKEY_get_bits(ctx->key->pub.get()) & 0x7) == 1) --max;
   if (max < 0) return usage_error("the key is too small for RSA-PSS with this digest", "use a shorter digest");
-  return static_cast<std::size_t>(max);
+  return static_cast<std::size_t>(saltlen == kAutoDigestMax ? std::min(max, h_len) : max);
 }
 
 // The signature the mirror's settled parameters describe.

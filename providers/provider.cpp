@@ -14,6 +14,9 @@ extern const OSSL_DISPATCH kRsaSignature[];
 extern const OSSL_DISPATCH kEcdsaSignature[];
 extern const OSSL_DISPATCH kRsaAsymCipher[];
 extern const OSSL_DISPATCH kPkcs11Store[];
+extern const OSSL_DISPATCH kEcdhKeyExch[];
+extern const OSSL_DISPATCH kTextEncoder[];
+extern const OSSL_DISPATCH kPrivateKeyEncoder[];
 
 namespace {
 
@@ -30,6 +33,18 @@ const OSSL_ALGORITHM kSignatureAlgs[] = {{kRsaNames, kProperties, kRsaSignature,
                                          {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kAsymCipherAlgs[] = {{kRsaNames, kProperties, kRsaAsymCipher, "RSA-OAEP in the token"},
                                           {nullptr, nullptr, nullptr, nullptr}};
+const OSSL_ALGORITHM kKeyExchAlgs[] = {{"ECDH", kProperties, kEcdhKeyExch, "ECDH for ephemeral TLS keys, in software"},
+                                       {nullptr, nullptr, nullptr, nullptr}};
+constexpr const char* kTextProperties = "provider=certcustody,output=text";
+constexpr const char* kPemProperties = "provider=certcustody,output=pem,structure=PrivateKeyInfo";
+constexpr const char* kDerProperties = "provider=certcustody,output=der,structure=PrivateKeyInfo";
+const OSSL_ALGORITHM kEncoderAlgs[] = {{kRsaNames, kTextProperties, kTextEncoder, "RSA token key as text"},
+                                       {kEcNames, kTextProperties, kTextEncoder, "EC token key as text"},
+                                       {kRsaNames, kPemProperties, kPrivateKeyEncoder, "no RSA private key to write"},
+                                       {kEcNames, kPemProperties, kPrivateKeyEncoder, "no EC private key to write"},
+                                       {kRsaNames, kDerProperties, kPrivateKeyEncoder, "no RSA private key to write"},
+                                       {kEcNames, kDerProperties, kPrivateKeyEncoder, "no EC private key to write"},
+                                       {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kStoreAlgs[] = {{"pkcs11", kProperties, kPkcs11Store, "RFC 7512 pkcs11: URIs"},
                                      {"tpm2", kProperties, kPkcs11Store, "certcustody tpm2: key URIs (docs/tpm.md)"},
                                      {nullptr, nullptr, nullptr, nullptr}};
@@ -41,6 +56,8 @@ const OSSL_ALGORITHM* query_operation(void* /*provctx*/, int operation_id, int* 
     case OSSL_OP_SIGNATURE: return kSignatureAlgs;
     case OSSL_OP_ASYM_CIPHER: return kAsymCipherAlgs;
     case OSSL_OP_STORE: return kStoreAlgs;
+    case OSSL_OP_KEYEXCH: return kKeyExchAlgs;
+    case OSSL_OP_ENCODER: return kEncoderAlgs;
     default: return nullptr;
   }
 }

@@ -26,17 +26,6 @@ Shared& shared() {
 
 }  // namespace
 
-std::optional<HashAlg> hash_by_name(const std::string& md) {
-  auto is = [&](const char* a, const char* b) {
-    return OPENSSL_strcasecmp(md.c_str(), a) == 0 || OPENSSL_strcasecmp(md.c_str(), b) == 0;
-  };
-  if (is("SHA1", "SHA-1")) return HashAlg::sha1;
-  if (is("SHA256", "SHA2-256")) return HashAlg::sha256;
-  if (is("SHA384", "SHA2-384")) return HashAlg::sha384;
-  if (is("SHA512", "SHA2-512")) return HashAlg::sha512;
-  return std::nullopt;
-}
-
 void set_shared_custody(std::shared_ptr<KeyCustody> custody, std::string token_uri) {
   std::lock_guard l(shared().mu);
   shared().custody = std::move(custody);
@@ -50,6 +39,7 @@ ProviderContext::ProviderContext(const OSSL_CORE_HANDLE* handle, const OSSL_DISP
       case OSSL_FUNC_CORE_NEW_ERROR: core_new_error_ = OSSL_FUNC_core_new_error(in); break;
       case OSSL_FUNC_CORE_SET_ERROR_DEBUG: core_set_error_debug_ = OSSL_FUNC_core_set_error_debug(in); break;
       case OSSL_FUNC_CORE_VSET_ERROR: core_vset_error_ = OSSL_FUNC_core_vset_error(in); break;
+      case OSSL_FUNC_BIO_WRITE_EX: core_bio_write_ = OSSL_FUNC_BIO_write_ex(in); break;
       default: break;
     }
   }
@@ -74,6 +64,18 @@ void ProviderContext::raise(const Error& e, const char* file, int line, const ch
     va_end(args);
   };
   vset("%s", text.c_str());
+}
+
+std::optional<HashAlg> ProviderContext::hash_of(const char* md) const {
+  std::unique_ptr<EVP_MD, OsslDeleter<EVP_MD_free>> fetched(EVP_MD_fetch(software_, md, "provider=default"));
+  if (!fetched) return std::nullopt;
+  return hash_by_nid(EVP_MD_get_type(fetched.get()));
+}
+
+bool ProviderContext::write(OSSL_CORE_BIO* out, const std::string& text) const {
+  std::size_t written = 0;
+  return core_bio_write_ != nullptr && core_bio_write_(out, text.data(), text.size(), &written) == 1 &&
+         written == text.size();
 }
 
 Result<std::string> ProviderContext::config_path() const {

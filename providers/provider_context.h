@@ -47,6 +47,13 @@ class ProviderContext {
   // Raises `e` on OpenSSL's error queue as "error <code>: <what> — <remedy>".
   void raise(const Error& e, const char* file, int line, const char* func) const;
 
+  // The custody hash for an OpenSSL digest name or alias ("SHA256",
+  // "SHA2-256", "sha3-384"); nullopt for digests token keys are not used with.
+  std::optional<HashAlg> hash_of(const char* md) const;
+
+  // Writes to a BIO the core handed to an encoder.
+  bool write(OSSL_CORE_BIO* out, const std::string& text) const;
+
   // Called at provider teardown (process exit).
   void teardown();
 
@@ -58,6 +65,7 @@ class ProviderContext {
   OSSL_FUNC_core_new_error_fn* core_new_error_ = nullptr;
   OSSL_FUNC_core_set_error_debug_fn* core_set_error_debug_ = nullptr;
   OSSL_FUNC_core_vset_error_fn* core_vset_error_ = nullptr;
+  OSSL_FUNC_BIO_write_ex_fn* core_bio_write_ = nullptr;
   OSSL_LIB_CTX* software_ = nullptr;
   OSSL_PROVIDER* default_provider_ = nullptr;
 
@@ -70,10 +78,6 @@ class ProviderContext {
 // custody (one session pool per module per process). Call before the first
 // use of the provider; pass nullptr to stop sharing.
 void set_shared_custody(std::shared_ptr<KeyCustody> custody, std::string token_uri);
-
-// The custody hash for an OpenSSL digest name ("SHA256", "SHA2-256", ...);
-// nullopt for digests token keys are not used with.
-std::optional<HashAlg> hash_by_name(const std::string& md);
 
 #define CC_PROV_RAISE(ctx, err) (ctx)->raise((err), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC)
 

@@ -1,6 +1,9 @@
 // KEYMGMT for RSA and EC token keys. Only public parameters are ever
 // exported; an export that asks for the private key is refused, which makes
-// OpenSSL fetch the signature from this provider (see docs/architecture.md).
+// OpenSSL fetch the signature from this provider (see docs/provider.md).
+// Keys are never generated here for keeping (`openssl genpkey` through this
+// provider fails by name): RSA generation is refused outright, and an EC key
+// pair is made only as an ephemeral TLS key for our own ECDH.
 #include "keymgmt/token_key.h"
 
 #include <openssl/core_names.h>
@@ -10,6 +13,16 @@
 #include <cstring>
 
 namespace certcustody::provider {
+
+Error generated_key_refused(const std::string& what) {
+  return Error{"provider.key_generation_refused",
+               what + ": keys are made inside the token by certcustody, never as software keys by OpenSSL through "
+                      "the certcustody provider (its EC key generation serves TLS key exchange only)",
+               "create keys inside the token with `certcustody ra keygen --label <label> --key-type <type>` and "
+               "use them as pkcs11:object=<label>; for a software key, use OpenSSL's default provider "
+               "(-propquery provider=default)"};
+}
+
 namespace {
 
 constexpr int kPublicSelection = OSSL_KEYMGMT_SELECT_PUBLIC_KEY | OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS;
@@ -57,6 +70,7 @@ int key_match(const void* a, const void* b, int selection) {
   return EVP_PKEY_eq(x.pub.get(), y.pub.get()) == 1 ? 1 : 0;
 }
 
+
 template <bool Ec>
 int key_import(void* keydata, int selection, const OSSL_PARAM params[]) {
   TokenKey& k = **as_ref(keydata);
@@ -98,10 +112,14 @@ int key_export(void* keydata, int selection, OSSL_CALLBACK* cb, void* cbarg) {
     // OpenSSL then fetches the signature/cipher from here, not from the
     // default provider (which would get a public key and fail).
     if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && k.token_private()) return 0;
-    if (!k.pub || (selection & (kPublicSelection | OSSL_KEYMGMT_SELECT_PRIVATE_KEY)) == 0) return 0;
-    const int what = k.ephemeral && (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ? EVP_PKEY_KEYPAIR
-                     : (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY)                ? EVP_PKEY_PUBLIC_KEY
-                                                                                   : EVP_PKEY_KEY_PARAMETERS;
+    // A generated key's private half would be a software key from us.
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && k.ephemeral &&
+        key_has(keydata, OSSL_KEYMGMT_SELECT_PRIVATE_KEY)) {
+      CC_PROV_RAISE(k.prov, generated_key_refused("a key generated through the provider cannot be exported"));
+      return 0;
+    }
+    if (!k.pub || (selection & kPublicSelection) == 0) return 0;
+    const int what = (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) ? EVP_PKEY_PUBLIC_KEY : EVP_PKEY_KEY_PARAMETERS;
     OSSL_PARAM* params = nullptr;
     if (EVP_PKEY_todata(k.pub.get(), what, &params) != 1) return 0;
     int ok = cb(params, cbarg);
@@ -112,8 +130,9 @@ int key_export(void* keydata, int selection, OSSL_CALLBACK* cb, void* cbarg) {
 
 int key_get_params(void* keydata, OSSL_PARAM params[]) {
   TokenKey& k = **as_ref(keydata);
-  if (!k.pub) return 0;
-  // Sizes, security bits, group name, encoded point: all from the public half.
+  // Sizes, security bits, group name, encoded point: all from the public half
+  // (an ephemeral key's private scalar stays inside).
+  if (!k.pub || OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_PRIV_KEY) != nullptr) return 0;
   return EVP_PKEY_get_params(k.pub.get(), params);
 }
 
@@ -223,6 +242,17 @@ void* gen(void* genctx, OSSL_CALLBACK*, void*) {
 
 void gen_cleanup(void* genctx) { delete static_cast<GenCtx*>(genctx); }
 
+// RSA keys are not even needed for TLS here: refuse before anything is made.
+void* rsa_gen_init(void* provctx, int /*selection*/, const OSSL_PARAM* /*params*/) {
+  auto* prov = static_cast<ProviderContext*>(provctx);
+  guarded(prov, 0, [&] {
+    CC_PROV_RAISE(prov, generated_key_refused("RSA key generation through the provider is refused"));
+    return 0;
+  });
+  return nullptr;
+}
+void* rsa_gen(void*, OSSL_CALLBACK*, void*) { return nullptr; }
+
 // From the store: `reference` holds a KeyRef* that stays owned by the store.
 void* key_load(const void* reference, size_t reference_sz) {
   if (reference == nullptr || reference_sz != sizeof(KeyRef*)) return nullptr;
@@ -235,48 +265,35 @@ void* key_dup(const void* keydata, int /*selection*/) {
   return new (std::nothrow) KeyRef(*static_cast<const KeyRef*>(keydata));
 }
 
-#define KEYMGMT_TABLE(Ec)                                                                             \
-  {                                                                                                   \
-    {OSSL_FUNC_KEYMGMT_NEW, reinterpret_cast<void (*)()>(key_new<Ec>)},                              \
-        {OSSL_FUNC_KEYMGMT_FREE, reinterpret_cast<void (*)()>(key_free)},                            \
-        {OSSL_FUNC_KEYMGMT_HAS, reinterpret_cast<void (*)()>(key_has)},                              \
-        {OSSL_FUNC_KEYMGMT_MATCH, reinterpret_cast<void (*)()>(key_match)},                          \
-        {OSSL_FUNC_KEYMGMT_IMPORT, reinterpret_cast<void (*)()>(key_import<Ec>)},                    \
-        {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, reinterpret_cast<void (*)()>(key_types<Ec>)},               \
-        {OSSL_FUNC_KEYMGMT_EXPORT, reinterpret_cast<void (*)()>(key_export)},                        \
-        {OSSL_FUNC_KEYMGMT_EXPORT_TYPES, reinterpret_cast<void (*)()>(key_types<Ec>)},               \
-        {OSSL_FUNC_KEYMGMT_GET_PARAMS, reinterpret_cast<void (*)()>(key_get_params)},                \
-        {OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, reinterpret_cast<void (*)()>(key_gettable_params)},      \
-        {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, reinterpret_cast<void (*)()>(key_operation_name<Ec>)}, \
-        {OSSL_FUNC_KEYMGMT_LOAD, reinterpret_cast<void (*)()>(key_load)},                            \
-        {OSSL_FUNC_KEYMGMT_DUP, reinterpret_cast<void (*)()>(key_dup)}, {0, nullptr}                 \
-  }
+#define FN(id, f) {id, reinterpret_cast<void (*)()>(f)}
 
 }  // namespace
 
-const OSSL_DISPATCH kRsaKeymgmt[] = KEYMGMT_TABLE(false);
-const OSSL_DISPATCH kEcKeymgmt[] = {
-    {OSSL_FUNC_KEYMGMT_NEW, reinterpret_cast<void (*)()>(key_new<true>)},
-    {OSSL_FUNC_KEYMGMT_FREE, reinterpret_cast<void (*)()>(key_free)},
-    {OSSL_FUNC_KEYMGMT_HAS, reinterpret_cast<void (*)()>(key_has)},
-    {OSSL_FUNC_KEYMGMT_MATCH, reinterpret_cast<void (*)()>(key_match)},
-    {OSSL_FUNC_KEYMGMT_IMPORT, reinterpret_cast<void (*)()>(key_import<true>)},
-    {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, reinterpret_cast<void (*)()>(key_types<true>)},
-    {OSSL_FUNC_KEYMGMT_EXPORT, reinterpret_cast<void (*)()>(key_export)},
-    {OSSL_FUNC_KEYMGMT_EXPORT_TYPES, reinterpret_cast<void (*)()>(key_types<true>)},
-    {OSSL_FUNC_KEYMGMT_GET_PARAMS, reinterpret_cast<void (*)()>(key_get_params)},
-    {OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, reinterpret_cast<void (*)()>(key_gettable_params)},
-    {OSSL_FUNC_KEYMGMT_SET_PARAMS, reinterpret_cast<void (*)()>(key_set_params)},
-    {OSSL_FUNC_KEYMGMT_SETTABLE_PARAMS, reinterpret_cast<void (*)()>(key_settable_params)},
-    {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, reinterpret_cast<void (*)()>(key_operation_name<true>)},
-    {OSSL_FUNC_KEYMGMT_LOAD, reinterpret_cast<void (*)()>(key_load)},
-    {OSSL_FUNC_KEYMGMT_DUP, reinterpret_cast<void (*)()>(key_dup)},
-    {OSSL_FUNC_KEYMGMT_GEN_INIT, reinterpret_cast<void (*)()>(gen_init)},
-    {OSSL_FUNC_KEYMGMT_GEN_SET_TEMPLATE, reinterpret_cast<void (*)()>(gen_set_template)},
-    {OSSL_FUNC_KEYMGMT_GEN_SET_PARAMS, reinterpret_cast<void (*)()>(gen_set_params)},
-    {OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS, reinterpret_cast<void (*)()>(gen_settable_params)},
-    {OSSL_FUNC_KEYMGMT_GEN, reinterpret_cast<void (*)()>(gen)},
-    {OSSL_FUNC_KEYMGMT_GEN_CLEANUP, reinterpret_cast<void (*)()>(gen_cleanup)},
-    {0, nullptr}};
+// What RSA and EC key management share; each adds its own key generation.
+#define KEYMGMT_COMMON(Ec)                                                                        \
+  FN(OSSL_FUNC_KEYMGMT_NEW, key_new<Ec>), FN(OSSL_FUNC_KEYMGMT_FREE, key_free),                    \
+      FN(OSSL_FUNC_KEYMGMT_HAS, key_has), FN(OSSL_FUNC_KEYMGMT_MATCH, key_match),                  \
+      FN(OSSL_FUNC_KEYMGMT_IMPORT, key_import<Ec>), FN(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, key_types<Ec>), \
+      FN(OSSL_FUNC_KEYMGMT_EXPORT, key_export), FN(OSSL_FUNC_KEYMGMT_EXPORT_TYPES, key_types<Ec>), \
+      FN(OSSL_FUNC_KEYMGMT_GET_PARAMS, key_get_params),                                            \
+      FN(OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, key_gettable_params),                                  \
+      FN(OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, key_operation_name<Ec>),                          \
+      FN(OSSL_FUNC_KEYMGMT_LOAD, key_load), FN(OSSL_FUNC_KEYMGMT_DUP, key_dup)
+
+const OSSL_DISPATCH kRsaKeymgmt[] = {KEYMGMT_COMMON(false),
+                                     FN(OSSL_FUNC_KEYMGMT_GEN_INIT, rsa_gen_init),
+                                     FN(OSSL_FUNC_KEYMGMT_GEN, rsa_gen),
+                                     FN(OSSL_FUNC_KEYMGMT_GEN_CLEANUP, gen_cleanup),
+                                     {0, nullptr}};
+const OSSL_DISPATCH kEcKeymgmt[] = {KEYMGMT_COMMON(true),
+                                    FN(OSSL_FUNC_KEYMGMT_SET_PARAMS, key_set_params),
+                                    FN(OSSL_FUNC_KEYMGMT_SETTABLE_PARAMS, key_settable_params),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN_INIT, gen_init),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN_SET_TEMPLATE, gen_set_template),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN_SET_PARAMS, gen_set_params),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS, gen_settable_params),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN, gen),
+                                    FN(OSSL_FUNC_KEYMGMT_GEN_CLEANUP, gen_cleanup),
+                                    {0, nullptr}};
 
 }  // namespace certcustody::provider

@@ -20,8 +20,8 @@ struct TokenKey {
   bool is_ec = false;
   // An ephemeral software EC key (TLS ECDHE), generated here only because
   // OpenSSL may fetch this provider's "EC" key management for it. Never a
-  // token key, never persisted; its private half may be exported to
-  // OpenSSL's default provider for the key exchange.
+  // token key: it serves our own ECDH key exchange and nothing else; its
+  // private half is never exported, encoded, printed or used to sign.
   bool ephemeral = false;
 
   bool token_private() const { return !label.empty() && pub != nullptr; }
@@ -31,6 +31,11 @@ struct TokenKey {
 // OpenSSL's keydata pointer: a heap-allocated shared reference, so that dup,
 // load and the store can share one TokenKey.
 using KeyRef = std::shared_ptr<TokenKey>;
+
+// provider.key_generation_refused: `what` was refused ("RSA key generation
+// …"), because keys are made in the token by certcustody, never as software
+// keys by OpenSSL through us; EC generation exists for TLS key exchange only.
+Error generated_key_refused(const std::string& what);
 
 extern const OSSL_DISPATCH kRsaKeymgmt[];
 extern const OSSL_DISPATCH kEcKeymgmt[];

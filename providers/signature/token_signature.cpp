@@ -1,14 +1,16 @@
-// SIGNATURE for token keys: RSA PKCS#1 v1.5, RSA-PSS (salt = digest length,
-// MGF1 with the same digest, as TLS 1.3 uses) and ECDSA. Digest-sign hashes in
-// software and signs the digest in the token with one C_Sign. Verification,
-// which needs no secret, runs in software on the public half.
+// SIGNATURE for token keys: RSA (PKCS#1 v1.5, PSS) and ECDSA, with OpenSSL's
+// own semantics. Every parameter goes to a mirror: the default provider's
+// verify context on the key's public half (in the provider's private library
+// context). Parsing, defaults (PSS without a digest is SHA-1; salt "auto" is
+// the maximum when signing), the AlgorithmIdentifier and verification are
+// therefore exactly OpenSSL's. Signing reads the settled parameters back and
+// signs in the token: digest-sign hashes in software and signs the digest
+// with one C_Sign; EVP_PKEY_sign without a digest signs its input as given.
 #include <openssl/core_names.h>
-#include <openssl/objects.h>
 #include <openssl/rsa.h>
-#include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstring>
-#include <optional>
 
 #include "keymgmt/token_key.h"
 #include "provider_context.h"
@@ -20,28 +22,14 @@ struct SignatureCtx {
   ProviderContext* prov = nullptr;
   bool ecdsa = false;
   KeyRef key;
-  int pad = RSA_PKCS1_PADDING;
-  std::optional<int> saltlen;    // RSA_PSS_SALTLEN_* or bytes
-  std::string md;                // digest name, empty until set
-  std::string mgf1_md;           // empty: same as md
-  EvpMdCtxPtr mdctx;             // digest-sign / digest-verify state
+  EvpPkeyCtxPtr mirror;  // the default provider's verify context on key->pub
+  EvpMdCtxPtr mdctx;     // digest-sign / digest-verify state
 };
 
 SignatureCtx* as_ctx(void* c) { return static_cast<SignatureCtx*>(c); }
 
 Error usage_error(const std::string& what, const std::string& remedy) {
   return Error{"provider.signature_parameters", what, remedy};
-}
-
-std::optional<HashAlg> hash_of(const std::string& md, std::size_t digest_len) {
-  if (!md.empty()) return hash_by_name(md);
-  switch (digest_len) {  // EVP_PKEY_sign without a digest: go by the length
-    case 20: return HashAlg::sha1;
-    case 32: return HashAlg::sha256;
-    case 48: return HashAlg::sha384;
-    case 64: return HashAlg::sha512;
-    default: return std::nullopt;
-  }
 }
 
 template <bool Ecdsa>
@@ -60,89 +48,141 @@ void sig_freectx(void* c) { delete as_ctx(c); }
 void* sig_dupctx(void* c) {
   SignatureCtx* src = as_ctx(c);
   return guarded(src->prov, static_cast<void*>(nullptr), [&]() -> void* {
-    auto* d = new SignatureCtx;
+    auto d = std::make_unique<SignatureCtx>();
     d->prov = src->prov;
     d->ecdsa = src->ecdsa;
     d->key = src->key;
-    d->pad = src->pad;
-    d->saltlen = src->saltlen;
-    d->md = src->md;
-    d->mgf1_md = src->mgf1_md;
+    if (src->mirror && !(d->mirror = EvpPkeyCtxPtr(EVP_PKEY_CTX_dup(src->mirror.get())))) return nullptr;
     if (src->mdctx) {
       d->mdctx.reset(EVP_MD_CTX_new());
-      if (!d->mdctx || EVP_MD_CTX_copy_ex(d->mdctx.get(), src->mdctx.get()) != 1) {
-        delete d;
-        return nullptr;
-      }
+      if (!d->mdctx || EVP_MD_CTX_copy_ex(d->mdctx.get(), src->mdctx.get()) != 1) return nullptr;
     }
-    return d;
+    return d.release();
   });
 }
 
-int sig_set_ctx_params(void* c, const OSSL_PARAM params[]);
-
-int sig_init(void* c, void* keydata, const OSSL_PARAM params[]) {
-  SignatureCtx* ctx = as_ctx(c);
-  return guarded(ctx->prov, 0, [&] {
-    if (keydata != nullptr) ctx->key = *static_cast<KeyRef*>(keydata);
-    if (!ctx->key || !ctx->key->pub || ctx->key->is_ec != ctx->ecdsa) return 0;
-    ctx->pad = RSA_PKCS1_PADDING;
-    ctx->saltlen.reset();
-    ctx->md.clear();
-    ctx->mgf1_md.clear();
-    ctx->mdctx.reset();
-    return sig_set_ctx_params(c, params);
-  });
+// While a digest-sign/verify runs its digest is fixed, as in OpenSSL.
+bool changes_running_digest(const SignatureCtx* ctx, const OSSL_PARAM params[]) {
+  const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST);
+  const char* name = nullptr;
+  return ctx->mdctx && p != nullptr &&
+         (OSSL_PARAM_get_utf8_string_ptr(p, &name) != 1 ||
+          EVP_MD_is_a(EVP_MD_CTX_get0_md(ctx->mdctx.get()), name) != 1);
 }
 
-int sig_sign_init(void* c, void* keydata, const OSSL_PARAM params[]) {
+int set_params(SignatureCtx* ctx, const OSSL_PARAM params[]) {
+  if (params == nullptr) return 1;
+  if (!ctx->mirror || changes_running_digest(ctx, params)) return 0;
+  return EVP_PKEY_CTX_set_params(ctx->mirror.get(), params) == 1 ? 1 : 0;
+}
+
+int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
   SignatureCtx* ctx = as_ctx(c);
-  if (!sig_init(c, keydata, params)) return 0;
-  if (!ctx->key->has_private()) {
+  return guarded(ctx->prov, 0, [&] { return set_params(ctx, params); });
+}
+
+int init(SignatureCtx* ctx, void* keydata, const OSSL_PARAM params[], bool sign) {
+  if (keydata != nullptr) ctx->key = *static_cast<KeyRef*>(keydata);
+  if (!ctx->key || !ctx->key->pub || ctx->key->is_ec != ctx->ecdsa) return 0;
+  if (sign && ctx->key->ephemeral) {
+    CC_PROV_RAISE(ctx->prov, generated_key_refused("a key generated through the provider cannot sign"));
+    return 0;
+  }
+  if (sign && !ctx->key->token_private()) {
     CC_PROV_RAISE(ctx->prov, (Error{"provider.no_private_key", "this key has no private half in the token",
                                     "load the key by its pkcs11: URI with type=private"}));
     return 0;
   }
-  return 1;
+  ctx->mdctx.reset();
+  ctx->mirror.reset(EVP_PKEY_CTX_new_from_pkey(ctx->prov->software(), ctx->key->pub.get(), "provider=default"));
+  if (!ctx->mirror || EVP_PKEY_verify_init(ctx->mirror.get()) != 1) return 0;
+  return set_params(ctx, params);
 }
 
-// Signs `digest` in the token; the scheme follows the context's parameters.
-Result<Bytes> token_sign(SignatureCtx* ctx, std::span<const std::uint8_t> digest) {
-  auto hash = hash_of(ctx->md, digest.size());
-  if (!hash)
-    return usage_error("digest " + (ctx->md.empty() ? std::to_string(digest.size()) + " bytes long" : ctx->md) +
-                           " is not supported with token keys",
-                       "use SHA-256, SHA-384, SHA-512 or SHA-1");
-  SignScheme scheme = SignScheme::ecdsa;
-  if (!ctx->ecdsa) {
-    if (ctx->pad == RSA_PKCS1_PADDING) {
-      scheme = SignScheme::rsa_pkcs1;
-    } else if (ctx->pad == RSA_PKCS1_PSS_PADDING) {
-      scheme = SignScheme::rsa_pss;
-      const int want = static_cast<int>(hash_size(*hash));
-      const int salt = ctx->saltlen.value_or(RSA_PSS_SALTLEN_DIGEST);
-      if (salt != RSA_PSS_SALTLEN_DIGEST && salt != RSA_PSS_SALTLEN_AUTO && salt != want)
-        return usage_error("RSA-PSS with a salt other than the digest length",
-                           "use rsa_pss_saltlen:digest (what TLS 1.3 and X.509 profiles use)");
-      if (!ctx->mgf1_md.empty() && hash_of(ctx->mgf1_md, 0) != hash)
-        return usage_error("RSA-PSS with an MGF1 digest other than the message digest",
-                           "use the same digest for MGF1");
-    } else {
-      return usage_error("RSA padding mode " + std::to_string(ctx->pad) + " cannot sign with a token key",
-                         "use pkcs1 or pss padding");
-    }
+int sig_sign_init(void* c, void* keydata, const OSSL_PARAM params[]) {
+  SignatureCtx* ctx = as_ctx(c);
+  return guarded(ctx->prov, 0, [&] { return init(ctx, keydata, params, true); });
+}
+
+int sig_verify_init(void* c, void* keydata, const OSSL_PARAM params[]) {
+  SignatureCtx* ctx = as_ctx(c);
+  return guarded(ctx->prov, 0, [&] { return init(ctx, keydata, params, false); });
+}
+
+// The hash a digest name (as the mirror reports it) stands for.
+Result<std::optional<HashAlg>> hash_named(const SignatureCtx* ctx, const char* name) {
+  if (name == nullptr || *name == '\0') return std::optional<HashAlg>{};
+  auto h = ctx->prov->hash_of(name);
+  if (!h)
+    return usage_error(std::string("digest ") + name + " is not used with token keys",
+                       "use SHA-256, SHA-384, SHA-512, SHA-224, SHA3-256/384/512 or SHA-1");
+  return std::optional<HashAlg>{*h};
+}
+
+// The PSS salt in bytes for OpenSSL's saltlen value, as OpenSSL's signer
+// computes it (rsa_pss_compute_saltlen): "auto" and "max" are the largest
+// salt the key takes.
+Result<std::size_t> pss_salt(const SignatureCtx* ctx, int saltlen, HashAlg hash) {
+  const int h_len = static_cast<int>(hash_size(hash));
+  if (saltlen == RSA_PSS_SALTLEN_DIGEST) return static_cast<std::size_t>(h_len);
+  if (saltlen >= 0) return static_cast<std::size_t>(saltlen);
+  // OpenSSL 3.1+ signs with "auto, at most the digest length" by default.
+  constexpr int kAutoDigestMax = -4;  // RSA_PSS_SALTLEN_AUTO_DIGEST_MAX
+  if (saltlen != RSA_PSS_SALTLEN_AUTO && saltlen != RSA_PSS_SALTLEN_MAX && saltlen != kAutoDigestMax)
+    return usage_error("RSA-PSS salt length " + std::to_string(saltlen) + " is not understood",
+                       "use rsa_pss_saltlen:digest, max, auto or a number of bytes");
+  int max = EVP_PKEY_get_size(ctx->key->pub.get()) - h_len - 2;
+  if ((EVP_PKEY_get_bits(ctx->key->pub.get()) & 0x7) == 1) --max;
+  if (max < 0) return usage_error("the key is too small for RSA-PSS with this digest", "use a shorter digest");
+  return static_cast<std::size_t>(saltlen == kAutoDigestMax ? std::min(max, h_len) : max);
+}
+
+// The signature the mirror's settled parameters describe.
+Result<SignParams> settled(const SignatureCtx* ctx) {
+  char md[80] = "", mgf1[80] = "";
+  int pad = RSA_PKCS1_PADDING, saltlen = RSA_PSS_SALTLEN_AUTO;
+  OSSL_PARAM q[] = {OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, md, sizeof md),
+                    OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PAD_MODE, &pad),
+                    OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, mgf1, sizeof mgf1),
+                    OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, &saltlen),
+                    OSSL_PARAM_construct_end()};
+  if (ctx->ecdsa) q[1] = OSSL_PARAM_construct_end();
+  if (EVP_PKEY_CTX_get_params(ctx->mirror.get(), q) != 1)
+    return openssl_error("provider.signature_parameters", "the signature parameters cannot be read back",
+                         "check the parameters given");
+  SignParams p;
+  CC_TRY_ASSIGN(p.hash, hash_named(ctx, md));
+  if (ctx->ecdsa) {
+    p.scheme = SignScheme::ecdsa;
+    return p;
   }
-  CC_TRY_ASSIGN(auto custody, ctx->prov->custody());
-  return custody->sign_digest(ctx->key->label, scheme, *hash, digest);
+  if (pad == RSA_PKCS1_PADDING) {
+    p.scheme = SignScheme::rsa_pkcs1;
+    return p;
+  }
+  if (pad != RSA_PKCS1_PSS_PADDING)
+    return usage_error("RSA padding mode " + std::to_string(pad) +
+                           " (no padding or X9.31) is not offered: raw RSA with a token key would work as a "
+                           "decryption oracle",
+                       "use rsa_padding_mode:pkcs1 (the default) or pss");
+  p.scheme = SignScheme::rsa_pss;
+  if (!p.hash) return usage_error("RSA-PSS without a digest", "set the digest (digest:<name>)");
+  CC_TRY_ASSIGN(p.mgf1, hash_named(ctx, mgf1));
+  CC_TRY_ASSIGN(p.salt_len, pss_salt(ctx, saltlen, *p.hash));
+  return p;
 }
 
-int max_size(const SignatureCtx* ctx) { return EVP_PKEY_get_size(ctx->key->pub.get()); }
+Result<Bytes> token_sign(SignatureCtx* ctx, std::span<const std::uint8_t> input) {
+  CC_TRY_ASSIGN(SignParams params, settled(ctx));
+  CC_TRY_ASSIGN(auto custody, ctx->prov->custody());
+  return custody->sign_input(ctx->key->label, params, input);
+}
 
 int sig_sign(void* c, unsigned char* sig, size_t* siglen, size_t sigsize, const unsigned char* tbs, size_t tbslen) {
   SignatureCtx* ctx = as_ctx(c);
   return guarded(ctx->prov, 0, [&] {
     if (sig == nullptr) {
-      *siglen = static_cast<size_t>(max_size(ctx));
+      *siglen = static_cast<size_t>(EVP_PKEY_get_size(ctx->key->pub.get()));
       return 1;
     }
     auto r = token_sign(ctx, {tbs, tbslen});
@@ -157,47 +197,37 @@ int sig_sign(void* c, unsigned char* sig, size_t* siglen, size_t sigsize, const 
   });
 }
 
-// Software verification with the public half (no secret involved).
-int software_verify(SignatureCtx* ctx, const unsigned char* sig, size_t siglen, const unsigned char* tbs,
-                    size_t tbslen) {
-  EvpPkeyCtxPtr v(EVP_PKEY_CTX_new_from_pkey(ctx->prov->software(), ctx->key->pub.get(), "provider=default"));
-  if (!v || EVP_PKEY_verify_init(v.get()) != 1) return 0;
-  if (!ctx->md.empty()) {
-    std::unique_ptr<EVP_MD, OsslDeleter<EVP_MD_free>> md(
-        EVP_MD_fetch(ctx->prov->software(), ctx->md.c_str(), "provider=default"));
-    if (!md || EVP_PKEY_CTX_set_signature_md(v.get(), md.get()) != 1) return 0;
-  }
-  if (!ctx->ecdsa) {
-    if (EVP_PKEY_CTX_set_rsa_padding(v.get(), ctx->pad) != 1) return 0;
-    if (ctx->pad == RSA_PKCS1_PSS_PADDING &&
-        EVP_PKEY_CTX_set_rsa_pss_saltlen(v.get(), ctx->saltlen.value_or(RSA_PSS_SALTLEN_AUTO)) != 1)
-      return 0;
-  }
-  return EVP_PKEY_verify(v.get(), sig, siglen, tbs, tbslen) == 1 ? 1 : 0;
+// Verification needs no secret: the mirror does it, as OpenSSL would.
+int mirror_verify(SignatureCtx* ctx, const unsigned char* sig, size_t siglen, const unsigned char* tbs,
+                  size_t tbslen) {
+  return ctx->mirror && EVP_PKEY_verify(ctx->mirror.get(), sig, siglen, tbs, tbslen) == 1 ? 1 : 0;
 }
 
 int sig_verify(void* c, const unsigned char* sig, size_t siglen, const unsigned char* tbs, size_t tbslen) {
   SignatureCtx* ctx = as_ctx(c);
-  return guarded(ctx->prov, 0, [&] { return software_verify(ctx, sig, siglen, tbs, tbslen); });
+  return guarded(ctx->prov, 0, [&] { return mirror_verify(ctx, sig, siglen, tbs, tbslen); });
 }
 
 int digest_init(SignatureCtx* ctx, const char* mdname) {
-  ctx->md = mdname != nullptr && *mdname != '\0' ? mdname : (ctx->md.empty() ? "SHA256" : ctx->md);
-  EVP_MD* md = EVP_MD_fetch(ctx->prov->software(), ctx->md.c_str(), "provider=default");
+  const std::string name = mdname != nullptr && *mdname != '\0' ? mdname : "SHA256";
+  OSSL_PARAM p[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, const_cast<char*>(name.c_str()), 0),
+      OSSL_PARAM_construct_end()};
+  if (EVP_PKEY_CTX_set_params(ctx->mirror.get(), p) != 1) return 0;
+  std::unique_ptr<EVP_MD, OsslDeleter<EVP_MD_free>> md(
+      EVP_MD_fetch(ctx->prov->software(), name.c_str(), "provider=default"));
   ctx->mdctx.reset(EVP_MD_CTX_new());
-  bool ok = md != nullptr && ctx->mdctx && EVP_DigestInit_ex2(ctx->mdctx.get(), md, nullptr) == 1;
-  EVP_MD_free(md);
-  return ok ? 1 : 0;
+  return md && ctx->mdctx && EVP_DigestInit_ex2(ctx->mdctx.get(), md.get(), nullptr) == 1 ? 1 : 0;
 }
 
 int sig_digest_sign_init(void* c, const char* mdname, void* keydata, const OSSL_PARAM params[]) {
   SignatureCtx* ctx = as_ctx(c);
-  return guarded(ctx->prov, 0, [&] { return sig_sign_init(c, keydata, params) && digest_init(ctx, mdname); });
+  return guarded(ctx->prov, 0, [&] { return init(ctx, keydata, params, true) && digest_init(ctx, mdname); });
 }
 
 int sig_digest_verify_init(void* c, const char* mdname, void* keydata, const OSSL_PARAM params[]) {
   SignatureCtx* ctx = as_ctx(c);
-  return guarded(ctx->prov, 0, [&] { return sig_init(c, keydata, params) && digest_init(ctx, mdname); });
+  return guarded(ctx->prov, 0, [&] { return init(ctx, keydata, params, false) && digest_init(ctx, mdname); });
 }
 
 int sig_digest_update(void* c, const unsigned char* data, size_t len) {
@@ -237,7 +267,7 @@ int sig_digest_verify_final(void* c, const unsigned char* sig, size_t siglen) {
   SignatureCtx* ctx = as_ctx(c);
   return guarded(ctx->prov, 0, [&] {
     auto d = finish_digest(ctx);
-    return d ? software_verify(ctx, sig, siglen, d->data(), d->size()) : 0;
+    return d ? mirror_verify(ctx, sig, siglen, d->data(), d->size()) : 0;
   });
 }
 
@@ -245,114 +275,39 @@ int sig_digest_verify(void* c, const unsigned char* sig, size_t siglen, const un
   return sig_digest_update(c, tbs, tbslen) && sig_digest_verify_final(c, sig, siglen);
 }
 
-// DER AlgorithmIdentifier of the signature, for certificates and requests.
-Result<Bytes> algorithm_id(const SignatureCtx* ctx) {
-  const std::string md = ctx->md.empty() ? "SHA256" : ctx->md;
-  int md_nid = OBJ_txt2nid(md.c_str());
-  if (md_nid == NID_undef) md_nid = OBJ_sn2nid(md.c_str());
-  int sig_nid = NID_undef;
-  if (!ctx->ecdsa && ctx->pad != RSA_PKCS1_PADDING)
-    return usage_error("an X.509 AlgorithmIdentifier for RSA-PSS signatures is not produced by token keys",
-                       "sign certificates and requests with PKCS#1 v1.5 (the default)");
-  if (OBJ_find_sigid_by_algs(&sig_nid, md_nid, ctx->ecdsa ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption) != 1)
-    return usage_error("no signature algorithm for digest " + md, "use SHA-256, SHA-384 or SHA-512");
-  std::unique_ptr<X509_ALGOR, OsslDeleter<X509_ALGOR_free>> alg(X509_ALGOR_new());
-  // RFC 4055 §5: NULL parameters for RSA; RFC 5758 §3.2: absent for ECDSA.
-  X509_ALGOR_set0(alg.get(), OBJ_nid2obj(sig_nid), ctx->ecdsa ? V_ASN1_UNDEF : V_ASN1_NULL, nullptr);
-  unsigned char* der = nullptr;
-  int n = i2d_X509_ALGOR(alg.get(), &der);
-  if (n <= 0) return openssl_error("provider.encode_failed", "cannot encode the AlgorithmIdentifier", "retry");
-  Bytes out(der, der + n);
-  OPENSSL_free(der);
-  return out;
-}
-
+// Digest, padding, MGF1, salt and the X.509 AlgorithmIdentifier (RSA-PSS
+// parameters included) are the mirror's.
 int sig_get_ctx_params(void* c, OSSL_PARAM params[]) {
   SignatureCtx* ctx = as_ctx(c);
   return guarded(ctx->prov, 0, [&] {
-    if (OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID)) {
-      auto id = algorithm_id(ctx);
-      if (!id) {
-        CC_PROV_RAISE(ctx->prov, id.error());
-        return 0;
-      }
-      if (OSSL_PARAM_set_octet_string(p, id->data(), id->size()) != 1) return 0;
-    }
-    if (OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST))
-      if (OSSL_PARAM_set_utf8_string(p, ctx->md.c_str()) != 1) return 0;
-    if (OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE))
-      if (OSSL_PARAM_set_int(p, ctx->pad) != 1) return 0;
-    return 1;
+    return ctx->mirror && EVP_PKEY_CTX_get_params(ctx->mirror.get(), params) == 1 ? 1 : 0;
   });
 }
 
-// TLS and the openssl tools send these either as integers or as strings.
-bool read_pad_mode(const OSSL_PARAM* p, int& out) {
-  if (p->data_type == OSSL_PARAM_UTF8_STRING) {
-    const char* s = static_cast<const char*>(p->data);
-    if (OPENSSL_strcasecmp(s, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0) out = RSA_PKCS1_PADDING;
-    else if (OPENSSL_strcasecmp(s, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0) out = RSA_PKCS1_PSS_PADDING;
-    else return false;
-    return true;
-  }
-  return OSSL_PARAM_get_int(p, &out) == 1;
-}
-
-bool read_saltlen(const OSSL_PARAM* p, int& out) {
-  if (p->data_type == OSSL_PARAM_UTF8_STRING) {
-    const char* s = static_cast<const char*>(p->data);
-    if (std::strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0) out = RSA_PSS_SALTLEN_DIGEST;
-    else if (std::strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0) out = RSA_PSS_SALTLEN_MAX;
-    else if (std::strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0) out = RSA_PSS_SALTLEN_AUTO;
-    else out = std::atoi(s);
-    return true;
-  }
-  return OSSL_PARAM_get_int(p, &out) == 1;
-}
-
-int sig_set_ctx_params_unguarded(SignatureCtx* ctx, const OSSL_PARAM params[]) {
-  if (params == nullptr) return 1;
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) {
-    const char* md = nullptr;
-    if (OSSL_PARAM_get_utf8_string_ptr(p, &md) != 1) return 0;
-    ctx->md = md;
-  }
-  if (ctx->ecdsa) return 1;
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE))
-    if (!read_pad_mode(p, ctx->pad)) return 0;
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) {
-    int v = 0;
-    if (!read_saltlen(p, v)) return 0;
-    ctx->saltlen = v;
-  }
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) {
-    const char* md = nullptr;
-    if (OSSL_PARAM_get_utf8_string_ptr(p, &md) != 1) return 0;
-    ctx->mgf1_md = md;
-  }
-  return 1;
-}
-
-int sig_set_ctx_params(void* c, const OSSL_PARAM params[]) {
-  SignatureCtx* ctx = as_ctx(c);
-  return guarded(ctx->prov, 0, [&] { return sig_set_ctx_params_unguarded(ctx, params); });
-}
-
-const OSSL_PARAM kGettableCtx[] = {OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, nullptr, 0),
+const OSSL_PARAM kGettableRsa[] = {OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, nullptr, 0),
+                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, nullptr, 0),
                                    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, nullptr, 0),
-                                   OSSL_PARAM_int(OSSL_SIGNATURE_PARAM_PAD_MODE, nullptr), OSSL_PARAM_END};
+                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, nullptr, 0),
+                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, nullptr, 0),
+                                   OSSL_PARAM_END};
+const OSSL_PARAM kGettableEc[] = {OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, nullptr, 0),
+                                  OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, nullptr, 0),
+                                  OSSL_PARAM_size_t(OSSL_SIGNATURE_PARAM_DIGEST_SIZE, nullptr), OSSL_PARAM_END};
 const OSSL_PARAM kSettableRsa[] = {OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, nullptr, 0),
                                    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, nullptr, 0),
                                    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, nullptr, 0),
-                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, nullptr, 0),
                                    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, nullptr, 0),
                                    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_PROPERTIES, nullptr, 0),
+                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, nullptr, 0),
                                    OSSL_PARAM_END};
 const OSSL_PARAM kSettableEc[] = {OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, nullptr, 0),
                                   OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, nullptr, 0),
                                   OSSL_PARAM_END};
 
-const OSSL_PARAM* sig_gettable_ctx_params(void*, void*) { return kGettableCtx; }
+template <bool Ecdsa>
+const OSSL_PARAM* sig_gettable_ctx_params(void*, void*) {
+  return Ecdsa ? kGettableEc : kGettableRsa;
+}
 template <bool Ecdsa>
 const OSSL_PARAM* sig_settable_ctx_params(void*, void*) {
   return Ecdsa ? kSettableEc : kSettableRsa;
@@ -363,7 +318,7 @@ const OSSL_PARAM* sig_settable_ctx_params(void*, void*) {
   {                                                                                                             \
     FN(OSSL_FUNC_SIGNATURE_NEWCTX, sig_newctx<Ecdsa>), FN(OSSL_FUNC_SIGNATURE_FREECTX, sig_freectx),           \
         FN(OSSL_FUNC_SIGNATURE_DUPCTX, sig_dupctx), FN(OSSL_FUNC_SIGNATURE_SIGN_INIT, sig_sign_init),           \
-        FN(OSSL_FUNC_SIGNATURE_SIGN, sig_sign), FN(OSSL_FUNC_SIGNATURE_VERIFY_INIT, sig_init),                  \
+        FN(OSSL_FUNC_SIGNATURE_SIGN, sig_sign), FN(OSSL_FUNC_SIGNATURE_VERIFY_INIT, sig_verify_init),           \
         FN(OSSL_FUNC_SIGNATURE_VERIFY, sig_verify),                                                             \
         FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, sig_digest_sign_init),                                         \
         FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, sig_digest_update),                                          \
@@ -374,7 +329,7 @@ const OSSL_PARAM* sig_settable_ctx_params(void*, void*) {
         FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, sig_digest_verify_final),                                   \
         FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY, sig_digest_verify),                                               \
         FN(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, sig_get_ctx_params),                                             \
-        FN(OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, sig_gettable_ctx_params),                                   \
+        FN(OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, sig_gettable_ctx_params<Ecdsa>),                            \
         FN(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, sig_set_ctx_params),                                             \
         FN(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, sig_settable_ctx_params<Ecdsa>), {0, nullptr}              \
   }

@@ -1,8 +1,12 @@
-// STORE for RFC 7512 "pkcs11:" URIs naming objects on the configured token:
-// OSSL_STORE_open("pkcs11:token=cc;object=ra") yields the private key (a
-// reference to a token key, never its value), the public key and the
-// certificate stored beside it. type= and OSSL_STORE_expect() narrow that.
-// With the TPM backend the same store serves "tpm2:" URIs (docs/tpm.md).
+// STORE for RFC 7512 "pkcs11:" URIs on the configured token. A URI selects
+// objects by object= (label) and/or id= (CKA_ID), narrowed by type=; with
+// neither it lists the whole token (`openssl storeutl pkcs11:token=…`).
+// Private keys come as references (never their value), then public keys,
+// then certificates; OSSL_STORE_expect() (-keys, -pubkeys, -certs) narrows
+// what is looked for, and the PIN is read only when a private key is. A key
+// pair without a public-key object gets its public half from its
+// certificate. With the TPM backend the same store serves "tpm2:" URIs
+// (docs/tpm.md).
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/store.h>
@@ -18,14 +22,15 @@ namespace {
 
 struct StoreCtx {
   ProviderContext* prov = nullptr;
-  std::string label;
-  std::optional<CK_OBJECT_CLASS> uri_class;
-  int expect = 0;  // OSSL_STORE_INFO_*; 0 = anything
+  std::string uri;
+  ObjectQuery query;  // what the URI names; type= already applied
+  int expect = 0;     // OSSL_STORE_INFO_*; 0 = anything
   bool loaded = false;
   bool failed = false;
-  std::size_t next = 0;
-  std::vector<KeyRef> keys;  // private (token) key first, then the public key
-  std::optional<Bytes> certificate;
+  std::size_t next_key = 0;
+  std::size_t next_cert = 0;
+  std::vector<KeyRef> keys;  // private keys first, then public keys
+  std::vector<Bytes> certificates;
 };
 
 StoreCtx* as_ctx(void* c) { return static_cast<StoreCtx*>(c); }
@@ -55,90 +60,120 @@ Error backend_mismatch(const std::string& uri, bool tpm_configured) {
 
 // "tpm2:object=ra", "tpm2:file=/…/ra.tss2", "tpm2:handle=0x81000002": the
 // label is the URI itself, which the TPM custody resolves.
-void* open_tpm_uri(ProviderContext* prov, const std::string& uri) {
-  auto tpm = prov->uses_tpm();
-  if (!tpm) {
-    CC_PROV_RAISE(prov, tpm.error());
-    return nullptr;
+Result<ObjectQuery> tpm_query(ProviderContext* prov, const std::string& uri) {
+  CC_TRY_ASSIGN(bool tpm, prov->uses_tpm());
+  if (!tpm) return backend_mismatch(uri, false);
+  ObjectQuery q;
+  q.label = uri;
+  return q;
+}
+
+// object=, id= and type= of a pkcs11: URI.
+Result<ObjectQuery> pkcs11_query(ProviderContext* prov, const std::string& text) {
+  if (auto tpm = prov->uses_tpm(); tpm && *tpm) return backend_mismatch(text, true);
+  CC_TRY_ASSIGN(TokenUri uri, TokenUri::parse(text));
+  CC_TRY(check_token(prov, uri));
+  ObjectQuery q;
+  q.label = uri.object_label();
+  q.id = uri.object_id();
+  if (auto cls = uri.object_class()) {
+    q.private_keys = *cls == CKO_PRIVATE_KEY;
+    q.public_keys = *cls == CKO_PUBLIC_KEY;
+    q.certificates = *cls == CKO_CERTIFICATE;
+    if (!q.private_keys && !q.public_keys && !q.certificates)
+      return uri_error("\"" + text + "\" names secret keys or data objects, which OpenSSL cannot load",
+                       "use type=private, type=public or type=cert");
   }
-  if (!*tpm) {
-    CC_PROV_RAISE(prov, backend_mismatch(uri, false));
-    return nullptr;
-  }
-  auto* ctx = new StoreCtx;
-  ctx->prov = prov;
-  ctx->label = uri;
-  return ctx;
+  return q;
 }
 
 void* store_open(void* provctx, const char* uri_text) {
   auto* prov = static_cast<ProviderContext*>(provctx);
   return guarded(prov, static_cast<void*>(nullptr), [&]() -> void* {
-    if (std::string(uri_text).rfind("tpm2:", 0) == 0) return open_tpm_uri(prov, uri_text);
-    if (auto tpm = prov->uses_tpm(); tpm && *tpm) {
-      CC_PROV_RAISE(prov, backend_mismatch(uri_text, true));
-      return nullptr;
-    }
-    auto uri = TokenUri::parse(uri_text);
-    if (!uri) {
-      CC_PROV_RAISE(prov, uri.error());
-      return nullptr;
-    }
-    auto label = uri->object_label();
-    if (!label) {
-      CC_PROV_RAISE(prov, uri_error(std::string("\"") + uri_text + "\" names no object",
-                                    "add ;object=<label> (see `certcustody token info`)"));
-      return nullptr;
-    }
-    if (Status s = check_token(prov, *uri); !s) {
-      CC_PROV_RAISE(prov, s.error());
+    const std::string uri(uri_text);
+    auto q = uri.rfind("tpm2:", 0) == 0 ? tpm_query(prov, uri) : pkcs11_query(prov, uri);
+    if (!q) {
+      CC_PROV_RAISE(prov, q.error());
       return nullptr;
     }
     auto* ctx = new StoreCtx;
     ctx->prov = prov;
-    ctx->label = *label;
-    ctx->uri_class = uri->object_class();
+    ctx->uri = uri;
+    ctx->query = std::move(q.value());
     return ctx;
   });
 }
 
-bool wants(const StoreCtx* ctx, CK_OBJECT_CLASS cls) {
-  if (ctx->uri_class && *ctx->uri_class != cls) return false;
-  switch (ctx->expect) {
-    case 0: return true;
-    case OSSL_STORE_INFO_PKEY: return cls == CKO_PRIVATE_KEY;
-    case OSSL_STORE_INFO_PUBKEY: return cls == CKO_PUBLIC_KEY;
-    case OSSL_STORE_INFO_CERT: return cls == CKO_CERTIFICATE;
-    default: return false;
-  }
+// The URI's selection narrowed by what the application expects.
+ObjectQuery wanted(const StoreCtx* ctx) {
+  ObjectQuery q = ctx->query;
+  q.private_keys &= ctx->expect == 0 || ctx->expect == OSSL_STORE_INFO_PKEY;
+  q.public_keys &= ctx->expect == 0 || ctx->expect == OSSL_STORE_INFO_PUBKEY;
+  q.certificates &= ctx->expect == 0 || ctx->expect == OSSL_STORE_INFO_CERT;
+  return q;
+}
+
+KeyRef key_ref(StoreCtx* ctx, const std::string& name, const EVP_PKEY* pub) {
+  auto k = std::make_shared<TokenKey>();
+  k->prov = ctx->prov;
+  k->label = name;
+  k->pub.reset(EVP_PKEY_dup(const_cast<EVP_PKEY*>(pub)));
+  k->is_ec = EVP_PKEY_is_a(pub, "EC") == 1;
+  return k;
+}
+
+bool have_public(const StoreCtx* ctx, const EVP_PKEY* pub) {
+  for (const KeyRef& k : ctx->keys)
+    if (k->label.empty() && EVP_PKEY_eq(k->pub.get(), pub) == 1) return true;
+  return false;
 }
 
 // Finds what the URI names on the token, once.
 Status collect(StoreCtx* ctx) {
   CC_TRY_ASSIGN(auto custody, ctx->prov->custody());
-  const bool want_key = wants(ctx, CKO_PRIVATE_KEY) || wants(ctx, CKO_PUBLIC_KEY);
-  if (want_key) {
-    auto pub = custody->public_key(ctx->label);
-    if (!pub && pub.error().code != "custody.key_not_found") return pub.error();
-    if (pub) {
-      const bool is_ec = EVP_PKEY_is_a(pub->get(), "EC") == 1;
-      if (wants(ctx, CKO_PRIVATE_KEY) && custody->find_key(ctx->label)) {
-        auto k = std::make_shared<TokenKey>(TokenKey{ctx->prov, ctx->label, nullptr, is_ec});
-        k->pub.reset(EVP_PKEY_dup(pub->get()));
-        ctx->keys.push_back(std::move(k));
-      }
-      if (wants(ctx, CKO_PUBLIC_KEY))
-        ctx->keys.push_back(std::make_shared<TokenKey>(TokenKey{ctx->prov, "", std::move(pub.value()), is_ec}));
+  const ObjectQuery want = wanted(ctx);
+  ObjectQuery q = want;
+  q.certificates = want.certificates || want.public_keys;  // a certificate can stand in for a public key
+  CC_TRY_ASSIGN(std::vector<FoundObject> found, custody->find_objects(q));
+  for (const FoundObject& o : found)
+    if (o.info.kind == ObjectKind::private_key && o.public_key)
+      ctx->keys.push_back(key_ref(ctx, o.key_name, o.public_key.get()));
+  for (const FoundObject& o : found)
+    if (o.info.kind == ObjectKind::public_key && o.public_key)
+      ctx->keys.push_back(key_ref(ctx, "", o.public_key.get()));
+  for (const FoundObject& o : found) {
+    if (o.info.kind != ObjectKind::certificate) continue;
+    if (want.certificates) {
+      ctx->certificates.push_back(o.certificate);
+    } else if (want.public_keys && o.public_key && !have_public(ctx, o.public_key.get())) {
+      ctx->keys.push_back(key_ref(ctx, "", o.public_key.get()));
     }
   }
-  if (wants(ctx, CKO_CERTIFICATE)) {
-    CC_TRY_ASSIGN(auto cert, custody->find_certificate(ctx->label));
-    ctx->certificate = std::move(cert);
-  }
-  if (ctx->keys.empty() && !ctx->certificate)
-    return Error{"custody.key_not_found", "nothing labelled '" + ctx->label + "' of the kind asked for is on the token",
-                 "list the token with `certcustody token info` and fix object= / type= in the URI"};
+  if (ctx->keys.empty() && ctx->certificates.empty())
+    return Error{"custody.key_not_found", "nothing of the kind asked for matches \"" + ctx->uri + "\"",
+                 "list the token with `certcustody token info` (or `openssl storeutl` on pkcs11:token=…) and fix "
+                 "object= / id= / type= in the URI"};
   return {};
+}
+
+int load_key(StoreCtx* ctx, OSSL_CALLBACK* object_cb, void* object_cbarg) {
+  KeyRef* ref = &ctx->keys[ctx->next_key++];
+  int type = OSSL_OBJECT_PKEY;
+  const char* data_type = (*ref)->is_ec ? "EC" : "RSA";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
+      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, const_cast<char*>(data_type), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof ref), OSSL_PARAM_construct_end()};
+  return object_cb(params, object_cbarg);
+}
+
+int load_certificate(StoreCtx* ctx, OSSL_CALLBACK* object_cb, void* object_cbarg) {
+  Bytes& der = ctx->certificates[ctx->next_cert++];
+  int type = OSSL_OBJECT_CERT;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
+                         OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der.data(), der.size()),
+                         OSSL_PARAM_construct_end()};
+  return object_cb(params, object_cbarg);
 }
 
 int store_load(void* c, OSSL_CALLBACK* object_cb, void* object_cbarg, OSSL_PASSPHRASE_CALLBACK*, void*) {
@@ -152,33 +187,18 @@ int store_load(void* c, OSSL_CALLBACK* object_cb, void* object_cbarg, OSSL_PASSP
         return 0;
       }
     }
-    if (ctx->next < ctx->keys.size()) {
-      KeyRef* ref = &ctx->keys[ctx->next++];
-      int type = OSSL_OBJECT_PKEY;
-      const char* data_type = (*ref)->is_ec ? "EC" : "RSA";
-      OSSL_PARAM params[] = {
-          OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
-          OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, const_cast<char*>(data_type), 0),
-          OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof ref),
-          OSSL_PARAM_construct_end()};
-      return object_cb(params, object_cbarg);
-    }
-    if (ctx->certificate) {
-      Bytes der = std::move(*ctx->certificate);
-      ctx->certificate.reset();
-      int type = OSSL_OBJECT_CERT;
-      OSSL_PARAM params[] = {OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
-                             OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der.data(), der.size()),
-                             OSSL_PARAM_construct_end()};
-      return object_cb(params, object_cbarg);
-    }
+    if (ctx->next_key < ctx->keys.size()) return load_key(ctx, object_cb, object_cbarg);
+    if (ctx->next_cert < ctx->certificates.size()) return load_certificate(ctx, object_cb, object_cbarg);
     return 0;
   });
 }
 
 int store_eof(void* c) {
   const StoreCtx* ctx = as_ctx(c);
-  return ctx->failed || (ctx->loaded && ctx->next >= ctx->keys.size() && !ctx->certificate) ? 1 : 0;
+  return ctx->failed || (ctx->loaded && ctx->next_key >= ctx->keys.size() &&
+                         ctx->next_cert >= ctx->certificates.size())
+             ? 1
+             : 0;
 }
 
 int store_close(void* c) {

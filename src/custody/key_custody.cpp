@@ -1,5 +1,7 @@
 #include "custody/key_custody.h"
 
+#include <openssl/obj_mac.h>
+
 namespace certcustody {
 
 Result<KeyType> parse_key_type(const std::string& s) {
@@ -23,24 +25,44 @@ std::string key_type_name(KeyType t) {
   return "?";
 }
 
-const char* hash_name(HashAlg h) {
-  switch (h) {
-    case HashAlg::sha1: return "SHA1";
-    case HashAlg::sha256: return "SHA256";
-    case HashAlg::sha384: return "SHA384";
-    case HashAlg::sha512: return "SHA512";
-  }
-  return "SHA256";
+namespace {
+
+struct HashInfo {
+  HashAlg alg;
+  const char* name;  // OpenSSL's name
+  std::size_t size;
+  int nid;
+};
+constexpr HashInfo kHashes[] = {
+    {HashAlg::sha1, "SHA1", 20, NID_sha1},
+    {HashAlg::sha224, "SHA224", 28, NID_sha224},
+    {HashAlg::sha256, "SHA256", 32, NID_sha256},
+    {HashAlg::sha384, "SHA384", 48, NID_sha384},
+    {HashAlg::sha512, "SHA512", 64, NID_sha512},
+    {HashAlg::sha512_224, "SHA512-224", 28, NID_sha512_224},
+    {HashAlg::sha512_256, "SHA512-256", 32, NID_sha512_256},
+    {HashAlg::sha3_224, "SHA3-224", 28, NID_sha3_224},
+    {HashAlg::sha3_256, "SHA3-256", 32, NID_sha3_256},
+    {HashAlg::sha3_384, "SHA3-384", 48, NID_sha3_384},
+    {HashAlg::sha3_512, "SHA3-512", 64, NID_sha3_512},
+};
+
+const HashInfo& info(HashAlg h) {
+  for (const HashInfo& i : kHashes)
+    if (i.alg == h) return i;
+  return kHashes[2];
 }
 
-std::size_t hash_size(HashAlg h) {
-  switch (h) {
-    case HashAlg::sha1: return 20;
-    case HashAlg::sha256: return 32;
-    case HashAlg::sha384: return 48;
-    case HashAlg::sha512: return 64;
-  }
-  return 0;
+}  // namespace
+
+const char* hash_name(HashAlg h) { return info(h).name; }
+std::size_t hash_size(HashAlg h) { return info(h).size; }
+int hash_nid(HashAlg h) { return info(h).nid; }
+
+std::optional<HashAlg> hash_by_nid(int nid) {
+  for (const HashInfo& i : kHashes)
+    if (i.nid == nid) return i.alg;
+  return std::nullopt;
 }
 
 Status check_digest_length(HashAlg hash, std::span<const std::uint8_t> digest) {
@@ -55,6 +77,45 @@ Result<Bytes> KeyCustody::sign(const std::string& label, SignScheme scheme, Hash
                                std::span<const std::uint8_t> message) {
   CC_TRY_ASSIGN(Bytes d, digest(hash_name(hash), message));
   return sign_digest(label, scheme, hash, d);
+}
+
+Result<std::vector<FoundObject>> KeyCustody::find_objects(const ObjectQuery& query) {
+  if (!query.label)
+    return Error{"custody.label_invalid", "keys of " + location() + " are found by label only",
+                 "name the key by its label (object=)"};
+  const std::string& label = *query.label;
+  std::vector<FoundObject> out;
+  if (query.private_keys || query.public_keys) {
+    auto pub = public_key(label);
+    if (!pub && pub.error().code != "custody.key_not_found") return pub.error();
+    if (pub && query.private_keys) {
+      auto key = find_key(label);
+      if (key) {
+        FoundObject o{std::move(key.value()), label, EvpPkeyPtr(EVP_PKEY_dup(pub->get())), {}};
+        out.push_back(std::move(o));
+      } else if (key.error().code != "custody.key_not_found") {
+        return key.error();
+      }
+    }
+    if (pub && query.public_keys) {
+      FoundObject o;
+      o.info.kind = ObjectKind::public_key;
+      o.info.label = label;
+      o.public_key = std::move(pub.value());
+      out.push_back(std::move(o));
+    }
+  }
+  if (query.certificates) {
+    CC_TRY_ASSIGN(auto der, find_certificate(label));
+    if (der) {
+      FoundObject o;
+      o.info.kind = ObjectKind::certificate;
+      o.info.label = label;
+      o.certificate = std::move(*der);
+      out.push_back(std::move(o));
+    }
+  }
+  return out;
 }
 
 }  // namespace certcustody

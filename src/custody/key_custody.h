@@ -17,7 +17,11 @@ namespace certcustody {
 
 enum class KeyType { rsa2048, rsa3072, rsa4096, ec_p256, ec_p384 };
 enum class SignScheme { rsa_pkcs1, rsa_pss, ecdsa };
-enum class HashAlg { sha1, sha256, sha384, sha512 };
+// The digests token keys sign with (hashing is done in software). MD5 and the
+// like are not among them.
+enum class HashAlg {
+  sha1, sha224, sha256, sha384, sha512, sha512_224, sha512_256, sha3_224, sha3_256, sha3_384, sha3_512
+};
 // What a key pair may do. One purpose per key: an RA (signing) key can never
 // serve as a decryption oracle, and a recipient key never signs.
 enum class KeyPurpose { sign, decrypt };
@@ -26,6 +30,9 @@ Result<KeyType> parse_key_type(const std::string& s);  // "rsa2048", "ec-p256", 
 std::string key_type_name(KeyType t);
 const char* hash_name(HashAlg h);                      // OpenSSL name, "SHA256"
 std::size_t hash_size(HashAlg h);
+int hash_nid(HashAlg h);                               // NID_sha256, ...
+// The hash of an OpenSSL digest NID; nullopt for digests token keys are not used with.
+std::optional<HashAlg> hash_by_nid(int nid);
 // custody.digest_length unless `digest` has the size of a `hash` digest.
 Status check_digest_length(HashAlg hash, std::span<const std::uint8_t> digest);
 
@@ -59,6 +66,37 @@ struct SealedContent {
   Bytes iv;           // 16 bytes
   Bytes ciphertext;   // AES-256-CBC, PKCS#7 padding (CKM_AES_CBC_PAD)
   Bytes wrapped_key;  // RSAES-OAEP with SHA-1 / MGF1-SHA-1, no label (CKM_RSA_PKCS_OAEP)
+};
+
+// How a signature is made.
+//  - hash: the digest the input is (its length is checked). Unset, the input is
+//    signed as given, as OpenSSL does without a digest: RSA PKCS#1 v1.5 pads
+//    these bytes (no DigestInfo; at most modulus size - 11 of them), ECDSA
+//    takes them as the hash. RSA-PSS needs a digest.
+//  - mgf1, salt_len: RSA-PSS only; unset, the digest and its length.
+struct SignParams {
+  SignScheme scheme = SignScheme::rsa_pkcs1;
+  std::optional<HashAlg> hash;
+  std::optional<HashAlg> mgf1;
+  std::optional<std::size_t> salt_len;
+};
+
+// Which token objects a pkcs11: URI (RFC 7512) selects; unset fields match any.
+struct ObjectQuery {
+  std::optional<std::string> label;  // object=
+  std::optional<Bytes> id;           // id=
+  bool private_keys = true;          // type=private
+  bool public_keys = true;           // type=public
+  bool certificates = true;          // type=cert
+};
+
+// A key or certificate that a query found. Nothing secret: a private key is
+// named, never read.
+struct FoundObject {
+  ObjectInfo info;
+  std::string key_name;   // private keys: the label sign/decrypt take for this key
+  EvpPkeyPtr public_key;  // keys: the public half; certificates: the subject's key
+  Bytes certificate;      // certificates: DER
 };
 
 // Where OpenSSL objects made from token data (public keys) live: a library
@@ -108,11 +146,23 @@ class KeyCustody {
   // The private (or secret) key with this label.
   virtual Result<ObjectInfo> find_key(const std::string& label) = 0;
   virtual Result<EvpPkeyPtr> public_key(const std::string& label) = 0;
+  // The keys and certificates `query` selects, private keys first, then
+  // public keys, then certificates. Public objects need no login: the PIN is
+  // read only when private keys are asked for. This default serves backends
+  // whose objects have labels only (query.label required).
+  virtual Result<std::vector<FoundObject>> find_objects(const ObjectQuery& query);
 
-  // `digest` is the hash of the message, computed by the caller in software.
+  // Signs `input` (see SignParams) in the token; a scheme, digest, MGF1 or
+  // salt the token's mechanisms cannot do is custody.mechanism_unsupported.
   // ECDSA signatures are returned DER-encoded (ECDSA-Sig-Value).
-  virtual Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
-                                    std::span<const std::uint8_t> digest) = 0;
+  virtual Result<Bytes> sign_input(const std::string& label, const SignParams& params,
+                                   std::span<const std::uint8_t> input) = 0;
+  // `digest` is the hash of the message, computed by the caller in software;
+  // PSS with MGF1 of the same digest and a salt of its length.
+  Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
+                            std::span<const std::uint8_t> digest) {
+    return sign_input(label, SignParams{scheme, hash, std::nullopt, std::nullopt}, digest);
+  }
   // Hashes `message` in software, then signs the digest in the token.
   Result<Bytes> sign(const std::string& label, SignScheme scheme, HashAlg hash,
                      std::span<const std::uint8_t> message);

@@ -30,9 +30,48 @@ const char* class_name(CK_OBJECT_CLASS cls) {
   }
 }
 
-CK_RSA_PKCS_OAEP_PARAMS oaep_params(HashAlg hash) {
-  return CK_RSA_PKCS_OAEP_PARAMS{ck_hash(hash), ck_mgf1(hash), CKZ_DATA_SPECIFIED, nullptr, 0};
+Result<CK_RSA_PKCS_OAEP_PARAMS> oaep_params(HashAlg hash) {
+  auto mgf1 = ck_mgf1(hash);
+  if (!mgf1)
+    return Error{"custody.mechanism_unsupported", std::string("RSA-OAEP cannot use ") + hash_name(hash) +
+                                                      ": PKCS#11 defines no MGF1 with it",
+                 "use SHA-1 or SHA-256 for OAEP"};
+  return CK_RSA_PKCS_OAEP_PARAMS{ck_hash(hash), *mgf1, CKZ_DATA_SPECIFIED, nullptr, 0};
 }
+
+// What a key name selects: a label, or a pkcs11: URI with object= and/or id=.
+struct Selector {
+  std::optional<std::string> label;
+  std::optional<Bytes> id;
+};
+
+Result<Selector> selector_of(const std::string& name) {
+  if (name.rfind("pkcs11:", 0) != 0) return Selector{name, std::nullopt};
+  CC_TRY_ASSIGN(TokenUri uri, TokenUri::parse(name));
+  Selector s{uri.object_label(), uri.object_id()};
+  if (!s.label && !s.id)
+    return Error{"custody.label_invalid", "\"" + name + "\" names no object",
+                 "add object=<label> or id=<hex, percent-encoded> to the URI"};
+  return s;
+}
+
+// The other objects of a key pair share its CKA_ID (PKCS#11 §4.4); without
+// one, its label.
+Selector pair_of(const ObjectInfo& o) {
+  if (!o.id.empty()) return Selector{std::nullopt, o.id};
+  return Selector{o.label, std::nullopt};
+}
+
+unsigned modulus_bits(const Bytes& n) {
+  std::size_t i = 0;
+  while (i < n.size() && n[i] == 0) ++i;
+  if (i == n.size()) return 0;
+  unsigned bits = static_cast<unsigned>((n.size() - i) * 8);
+  for (unsigned char top = n[i]; (top & 0x80) == 0; top <<= 1) --bits;
+  return bits;
+}
+
+bool is_rsa_or_ec(const ObjectInfo& o) { return o.algorithm == "RSA" || o.algorithm == "EC"; }
 
 }  // namespace
 
@@ -63,7 +102,8 @@ Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_C
     auto it = cache_.find({cls, label});
     if (it != cache_.end() && it->second.generation == s.generation()) return it->second;
   }
-  CC_TRY_ASSIGN(auto found, s.find_by_label(cls, label));
+  CC_TRY_ASSIGN(Selector sel, selector_of(label));
+  CC_TRY_ASSIGN(auto found, s.find_one(cls, sel.label, sel.id));
   if (!found) {
     std::lock_guard l(cache_mu_);
     if (seen_.count({cls, label}) == 0) return key_not_found(class_name(cls), label, pool_->uri(), cls);
@@ -80,9 +120,15 @@ Result<Pkcs11Custody::KeyHandle> Pkcs11Custody::key(TokenSession& s, CK_OBJECT_C
   CC_TRY_ASSIGN(Bytes kt, s.attribute(k.handle, CKA_KEY_TYPE, label));
   if (kt.size() == sizeof(CK_KEY_TYPE)) std::memcpy(&k.type, kt.data(), sizeof k.type);
   if (cls == CKO_PRIVATE_KEY && k.type == CKK_RSA) {
-    if (auto m = s.attribute(k.handle, CKA_MODULUS, label)) k.signature_size = m->size();
+    if (auto m = s.attribute(k.handle, CKA_MODULUS, label)) {
+      k.signature_size = m->size();
+      k.bits = modulus_bits(*m);
+    }
   } else if (cls == CKO_PRIVATE_KEY && k.type == CKK_EC) {
-    if (auto p = s.attribute(k.handle, CKA_EC_PARAMS, label)) k.signature_size = ecdsa_signature_size(*p);
+    if (auto p = s.attribute(k.handle, CKA_EC_PARAMS, label)) {
+      k.signature_size = ecdsa_signature_size(*p);
+      k.bits = ec_degree(*p);
+    }
   }
   std::lock_guard l(cache_mu_);
   cache_[{cls, label}] = k;
@@ -143,42 +189,145 @@ Result<ObjectInfo> Pkcs11Custody::find_key(const std::string& label) {
   });
 }
 
-Result<EvpPkeyPtr> Pkcs11Custody::public_key(const std::string& label) {
-  return with_key(CKO_PUBLIC_KEY, label,
-                  [&](TokenSession& s, const KeyHandle& k) { return s.public_key(k.handle, label); });
+Result<std::shared_ptr<const MechanismTable>> Pkcs11Custody::mechanisms(TokenSession& s) {
+  {
+    std::lock_guard l(cache_mu_);
+    if (mechanisms_ && mechanisms_generation_ == s.generation()) return mechanisms_;
+  }
+  CC_TRY_ASSIGN(MechanismTable table, s.mechanisms());
+  auto shared = std::make_shared<const MechanismTable>(std::move(table));
+  std::lock_guard l(cache_mu_);
+  mechanisms_ = shared;
+  mechanisms_generation_ = s.generation();
+  return shared;
 }
 
-Result<Bytes> Pkcs11Custody::sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
-                                         std::span<const std::uint8_t> digest) {
-  CC_TRY(check_digest_length(hash, digest));
-  Bytes input;
-  if (scheme == SignScheme::rsa_pkcs1) {
-    CC_TRY_ASSIGN(input, digest_info(hash, digest));
-  } else {
-    input.assign(digest.begin(), digest.end());
+Result<EvpPkeyPtr> Pkcs11Custody::public_half(TokenSession& s, const ObjectInfo& pair, const std::string& name,
+                                             std::optional<CK_OBJECT_HANDLE> priv) {
+  const Selector sel = pair_of(pair);
+  CC_TRY_ASSIGN(auto pub, s.find_one(CKO_PUBLIC_KEY, sel.label, sel.id));
+  if (pub) return s.public_key(*pub, name);
+  CC_TRY_ASSIGN(auto cert, s.find_one(CKO_CERTIFICATE, sel.label, sel.id));
+  if (cert) {
+    CC_TRY_ASSIGN(Bytes der, s.attribute(*cert, CKA_VALUE, name));
+    return s.certificate_public_key(der, name);
   }
-  CK_RSA_PKCS_PSS_PARAMS pss{ck_hash(hash), ck_mgf1(hash), hash_size(hash)};
-  CK_MECHANISM mech{CKM_RSA_PKCS, nullptr, 0};
-  if (scheme == SignScheme::rsa_pss) mech = CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof pss};
-  if (scheme == SignScheme::ecdsa) mech.mechanism = CKM_ECDSA;
-  const bool want_ec = scheme == SignScheme::ecdsa;
+  // An RSA private key carries its modulus and public exponent.
+  if (priv && pair.algorithm == "RSA") return s.public_key(*priv, name);
+  return Error{"custody.public_key_not_found",
+               "key '" + name + "' on token " + pool_->uri().text() +
+                   " has neither a public-key object nor a certificate with its CKA_ID",
+               "import its certificate (`certcustody ra import`) or the public key (pkcs11-tool --write-object "
+               "--type pubkey) with the same id"};  // no CK_RV: nothing for the pool to recover
+}
 
+Result<EvpPkeyPtr> Pkcs11Custody::public_key(const std::string& label) {
+  CC_TRY_ASSIGN(Selector sel, selector_of(label));
+  ObjectInfo pair;
+  pair.label = sel.label.value_or("");
+  if (sel.id) pair.id = *sel.id;
+  auto pub = pool_->run_public([&](TokenSession& s) { return public_half(s, pair, label, std::nullopt); });
+  if (pub || pub.error().code != "custody.public_key_not_found") return pub;
+  // Neither object is public: what the private key itself shows (login).
+  return pool_->run([&](TokenSession& s) -> Result<EvpPkeyPtr> {
+    CC_TRY_ASSIGN(auto priv, s.find_one(CKO_PRIVATE_KEY, sel.label, sel.id));
+    if (!priv) return key_not_found("public key", label, pool_->uri(), CKO_PUBLIC_KEY);
+    CC_TRY_ASSIGN(ObjectInfo info, s.describe(*priv));
+    return public_half(s, info, label, *priv);
+  });
+}
+
+Result<std::vector<FoundObject>> Pkcs11Custody::find_objects_in(TokenSession& s, const ObjectQuery& q) {
+  std::vector<FoundObject> out;
+  auto each = [&](CK_OBJECT_CLASS cls, auto&& add) -> Status {
+    CC_TRY_ASSIGN(auto handles, s.find_all(cls, q.label, q.id));
+    for (CK_OBJECT_HANDLE h : handles) {
+      FoundObject o;
+      CC_TRY_ASSIGN(o.info, s.describe(h));
+      CC_TRY(add(h, o));
+    }
+    return {};
+  };
+  if (q.private_keys)
+    CC_TRY(each(CKO_PRIVATE_KEY, [&](CK_OBJECT_HANDLE h, FoundObject& o) -> Status {
+      if (!is_rsa_or_ec(o.info) || (o.info.label.empty() && o.info.id.empty())) return {};
+      o.key_name = o.info.id.empty() ? o.info.label
+                                     : TokenUri::object_name(o.info.label.empty() ? std::nullopt
+                                                                                  : std::optional(o.info.label),
+                                                             o.info.id);
+      auto pub = public_half(s, o.info, o.key_name, h);
+      // A listing goes on past a key it cannot use; a key asked for by name does not.
+      if (!pub && (q.label || q.id || pub.error().code != "custody.public_key_not_found")) return pub.error();
+      if (pub) {
+        o.public_key = std::move(pub.value());
+        out.push_back(std::move(o));
+      }
+      return {};
+    }));
+  if (q.public_keys)
+    CC_TRY(each(CKO_PUBLIC_KEY, [&](CK_OBJECT_HANDLE h, FoundObject& o) -> Status {
+      if (!is_rsa_or_ec(o.info)) return {};
+      CC_TRY_ASSIGN(o.public_key, s.public_key(h, o.info.label));
+      out.push_back(std::move(o));
+      return {};
+    }));
+  if (q.certificates)
+    CC_TRY(each(CKO_CERTIFICATE, [&](CK_OBJECT_HANDLE h, FoundObject& o) -> Status {
+      auto type = s.attribute(h, CKA_CERTIFICATE_TYPE, o.info.label);
+      CK_CERTIFICATE_TYPE x509 = CKC_X_509;
+      if (!type || type->size() != sizeof x509 || std::memcmp(type->data(), &x509, sizeof x509) != 0) return {};
+      CC_TRY_ASSIGN(o.certificate, s.attribute(h, CKA_VALUE, o.info.label));
+      CC_TRY_ASSIGN(o.public_key, s.certificate_public_key(o.certificate, o.info.label));
+      out.push_back(std::move(o));
+      return {};
+    }));
+  return out;
+}
+
+Result<std::vector<FoundObject>> Pkcs11Custody::find_objects(const ObjectQuery& query) {
+  auto body = [&](TokenSession& s) { return find_objects_in(s, query); };
+  // The PIN only when a private object is asked for.
+  return query.private_keys ? pool_->run(body) : pool_->run_public(body);
+}
+
+Result<Bytes> Pkcs11Custody::sign_input(const std::string& label, const SignParams& params,
+                                        std::span<const std::uint8_t> input) {
+  const bool want_ec = params.scheme == SignScheme::ecdsa;
   return with_key(CKO_PRIVATE_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
     if ((k.type == CKK_EC) != want_ec)
       return Error{"custody.scheme_mismatch", "key '" + label + "' is " + (k.type == CKK_EC ? "EC" : "RSA") +
                                                   " and cannot make this kind of signature",
                    "use ECDSA with EC keys and PKCS#1 v1.5 or PSS with RSA keys"};
-    CK_MECHANISM m = mech;
-    CC_TRY_ASSIGN(Bytes sig, s.sign(k.handle, m, input, k.signature_size, label));
-    if (want_ec) return ecdsa_raw_to_der(sig);
-    return sig;
+    CC_TRY_ASSIGN(auto token, mechanisms(s));
+    const SigningKey key{want_ec, k.bits, k.signature_size, "'" + label + "'"};
+    CC_TRY_ASSIGN(Bytes data, signing_input(params, input, key, *token, "token " + pool_->uri().text()));
+    CK_MECHANISM m{want_ec ? CKM_ECDSA : CKM_RSA_PKCS, nullptr, 0};
+    CK_RSA_PKCS_PSS_PARAMS pss{};
+    if (params.scheme == SignScheme::rsa_pss) {
+      const HashAlg hash = *params.hash;  // signing_input checked both
+      pss = CK_RSA_PKCS_PSS_PARAMS{ck_hash(hash), *ck_mgf1(params.mgf1.value_or(hash)),
+                                   params.salt_len.value_or(hash_size(hash))};
+      m = CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof pss};
+    }
+    auto sig = s.sign(k.handle, m, data, k.signature_size, label);
+    // A mechanism the token lists may still refuse these parameters (SoftHSM:
+    // PSS only with MGF1 of the message digest).
+    if (!sig && (sig.error().native == CKR_ARGUMENTS_BAD || sig.error().native == CKR_MECHANISM_PARAM_INVALID))
+      return Error{"custody.mechanism_unsupported",
+                   "token " + pool_->uri().text() + " refuses " + describe_signature(params) + " (" +
+                       ck_rv_name(static_cast<CK_RV>(sig.error().native)) + ")",
+                   "use parameters the token takes, e.g. RSA-PSS with MGF1 of the message digest and "
+                   "rsa_pss_saltlen:digest",
+                   sig.error().native};
+    if (!sig || !want_ec) return sig;
+    return ecdsa_raw_to_der(*sig);
   });
 }
 
 Result<Bytes> Pkcs11Custody::rsa_oaep_encrypt(const std::string& label, HashAlg hash,
                                               std::span<const std::uint8_t> plaintext) {
+  CC_TRY_ASSIGN(CK_RSA_PKCS_OAEP_PARAMS p, oaep_params(hash));
   return with_key(CKO_PUBLIC_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<Bytes> {
-    CK_RSA_PKCS_OAEP_PARAMS p = oaep_params(hash);
     CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
     return s.encrypt(k.handle, m, plaintext, label);
   });
@@ -186,8 +335,10 @@ Result<Bytes> Pkcs11Custody::rsa_oaep_encrypt(const std::string& label, HashAlg 
 
 Result<SecureBytes> Pkcs11Custody::rsa_oaep_decrypt(const std::string& label, HashAlg hash,
                                                     std::span<const std::uint8_t> ciphertext) {
+  CC_TRY_ASSIGN(CK_RSA_PKCS_OAEP_PARAMS p, oaep_params(hash));
   return with_key(CKO_PRIVATE_KEY, label, [&](TokenSession& s, const KeyHandle& k) -> Result<SecureBytes> {
-    CK_RSA_PKCS_OAEP_PARAMS p = oaep_params(hash);
+    CC_TRY_ASSIGN(auto token, mechanisms(s));
+    CC_TRY(check_oaep_mechanism(hash, k.bits, *token, "token " + pool_->uri().text()));
     CK_MECHANISM m{CKM_RSA_PKCS_OAEP, &p, sizeof p};
     return s.decrypt(k.handle, m, ciphertext, label);
   });
@@ -273,8 +424,9 @@ Status Pkcs11Custody::store_certificate(const std::string& label, std::span<cons
 }
 
 Result<std::optional<Bytes>> Pkcs11Custody::find_certificate(const std::string& label) {
-  return pool_->run([&](TokenSession& s) -> Result<std::optional<Bytes>> {
-    CC_TRY_ASSIGN(auto h, s.find_by_label(CKO_CERTIFICATE, label));
+  CC_TRY_ASSIGN(Selector sel, selector_of(label));
+  return pool_->run_public([&](TokenSession& s) -> Result<std::optional<Bytes>> {
+    CC_TRY_ASSIGN(auto h, s.find_one(CKO_CERTIFICATE, sel.label, sel.id));
     if (!h) return std::optional<Bytes>{};
     CC_TRY_ASSIGN(Bytes der, s.attribute(*h, CKA_VALUE, label));
     return std::optional<Bytes>{std::move(der)};

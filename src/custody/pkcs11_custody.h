@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "custody/key_custody.h"
+#include "custody/mechanisms.h"
 #include "custody/token_session_pool.h"
 
 namespace certcustody {
@@ -32,8 +33,9 @@ class Pkcs11Custody final : public KeyCustody {
   Result<std::vector<ObjectInfo>> list_objects() override;
   Result<ObjectInfo> find_key(const std::string& label) override;
   Result<EvpPkeyPtr> public_key(const std::string& label) override;
-  Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
-                            std::span<const std::uint8_t> digest) override;
+  Result<std::vector<FoundObject>> find_objects(const ObjectQuery& query) override;
+  Result<Bytes> sign_input(const std::string& label, const SignParams& params,
+                           std::span<const std::uint8_t> input) override;
   Result<Bytes> rsa_oaep_encrypt(const std::string& label, HashAlg hash,
                                  std::span<const std::uint8_t> plaintext) override;
   Result<SecureBytes> rsa_oaep_decrypt(const std::string& label, HashAlg hash,
@@ -54,9 +56,12 @@ class Pkcs11Custody final : public KeyCustody {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     CK_KEY_TYPE type = 0;
     std::size_t signature_size = 0;  // RSA modulus bytes, or 2 x EC field bytes
+    unsigned bits = 0;               // RSA modulus / EC curve size
     std::uint64_t generation = 0;
   };
-  // Looks a key up by class and label, from the cache when still valid.
+  // Looks a key up by class and name, from the cache when still valid. A name
+  // is a label, or a pkcs11: URI naming the object by object= and/or id=
+  // (what find_objects() gives as key_name).
   Result<KeyHandle> key(TokenSession& s, CK_OBJECT_CLASS cls, const std::string& label);
 
   // Runs f(session, key) with the key `label`; a stale cached handle is looked
@@ -83,6 +88,13 @@ class Pkcs11Custody final : public KeyCustody {
  private:
   Result<CounterObjects> counter_now(TokenSession& s, const std::string& label);  // holds counter_mu_
   Status require_free_label(TokenSession& s, const std::string& label);
+  // The token's mechanism list, read once per connection (pool generation).
+  Result<std::shared_ptr<const MechanismTable>> mechanisms(TokenSession& s);
+  // The public half of a key pair: its public-key object, else its
+  // certificate, else (RSA) the private key `priv`'s modulus and exponent.
+  Result<EvpPkeyPtr> public_half(TokenSession& s, const ObjectInfo& pair, const std::string& name,
+                                 std::optional<CK_OBJECT_HANDLE> priv);
+  Result<std::vector<FoundObject>> find_objects_in(TokenSession& s, const ObjectQuery& query);
 
   std::unique_ptr<TokenSessionPool> pool_;
   std::mutex cache_mu_;
@@ -92,6 +104,8 @@ class Pkcs11Custody final : public KeyCustody {
   // Keys found before: one not found later vanished (a token partly or
   // wrongly restored, or away and misreporting), custody.key_vanished.
   std::set<std::pair<CK_OBJECT_CLASS, std::string>> seen_;
+  std::shared_ptr<const MechanismTable> mechanisms_;  // under cache_mu_
+  std::uint64_t mechanisms_generation_ = 0;
 };
 
 // Security Officer set-up of a fresh token (SoftHSM, or an HSM partition that

@@ -3,6 +3,7 @@
 #include <openssl/core_names.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/x509.h>
 
 #include <memory>
 
@@ -89,12 +90,29 @@ Result<std::vector<CK_OBJECT_HANDLE>> TokenSession::find(std::span<CK_ATTRIBUTE>
 }
 
 Result<std::optional<CK_OBJECT_HANDLE>> TokenSession::find_by_label(CK_OBJECT_CLASS cls, const std::string& label) {
-  CK_ATTRIBUTE tmpl[] = {attr(CKA_CLASS, cls), attr(CKA_LABEL, label.data(), label.size())};
-  CC_TRY_ASSIGN(auto found, find(tmpl, 2));
+  return find_one(cls, label, std::nullopt);
+}
+
+Result<std::vector<CK_OBJECT_HANDLE>> TokenSession::find_all(CK_OBJECT_CLASS cls,
+                                                             const std::optional<std::string>& label,
+                                                             const std::optional<Bytes>& id) {
+  std::vector<CK_ATTRIBUTE> tmpl = {attr(CKA_CLASS, cls)};
+  if (label) tmpl.push_back(attr(CKA_LABEL, label->data(), label->size()));
+  if (id) tmpl.push_back(attr(CKA_ID, id->data(), id->size()));
+  return find(tmpl, 4096);
+}
+
+Result<std::optional<CK_OBJECT_HANDLE>> TokenSession::find_one(CK_OBJECT_CLASS cls,
+                                                               const std::optional<std::string>& label,
+                                                               const std::optional<Bytes>& id) {
+  CC_TRY_ASSIGN(auto found, find_all(cls, label, id));
   if (found.empty()) return std::optional<CK_OBJECT_HANDLE>{};
   if (found.size() > 1)
-    return Error{"custody.label_ambiguous", "several objects of one kind carry the label '" + label + "'",
-                 "give each key a unique label (delete the duplicate with the HSM vendor's tool)"};
+    return Error{"custody.label_ambiguous",
+                 "several objects of one kind carry the " +
+                     (label ? "label '" + *label + "'" + (id ? " and that id" : "") : std::string("same id")),
+                 "give each key a unique label (delete the duplicate with the HSM vendor's tool), or name the key "
+                 "by label and id (pkcs11:object=…;id=…)"};
   return std::optional<CK_OBJECT_HANDLE>{found.front()};
 }
 
@@ -192,6 +210,23 @@ Result<EvpPkeyPtr> TokenSession::public_key(CK_OBJECT_HANDLE pub, const std::str
   }
   return Error{"custody.key_type_unsupported", "key '" + label + "' is neither RSA nor EC",
                "use an RSA or EC key pair"};
+}
+
+Result<EvpPkeyPtr> TokenSession::certificate_public_key(std::span<const std::uint8_t> der,
+                                                      const std::string& label) const {
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  unsigned char* spki = nullptr;
+  const int n = cert ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert.get()), &spki) : 0;
+  const unsigned char* q = spki;
+  EVP_PKEY* key = n > 0 ? d2i_PUBKEY_ex(nullptr, &q, n, software_ ? software_->libctx : nullptr,
+                                        software_ ? software_->propq : nullptr)
+                        : nullptr;
+  OPENSSL_free(spki);
+  if (key == nullptr)
+    return openssl_error("custody.certificate_invalid", "the certificate of '" + label + "' on the token cannot be read",
+                         "replace it with a valid X.509 certificate (`certcustody ra import --replace`)");
+  return EvpPkeyPtr(key);
 }
 
 Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> TokenSession::generate_key_pair(const std::string& label,
@@ -349,6 +384,24 @@ Status TokenSession::destroy_object(CK_OBJECT_HANDLE obj, const std::string& wha
   CK_RV rv = P11_CALL(*module_, C_DestroyObject, handle_, obj);
   if (rv != CKR_OK) return error(rv, "C_DestroyObject", what);
   return {};
+}
+
+Result<std::map<CK_MECHANISM_TYPE, CK_MECHANISM_INFO>> TokenSession::mechanisms() {
+  CK_SESSION_INFO si{};
+  CK_RV rv = P11_CALL(*module_, C_GetSessionInfo, handle_, &si);
+  if (rv != CKR_OK) return error(rv, "C_GetSessionInfo");
+  CK_ULONG n = 0;
+  rv = P11_CALL(*module_, C_GetMechanismList, si.slotID, nullptr, &n);
+  std::vector<CK_MECHANISM_TYPE> types(n);
+  if (rv == CKR_OK) rv = P11_CALL(*module_, C_GetMechanismList, si.slotID, types.data(), &n);
+  if (rv != CKR_OK) return error(rv, "C_GetMechanismList");
+  types.resize(n);
+  std::map<CK_MECHANISM_TYPE, CK_MECHANISM_INFO> out;
+  for (CK_MECHANISM_TYPE t : types) {
+    CK_MECHANISM_INFO info{};
+    if (P11_CALL(*module_, C_GetMechanismInfo, si.slotID, t, &info) == CKR_OK) out[t] = info;
+  }
+  return out;
 }
 
 Result<Bytes> TokenSession::random(std::size_t n) {

@@ -5,6 +5,7 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,11 +37,19 @@ class TokenSession {
   // The one object of `cls` with this label; nullopt when none; an error when
   // several objects share the label (ambiguous).
   Result<std::optional<CK_OBJECT_HANDLE>> find_by_label(CK_OBJECT_CLASS cls, const std::string& label);
+  // The same by label and/or CKA_ID (at least one of them given).
+  Result<std::optional<CK_OBJECT_HANDLE>> find_one(CK_OBJECT_CLASS cls, const std::optional<std::string>& label,
+                                                   const std::optional<Bytes>& id);
+  // Every object of `cls` with this label and/or id (unset: any).
+  Result<std::vector<CK_OBJECT_HANDLE>> find_all(CK_OBJECT_CLASS cls, const std::optional<std::string>& label,
+                                                 const std::optional<Bytes>& id);
 
   Result<Bytes> attribute(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, const std::string& what);
   Result<ObjectInfo> describe(CK_OBJECT_HANDLE obj);
   // Public key of a key pair as an OpenSSL key (public parameters only).
   Result<EvpPkeyPtr> public_key(CK_OBJECT_HANDLE public_key_object, const std::string& label);
+  // The subject public key of a DER certificate (a key pair known by its certificate).
+  Result<EvpPkeyPtr> certificate_public_key(std::span<const std::uint8_t> der, const std::string& label) const;
 
   // Token objects: private key sensitive, non-extractable; both halves share id and label.
   Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> generate_key_pair(const std::string& label,
@@ -67,6 +76,8 @@ class TokenSession {
   Result<CK_OBJECT_HANDLE> create_object(std::span<CK_ATTRIBUTE> tmpl, const std::string& what);
   Status destroy_object(CK_OBJECT_HANDLE obj, const std::string& what);
   Result<Bytes> random(std::size_t n);
+  // The token's mechanisms and what each allows (no login needed).
+  Result<std::map<CK_MECHANISM_TYPE, CK_MECHANISM_INFO>> mechanisms();
 
   Error error(CK_RV rv, const std::string& operation, const std::string& object = {}) const;
 

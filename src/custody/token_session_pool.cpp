@@ -346,14 +346,7 @@ Result<CK_SLOT_ID> TokenSessionPool::find_slot_locked() {
     c.operation = "C_GetSlotList";
     return ck_error(rv, c);
   }
-  std::vector<CK_SLOT_ID> matches;
-  for (CK_SLOT_ID id : ids) {
-    CK_SLOT_INFO si{};
-    CK_TOKEN_INFO ti{};
-    if (P11_CALL(*module_, C_GetSlotInfo, id, &si) != CKR_OK) continue;
-    if (P11_CALL(*module_, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
-    if ((ti.flags & CKF_TOKEN_INITIALIZED) && uri_.matches(id, si, ti)) matches.push_back(id);
-  }
+  std::vector<CK_SLOT_ID> matches = matching_slots(ids);
   if (matches.empty())
     return Error{"custody.token_not_present",
                  "no initialised token matching " + uri_.text() + " in " + module_->path(),
@@ -485,6 +478,36 @@ Result<std::vector<SlotDescription>> TokenSessionPool::slots() {
     out.push_back(std::move(d));
   }
   return out;
+}
+
+std::vector<CK_SLOT_ID> TokenSessionPool::matching_slots(const std::vector<CK_SLOT_ID>& ids) {
+  std::vector<CK_SLOT_ID> matches;
+  for (CK_SLOT_ID id : ids) {
+    CK_SLOT_INFO si{};
+    CK_TOKEN_INFO ti{};
+    if (P11_CALL(*module_, C_GetSlotInfo, id, &si) != CKR_OK) continue;
+    if (P11_CALL(*module_, C_GetTokenInfo, id, &ti) != CKR_OK) continue;
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) && uri_.matches(id, si, ti)) matches.push_back(id);
+  }
+  return matches;
+}
+
+std::unique_ptr<TokenSessionPool::PublicLease> TokenSessionPool::public_lease() {
+  std::shared_lock mod(module_mu_);
+  std::uint64_t gen = 0;
+  {
+    std::lock_guard l(mu_);
+    if (ready_ || recovering_ || abandoned_) return nullptr;
+    gen = generation_;
+  }
+  std::vector<CK_SLOT_ID> ids;
+  if (module_->slot_ids(true, ids) != CKR_OK) return nullptr;
+  std::vector<CK_SLOT_ID> slots = matching_slots(ids);
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  if (slots.size() != 1 ||
+      P11_CALL(*module_, C_OpenSession, slots.front(), CKF_SERIAL_SESSION, nullptr, nullptr, &h) != CKR_OK)
+    return nullptr;
+  return std::make_unique<PublicLease>(this, h, gen, std::move(mod));
 }
 
 }  // namespace certcustody

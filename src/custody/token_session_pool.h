@@ -126,6 +126,16 @@ class TokenSessionPool {
   // reconnects one that is away, subject to the backoff. For the daemon's
   // timer: notices a token that left while nothing used it.
   Status check();
+  // Runs f(TokenSession&) for public objects (public keys, certificates),
+  // which need no PIN. Before the pool has logged in, f gets a session of its
+  // own that is not logged in (opened for f and closed after it; no
+  // recovery), so no PIN is read; once logged in, or when that session cannot
+  // be had, this is run().
+  template <class F>
+  auto run_public(F&& f) -> std::invoke_result_t<F, TokenSession&> {
+    if (auto lease = public_lease()) return f(lease->session());
+    return run(std::forward<F>(f));
+  }
 
   // At process exit some modules (SoftHSM 2.6.1) crash in C_CloseSession or
   // C_Finalize once OpenSSL has cleaned up; an abandoned pool leaves its
@@ -166,6 +176,25 @@ class TokenSessionPool {
   void before_fork();
   void after_fork(bool child);
   Result<CK_SLOT_ID> find_slot_locked();
+  std::vector<CK_SLOT_ID> matching_slots(const std::vector<CK_SLOT_ID>& ids);
+  // A session that is not logged in, closed when it goes (run_public).
+  class PublicLease {
+   public:
+    PublicLease(TokenSessionPool* pool, CK_SESSION_HANDLE h, std::uint64_t gen, std::shared_lock<std::shared_mutex> lk)
+        : pool_(pool), session_(*pool->module_, h, pool->context_, gen, &pool->options_.software),
+          module_lock_(std::move(lk)) {}
+    PublicLease(const PublicLease&) = delete;
+    PublicLease& operator=(const PublicLease&) = delete;
+    ~PublicLease() { (void)P11_CALL(*pool_->module_, C_CloseSession, session_.handle()); }
+    TokenSession& session() { return session_; }
+
+   private:
+    TokenSessionPool* pool_;
+    TokenSession session_;
+    std::shared_lock<std::shared_mutex> module_lock_;
+  };
+  // nullopt when logged in already, or when no session can be opened now.
+  std::unique_ptr<PublicLease> public_lease();
   Status login_locked(CK_SESSION_HANDLE anchor, const CK_TOKEN_INFO& info);
   void note_connect_result_locked(const Status& s);  // holds mu_
 

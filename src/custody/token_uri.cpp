@@ -84,4 +84,22 @@ std::string TokenUri::object_uri(const std::string& label, CK_OBJECT_CLASS cls) 
   return s;
 }
 
+std::string TokenUri::object_name(const std::optional<std::string>& label,
+                                  const std::optional<std::vector<unsigned char>>& id) {
+  std::unique_ptr<p11_kit_uri, Free> u(p11_kit_uri_new());
+  if (label) {
+    CK_ATTRIBUTE a{CKA_LABEL, const_cast<char*>(label->data()), static_cast<CK_ULONG>(label->size())};
+    p11_kit_uri_set_attribute(u.get(), &a);
+  }
+  if (id) {
+    CK_ATTRIBUTE a{CKA_ID, const_cast<unsigned char*>(id->data()), static_cast<CK_ULONG>(id->size())};
+    p11_kit_uri_set_attribute(u.get(), &a);
+  }
+  char* out = nullptr;
+  if (p11_kit_uri_format(u.get(), P11_KIT_URI_FOR_OBJECT, &out) != P11_KIT_URI_OK) return "pkcs11:";
+  std::string s(out);
+  std::free(out);
+  return s;
+}
+
 }  // namespace certcustody

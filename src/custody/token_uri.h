@@ -32,6 +32,9 @@ class TokenUri {
   // This URI narrowed to one object, e.g. "pkcs11:token=cc;object=ra;type=private",
   // formatted (and percent-encoded) by p11-kit.
   std::string object_uri(const std::string& label, CK_OBJECT_CLASS cls) const;
+  // "pkcs11:object=<label>;id=<id>" with what is given, formatted by p11-kit.
+  static std::string object_name(const std::optional<std::string>& label,
+                                 const std::optional<std::vector<unsigned char>>& id);
 
  private:
   struct Free {

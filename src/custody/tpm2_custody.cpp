@@ -55,14 +55,33 @@ std::optional<std::uint32_t> parse_hex32(const std::string& s) {
   return static_cast<std::uint32_t>(v);
 }
 
-TPMI_ALG_HASH tpm_hash(HashAlg h) {
+// The hashes a TPM signs and decrypts with (TPM 2.0 Part 2 §6.3).
+Result<TPMI_ALG_HASH> tpm_hash(HashAlg h) {
   switch (h) {
-    case HashAlg::sha1: return TPM2_ALG_SHA1;
-    case HashAlg::sha256: return TPM2_ALG_SHA256;
-    case HashAlg::sha384: return TPM2_ALG_SHA384;
-    case HashAlg::sha512: return TPM2_ALG_SHA512;
+    case HashAlg::sha1: return TPMI_ALG_HASH{TPM2_ALG_SHA1};
+    case HashAlg::sha256: return TPMI_ALG_HASH{TPM2_ALG_SHA256};
+    case HashAlg::sha384: return TPMI_ALG_HASH{TPM2_ALG_SHA384};
+    case HashAlg::sha512: return TPMI_ALG_HASH{TPM2_ALG_SHA512};
+    default: break;
   }
-  return TPM2_ALG_SHA256;
+  return Error{"custody.mechanism_unsupported",
+               std::string("the TPM signs and decrypts with SHA-1, SHA-256, SHA-384 or SHA-512, not ") + hash_name(h),
+               "use SHA-256, SHA-384 or SHA-512"};
+}
+
+// What TPM2_Sign can express: a digest of a TPM hash; PSS with MGF1 of the
+// same digest and a salt of its length.
+Status check_tpm_sign_params(const SignParams& p) {
+  auto refuse = [](const std::string& what) {
+    return Error{"custody.mechanism_unsupported", "the TPM cannot sign " + what,
+                 "sign a SHA-256/384/512 digest; with RSA-PSS use rsa_pss_saltlen:digest and the same MGF1 digest"};
+  };
+  if (!p.hash) return refuse("input that is not a digest (no digest was named)");
+  if (p.scheme == SignScheme::rsa_pss && p.mgf1 && *p.mgf1 != *p.hash)
+    return refuse("RSA-PSS with an MGF1 digest other than the message digest");
+  if (p.scheme == SignScheme::rsa_pss && p.salt_len && *p.salt_len != hash_size(*p.hash))
+    return refuse("RSA-PSS with a salt of " + std::to_string(*p.salt_len) + " bytes (its salt is the digest length)");
+  return tpm_hash(*p.hash).status();
 }
 
 Result<std::string> read_small_file(const std::string& path) {
@@ -416,8 +435,11 @@ Result<EvpPkeyPtr> Tpm2Custody::public_key(const std::string& label) {
 
 // ---- signatures and decryption --------------------------------------------
 
-Result<Bytes> Tpm2Custody::sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
-                                       std::span<const std::uint8_t> digest) {
+Result<Bytes> Tpm2Custody::sign_input(const std::string& label, const SignParams& params,
+                                      std::span<const std::uint8_t> digest) {
+  CC_TRY(check_tpm_sign_params(params));
+  const HashAlg hash = *params.hash;
+  const SignScheme scheme = params.scheme;
   CC_TRY(check_digest_length(hash, digest));
   CC_TRY_ASSIGN(TpmKeyLocation loc, locate_tpm_key(label, impl_->cfg.key_dir));
   const bool want_ec = scheme == SignScheme::ecdsa;
@@ -433,7 +455,7 @@ Result<Bytes> Tpm2Custody::sign_digest(const std::string& label, SignScheme sche
     std::memcpy(d.buffer, digest.data(), digest.size());
     TPMT_SIG_SCHEME s{};
     s.scheme = want_ec ? TPM2_ALG_ECDSA : scheme == SignScheme::rsa_pss ? TPM2_ALG_RSAPSS : TPM2_ALG_RSASSA;
-    s.details.any.hashAlg = tpm_hash(hash);
+    s.details.any.hashAlg = *tpm_hash(hash);
     CC_TRY_ASSIGN(TPMT_SIGNATURE sig, impl_->sign(*k, loc, d, s));
     if (want_ec) return ecdsa_to_der(sig.signature.ecdsa);
     const auto& rsa = scheme == SignScheme::rsa_pss ? sig.signature.rsapss.sig : sig.signature.rsassa.sig;
@@ -473,7 +495,7 @@ Result<SecureBytes> Tpm2Custody::rsa_oaep_decrypt(const std::string& label, Hash
     std::memcpy(ct.buffer, ciphertext.data(), ciphertext.size());
     TPMT_RSA_DECRYPT scheme{};
     scheme.scheme = TPM2_ALG_OAEP;
-    scheme.details.oaep.hashAlg = tpm_hash(hash);
+    CC_TRY_ASSIGN(scheme.details.oaep.hashAlg, tpm_hash(hash));
     TPM2B_DATA no_label{};
     TPM2B_PUBLIC_KEY_RSA* raw = nullptr;
     // ENCRYPT: the plaintext comes back encrypted under the session key.

@@ -76,8 +76,8 @@ class Tpm2Custody final : public KeyCustody {
   Result<std::vector<ObjectInfo>> list_objects() override;
   Result<ObjectInfo> find_key(const std::string& label) override;
   Result<EvpPkeyPtr> public_key(const std::string& label) override;
-  Result<Bytes> sign_digest(const std::string& label, SignScheme scheme, HashAlg hash,
-                            std::span<const std::uint8_t> digest) override;
+  Result<Bytes> sign_input(const std::string& label, const SignParams& params,
+                           std::span<const std::uint8_t> input) override;
   Result<Bytes> rsa_oaep_encrypt(const std::string& label, HashAlg hash,
                                  std::span<const std::uint8_t> plaintext) override;
   Result<SecureBytes> rsa_oaep_decrypt(const std::string& label, HashAlg hash,

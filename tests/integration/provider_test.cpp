@@ -80,11 +80,13 @@ TEST_F(Provider, RsaOaepDecryptsInTheToken) {
                      "-in", path("secret"), "-out", path("secret.enc")})
                 .exit_code,
             0);
-  auto dec = openssl(with({"pkeyutl", "-decrypt", "-inkey", key_uri("rcpt"), "-pkeyopt", "rsa_padding_mode:oaep",
-                           "-in", path("secret.enc"), "-out", path("secret.out")},
-                          kOursFirst));
-  ASSERT_EQ(dec.exit_code, 0) << dec.output;
-  EXPECT_EQ(read_file(path("secret.out")), "a content-encryption key");
+  for (const auto& order : {kOursFirst, kDefaultFirst}) {
+    auto dec = openssl(with({"pkeyutl", "-decrypt", "-inkey", key_uri("rcpt"), "-pkeyopt", "rsa_padding_mode:oaep",
+                             "-in", path("secret.enc"), "-out", path("secret.out")},
+                            order));
+    ASSERT_EQ(dec.exit_code, 0) << dec.output;
+    EXPECT_EQ(read_file(path("secret.out")), "a content-encryption key");
+  }
 }
 
 struct TlsCase {

@@ -308,6 +308,44 @@ TEST_F(TpmKeys, UriFormsNameTheSameKey) {
   expect_nothing_loaded("ra csr");
 }
 
+// The provider's semantics hold for TPM keys: a digest signs, in every form
+// OpenSSL offers; what TPM2_Sign cannot make (an input that is no digest, a
+// PSS salt other than the digest length) is refused by name; `pkey -text`
+// prints the public part.
+TEST_F(TpmKeys, ProviderSignsDigestsAndRefusesWhatTheTpmCannotByName) {
+  ASSERT_EQ(cc({"ra", "keygen", "--label", "ra", "--key-type", "rsa2048"}).exit_code, 0);
+  ASSERT_EQ(ours({"pkey", "-in", "tpm2:object=ra", "-pubout", "-out", path("ra.pub")}).exit_code, 0);
+  write_file(path("msg"), "signed in the TPM through the provider\n");
+  ASSERT_EQ(openssl({"dgst", "-sha256", "-binary", "-out", path("dg"), path("msg")}).exit_code, 0);
+  auto sign = [&](const std::vector<std::string>& opts) {
+    std::vector<std::string> a = {"pkeyutl", "-sign", "-inkey", "tpm2:object=ra", "-in", path("dg"), "-out",
+                                  path("sig")};
+    a.insert(a.end(), opts.begin(), opts.end());
+    return ours(a);
+  };
+  const std::vector<std::string> pss = {"-pkeyopt", "rsa_padding_mode:pss", "-pkeyopt", "digest:sha256"};
+  for (std::vector<std::string> opts : {std::vector<std::string>{"-pkeyopt", "digest:sha256"}, pss}) {
+    if (opts.size() > 2) opts.insert(opts.end(), {"-pkeyopt", "rsa_pss_saltlen:digest"});
+    auto s = sign(opts);
+    ASSERT_EQ(s.exit_code, 0) << s.output;
+    std::vector<std::string> verify = {"pkeyutl", "-verify", "-pubin", "-inkey", path("ra.pub"), "-in", path("dg"),
+                                       "-sigfile", path("sig")};
+    verify.insert(verify.end(), opts.begin(), opts.end());
+    EXPECT_EQ(openssl(verify).exit_code, 0);
+  }
+  std::vector<std::string> max_salt = pss;
+  max_salt.insert(max_salt.end(), {"-pkeyopt", "rsa_pss_saltlen:max"});
+  for (const std::vector<std::string>& opts : {std::vector<std::string>{}, max_salt}) {
+    auto r = sign(opts);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("error custody.mechanism_unsupported"), std::string::npos) << r.output;
+  }
+  auto text = ours({"pkey", "-in", "tpm2:object=ra", "-text", "-noout"});
+  EXPECT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("Public-Key: (2048 bit)"), std::string::npos) << text.output;
+  expect_nothing_loaded("provider signatures");
+}
+
 // Mutual TLS, the client key in the TPM: through our provider in openssl
 // s_client, and through the executable (ca ping), against openssl s_server
 // requiring a client certificate from the test CA.

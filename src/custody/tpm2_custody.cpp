@@ -247,7 +247,7 @@ Result<std::unique_ptr<Tpm2Custody>> Tpm2Custody::open(const CustodyConfig& conf
 }
 
 Status Tpm2Custody::connect() {
-  std::lock_guard lock(impl_->mu);
+  EsysLock lock = impl_->lock();
   CC_TRY(impl_->ready());
   return impl_->verify_auth();
 }
@@ -260,17 +260,17 @@ CustodyHealth Tpm2Custody::health() const {
 }
 
 Status Tpm2Custody::check() {
-  std::lock_guard lock(impl_->mu);
+  EsysLock lock = impl_->lock();
   return impl_->ready();
 }
 
 void Tpm2Custody::abandon() {
-  std::lock_guard lock(impl_->mu);
+  EsysLock lock = impl_->lock();
   impl_->disconnect();
 }
 
 std::size_t Tpm2Custody::loaded_objects() const {
-  std::lock_guard lock(impl_->mu);
+  EsysLock lock = impl_->lock();
   return static_cast<std::size_t>(std::count_if(impl_->keys.begin(), impl_->keys.end(),
                                                 [](const auto& e) { return e.second.transient; }));
 }

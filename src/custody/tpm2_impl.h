@@ -2,6 +2,7 @@
 // it holds loaded, and the rules for auth failures (tpm2_connection.cpp).
 #pragma once
 
+#include <openssl/crypto.h>
 #include <tss2/tss2_esys.h>
 
 #include <chrono>
@@ -32,11 +33,33 @@ struct LoadedKey {
   std::uint64_t last_use = 0;
 };
 
+// The backend's mutex, held for every ESYS call, together with the backend's
+// software context made the thread's default OpenSSL library context.
+// tpm2-tss 3.2 does its own session crypto (the ECDH salt to an ECC storage
+// key, HMACs, parameter encryption) in the default context, which inside our
+// provider lists certcustody itself, possibly first: tpm2-tss would then make
+// its ephemeral ECDH key with our key management and fail. The previous
+// default is restored when the lock is released.
+class EsysLock {
+ public:
+  EsysLock(std::mutex& mu, OSSL_LIB_CTX* software)
+      : lock_(mu), previous_(software != nullptr ? OSSL_LIB_CTX_set0_default(software) : nullptr) {}
+  ~EsysLock() {
+    if (previous_ != nullptr) OSSL_LIB_CTX_set0_default(previous_);
+  }
+  EsysLock(const EsysLock&) = delete;
+  EsysLock& operator=(const EsysLock&) = delete;
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+  OSSL_LIB_CTX* previous_;
+};
+
 struct Tpm2Custody::Impl {
   CustodyConfig cfg;
   SoftwareContext sw;
   PinSource auth_source;
-  std::mutex mu;  // every ESYS call, and everything below
+  std::mutex mu;  // every ESYS call, and everything below (taken through lock())
 
   TSS2_TCTI_CONTEXT* tcti = nullptr;
   ESYS_CONTEXT* esys = nullptr;
@@ -72,6 +95,8 @@ struct Tpm2Custody::Impl {
       : cfg(std::move(c)), sw(s), auth_source(std::move(p)), sign_session(std::make_unique<TpmSignSession>(sw)) {}
   ~Impl() { disconnect(); }
 
+  EsysLock lock() { return EsysLock(mu, sw.libctx); }
+
   TpmContext context(std::string operation, std::string object = {}) const {
     return TpmContext{std::move(operation), cfg.tcti, std::move(object)};
   }
@@ -80,7 +105,7 @@ struct Tpm2Custody::Impl {
   // re-opened and f() run once more; an auth failure never is.
   template <class F>
   auto run(F&& f) -> std::invoke_result_t<F> {
-    std::lock_guard lock(mu);
+    EsysLock held = lock();
     for (int attempt = 0;; ++attempt) {
       if (Status s = ready(); !s) return s.error();
       auto r = f();

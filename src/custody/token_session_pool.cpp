@@ -18,14 +18,16 @@ constexpr std::chrono::milliseconds kRescanDelays[] = {std::chrono::milliseconds
                                                        std::chrono::milliseconds(100), std::chrono::milliseconds(200),
                                                        std::chrono::milliseconds(400)};
 
-// The pools of this process, for the fork handlers.
+// The pools of this process, for the fork handlers. Never destroyed: a pool
+// may outlive the static destructors (the provider's pool goes in
+// OPENSSL_cleanup, an atexit handler that runs after them).
 std::mutex& pools_mutex() {
-  static std::mutex m;
-  return m;
+  static auto* m = new std::mutex;
+  return *m;
 }
 std::set<TokenSessionPool*>& pools() {
-  static std::set<TokenSessionPool*> p;
-  return p;
+  static auto* p = new std::set<TokenSessionPool*>;
+  return *p;
 }
 
 }  // namespace

@@ -24,9 +24,10 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # The release run's timings, so that ctest starts the longest tests first
-# (the two cores stay busy to the end); the 60 s token-away and the
-# 1,000-request soak run in the release build only: under the sanitizers
-# their short siblings (away_5s, the crash points) cover the same code.
+# (the two cores stay busy to the end); the 60 s token-away, the
+# 1,000-request soak and the SIGKILL crash points run in the release build
+# only: under the sanitizers their short siblings (away_5s, the pipeline
+# tests that kill a command or a daemon once) cover the same code.
 mkdir -p build-asan/Testing/Temporary
 cp -f build/Testing/Temporary/CTestCostData.txt build-asan/Testing/Temporary/ 2>/dev/null || true
-(cd build-asan && ctest --output-on-failure -j"$jobs" -E 'away_60s|SoakThousandRequestsNoneLost')
+(cd build-asan && ctest --output-on-failure -j"$jobs" -E 'away_60s|SoakThousandRequestsNoneLost|PipelineCrash')

@@ -37,6 +37,11 @@ void write_file(const std::string& path, const std::string& content, unsigned mo
   ::chmod(path.c_str(), mode);
 }
 
+bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream ss;

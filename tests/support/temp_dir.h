@@ -23,6 +23,9 @@ class TempDir {
 
 void write_file(const std::string& path, const std::string& content, unsigned mode = 0600);
 std::string read_file(const std::string& path);
+// True under CI (CI=true), where ../shared is beside the clone: a test that
+// needs its third-party vectors fails there instead of skipping.
+bool running_in_ci();
 
 struct RunResult {
   int exit_code = -1;
